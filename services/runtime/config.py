@@ -1,0 +1,63 @@
+"""Settings every service shares. Each service subclasses `ServiceSettings` with its own env
+prefix (MILO_STT_, MILO_TRANSLATE_, ...) and fields; the same fields are CLI flags
+(`milo serve stt --port 50061 --max-queue 8`). Built once at the entry point, passed down.
+
+Precedence: CLI flag > environment variable > default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS_DIR = Path("models/demo")
+
+# Default ports (gRPC, metrics). The gateway's HTTP bridge is on 8080 and serves its
+# metrics at /metrics there; its gRPC metrics port is 9150.
+PORTS = {
+    "gateway": (50050, 9150),
+    "stt": (50051, 9151),
+    "translate": (50052, 9152),
+    "llm": (50053, 9153),
+    "tts": (50054, 9154),
+}
+
+
+def models_root() -> Path:
+    """Where the prepared models live: $MILO_MODELS_DIR, else the demo set."""
+    return Path(os.environ.get("MILO_MODELS_DIR", str(DEFAULT_MODELS_DIR)))
+
+
+class ServiceSettings(BaseSettings):
+    """Server settings; the subclass sets `env_prefix` and the port defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MILO_",
+        extra="ignore",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_use_class_docs_for_groups=False,
+    )
+
+    host: str = Field("0.0.0.0", description="address to listen on")
+    port: int = Field(0, ge=0, le=65535, description="gRPC port (0 picks a free one)")
+    metrics_host: str = Field("0.0.0.0", description="address for /metrics")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port")
+    api_key: SecretStr | None = Field(
+        None, description="require this key in 'authorization: Bearer' or 'x-api-key'"
+    )
+    max_concurrency: int = Field(4, ge=1, le=1024, description="requests served at once")
+    max_queue: int = Field(32, ge=0, le=100_000, description="requests waiting, past which 429")
+    shutdown_grace_s: float = Field(10.0, ge=0, le=600, description="drain time on SIGTERM")
+    max_message_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, le=1024**3, description="largest gRPC message"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,64 @@
+"""Typed errors that servicers and engines raise; the interceptor maps them to status codes.
+
+No code inspects an exception's text: the class says what happened, the message says it
+to a person. Anything else that escapes a handler becomes INTERNAL with a generic message
+(the details go to the log, not to the client).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class MiloError(Exception):
+    """Base class: an error with a gRPC status code and a message for the caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(MiloError):
+    """The request is malformed or asks for something this server cannot do."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(MiloError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(MiloError):
+    """The server is not in a state to do this (e.g. model not loaded)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(MiloError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(MiloError):
+    """Queue full or a size limit reached; `retry_after_ms` is a hint for the caller."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class Unavailable(MiloError):
+    """A dependency is down or the server is draining."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(MiloError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(MiloError):
+    code = grpc.StatusCode.CANCELLED

@@ -1,0 +1,155 @@
+"""Host one Milo service on a grpc.aio server, with everything every service needs.
+
+Life cycle: bind and start (health NOT_SERVING, service RPCs answer UNAVAILABLE) -> load
+and warm up the model in a worker thread -> SERVING -> on SIGTERM/SIGINT: NOT_SERVING,
+drain in-flight calls within the grace period, stop, release the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.runtime import metrics
+from services.runtime.admission import Admission
+from services.runtime.config import ServiceSettings
+from services.runtime.interceptors import ServiceInterceptor
+from services.runtime.logs import setup_logging
+
+log = logging.getLogger(__name__)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Service(Protocol):
+    """What a service gives the runtime. `load` and `close` block; they run in a thread."""
+
+    name: str  # short name, the metrics label: "stt"
+    service_names: Sequence[str]  # full proto names, e.g. ("milo.stt.v1.Stt",)
+    model_id: str
+    device: str
+
+    def register(self, server: grpc.aio.Server) -> None: ...
+    def load(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class ServiceHost:
+    """One service on one server. `await start()`, then `await stop()` (or `serve()`)."""
+
+    def __init__(self, service: Service, settings: ServiceSettings) -> None:
+        self.service, self.settings = service, settings
+        self.health = health.aio.HealthServicer()
+        self.admission = Admission(
+            settings.max_concurrency,
+            settings.max_queue,
+            on_change=self._on_admission_change,
+        )
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        self.interceptor = ServiceInterceptor(service.name, self.admission, key)
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self.metrics_port = 0
+        self._metrics: metrics.MetricsServer | None = None
+        self._loaded = asyncio.Event()
+
+    def _on_admission_change(self, active: int, queued: int) -> None:
+        metrics.ACTIVE.labels(self.service.name).set(active)
+        metrics.QUEUE_DEPTH.labels(self.service.name).set(queued)
+
+    async def start(self, load: bool = True) -> None:
+        s = self.settings
+        self.server = grpc.aio.server(
+            interceptors=[self.interceptor],
+            options=[
+                ("grpc.max_receive_message_length", s.max_message_bytes),
+                ("grpc.max_send_message_length", s.max_message_bytes),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ],
+        )
+        self.service.register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [*self.service.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self.server)
+        await self._set_health(NOT_SERVING)
+        self.port = self.server.add_insecure_port(s.address)
+        await self.server.start()
+        self._metrics = metrics.MetricsServer(s.metrics_host, s.metrics_port)
+        self.metrics_port = self._metrics.port
+        log.info("%s listening on %s:%d (NOT_SERVING until loaded)", self.service.name, s.host,
+                 self.port)
+        if load:
+            await self.load()
+
+    async def load(self) -> None:
+        """Load and warm up the model off the event loop, then say SERVING."""
+        name, start = self.service.name, time.monotonic()
+        await asyncio.to_thread(self.service.load)
+        took = time.monotonic() - start
+        metrics.MODEL_LOAD.labels(name).set(took)
+        metrics.MODEL_INFO.labels(name, self.service.model_id, self.service.device).set(1)
+        self.interceptor.ready = True
+        await self._set_health(SERVING)
+        log.info("%s SERVING: model %s on %s, loaded and warmed up in %.2fs",
+                 name, self.service.model_id, self.service.device, took)
+
+    async def _set_health(self, status: int) -> None:
+        for svc in ("", *self.service.service_names):
+            await self.health.set(svc, status)  # type: ignore[arg-type]
+        metrics.SERVING.labels(self.service.name).set(1 if status == SERVING else 0)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, drain in-flight calls for up to `grace` seconds, release the model."""
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        log.info("%s draining (grace %.1fs)", self.service.name, grace)
+        await self.health.enter_graceful_shutdown()
+        metrics.SERVING.labels(self.service.name).set(0)
+        if self.server is not None:
+            await self.server.stop(grace)
+        await asyncio.to_thread(self.service.close)
+        if self._metrics is not None:
+            self._metrics.close()
+        log.info("%s stopped", self.service.name)
+
+    async def serve(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then drain and stop."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start(load=False)
+        loader = asyncio.create_task(self.load())
+        await asyncio.wait({loader, asyncio.create_task(stop.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+        if loader.done() and loader.exception() is not None:
+            await self.stop(grace=0)
+            raise loader.exception()  # type: ignore[misc]
+        await stop.wait()
+        loader.cancel()
+        await self.stop()
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run(
+    make_service: Callable[[S], Service],
+    settings_cls: type[S],
+    argv: Sequence[str] | None,
+    prog: str,
+) -> int:
+    """Entry point shared by every service's __main__: settings from env + CLI, then serve."""
+    settings = settings_cls(_cli_parse_args=list(argv or []), _cli_prog_name=prog)  # type: ignore[call-arg]
+    setup_logging(settings.log_level)
+    service = make_service(settings)
+    asyncio.run(ServiceHost(service, settings).serve())
+    return 0
