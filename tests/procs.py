@@ -1,0 +1,108 @@
+"""Start a service in its own process for tier-3/4 tests, and wait until it is SERVING.
+
+    with ServiceProcess("services.stt", {"MILO_STT_MODEL_DIR": ...}, prefix="MILO_STT_") as svc:
+        channel = grpc.insecure_channel(svc.address)
+
+The process listens on a free port (port 0; the port is read from its log), its log goes
+to a file (never a pipe that could fill up and block it), and the wait is on the health
+service with a deadline, not on sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+_LISTENING = re.compile(r"listening on [^\s]+:(\d+)")
+
+
+class ServiceProcess:
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str] | None = None,
+        prefix: str = "MILO_",
+        args: list[str] | None = None,
+        startup_timeout: float = 120.0,
+    ) -> None:
+        self.module, self.prefix, self.args = module, prefix, args or []
+        self.env = {**os.environ, **(env or {})}
+        self.env.setdefault(f"{prefix}HOST", "127.0.0.1")
+        self.env.setdefault(f"{prefix}PORT", "0")
+        self.env.setdefault(f"{prefix}METRICS_HOST", "127.0.0.1")
+        self.env.setdefault(f"{prefix}METRICS_PORT", "0")
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = Path(tempfile.mkstemp(prefix=module.replace(".", "_"), suffix=".log")[1])
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def start(self) -> ServiceProcess:
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args], env=self.env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        self.port = self._wait_for_port(deadline)
+        self.wait_serving(deadline)
+        return self
+
+    def _wait_for_port(self, deadline: float) -> int:
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(self.log())
+            if match:
+                return int(match.group(1))
+            self._check_alive()
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.module} did not start listening:\n{self.log()}")
+
+    def wait_serving(self, deadline: float) -> None:
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            for reply in stub.Watch(request, timeout=max(1.0, deadline - time.monotonic())):
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                self._check_alive()
+        raise TimeoutError(f"{self.module} never became SERVING:\n{self.log()}")
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.log()}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
