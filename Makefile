@@ -1,0 +1,48 @@
+# Milo on a new machine (Debian/Ubuntu, Python >= 3.10, root or sudo for apt):
+#   make up     set up, build the offline demo models, run the whole stack (Ctrl-C stops it)
+#   make test   set up, build the demo models, lint, run every test tier
+# Each step is idempotent; `make setup` alone prepares the virtual environment.
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= models/demo
+APT_PACKAGES := espeak-ng sox prometheus
+# CPU build of torch from the local wheel; any other pin pulls GBs of CUDA packages.
+TORCH_PIN ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-packages demo up test lint unit clean
+
+setup: $(VENV)/.installed
+
+system-packages:
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
+	  || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
+
+$(VENV)/.installed: pyproject.toml setup.py | system-packages
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel
+	$(BIN)/pip install -q $(TORCH_PIN)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/milo models demo --dir $(DEMO)
+
+up: demo
+	$(BIN)/milo up --models $(DEMO)
+
+lint: setup
+	$(BIN)/buf lint
+	$(BIN)/ruff check services gateway tests protos/generate.py setup.py
+	$(BIN)/mypy
+
+unit: demo
+	MILO_DEMO_MODELS=$(DEMO) $(BIN)/python -m pytest -q -rs
+
+test: lint unit
+
+clean:
+	rm -rf $(VENV) protos/gen build *.egg-info
