@@ -10,6 +10,7 @@ service with a deadline, not on sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -106,3 +108,12 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for a condition that no event announces, with a deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {within}s")
+        await asyncio.sleep(0.01)

@@ -62,3 +62,12 @@ class DeadlineExceeded(MiloError):
 
 class Cancelled(MiloError):
     code = grpc.StatusCode.CANCELLED
+
+
+class UpstreamError(MiloError):
+    """A service this one depends on answered with an error; keeps that service's code."""
+
+    def __init__(self, service: str, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{service}: {message}")
+        self.code = code
+        self.service = service

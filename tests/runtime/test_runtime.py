@@ -19,7 +19,8 @@ from milo.translate.v1 import translate_pb2, translate_pb2_grpc
 from services.runtime.server import ServiceHost
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy_service import ToyService, ToySettings  # noqa: E402
+from procs import wait_until
+from toy_service import ToyService, ToySettings
 
 SERVICE = "milo.translate.v1.Translator"
 Status = health_pb2.HealthCheckResponse
@@ -136,12 +137,12 @@ async def test_over_admission_gets_resource_exhausted_with_retry_hint(host):
     service: ToyService = host.service
     async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as ch:
         stub = translate_pb2_grpc.TranslatorStub(ch)
-        running = asyncio.ensure_future(stub.Translate(translate_pb2.TranslateRequest(texts=["hold"])))
-        while service.entered < 1:
-            await asyncio.sleep(0.01)
-        queued = asyncio.ensure_future(stub.Translate(translate_pb2.TranslateRequest(texts=["q r"])))
-        while host.admission.queued < 1:
-            await asyncio.sleep(0.01)
+        hold, q = translate_pb2.TranslateRequest(texts=["hold"]), translate_pb2.TranslateRequest(
+            texts=["q r"])
+        running = asyncio.ensure_future(stub.Translate(hold))
+        await wait_until(lambda: service.entered == 1)
+        queued = asyncio.ensure_future(stub.Translate(q))
+        await wait_until(lambda: host.admission.queued == 1)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Translate(translate_pb2.TranslateRequest(texts=["late"]))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -11,6 +11,7 @@ import sys
 import threading
 
 import grpc
+from pydantic_settings import SettingsConfigDict
 
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc
 from services.runtime.config import ServiceSettings
@@ -19,7 +20,7 @@ from services.runtime.server import run
 
 
 class ToySettings(ServiceSettings):
-    model_config = {"env_prefix": "MILO_TOY_"}
+    model_config = SettingsConfigDict(env_prefix="MILO_TOY_")
     hold_s: float = 0.0
 
 
@@ -45,10 +46,10 @@ class ToyService(translate_pb2_grpc.TranslatorServicer):
     def close(self) -> None:
         self.closed = True
 
-    async def Describe(self, request, context):  # noqa: N802 (gRPC method name)
+    async def Describe(self, request, context):
         return translate_pb2.DescribeResponse(model_id=self.model_id)
 
-    async def Translate(self, request, context):  # noqa: N802
+    async def Translate(self, request, context):
         if not request.texts:
             raise InvalidArgument("texts is empty: send at least one text")
         self.entered += 1
