@@ -32,10 +32,14 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Service(Protocol):
     """What a service gives the runtime. `load` and `close` block; they run in a thread."""
 
-    name: str  # short name, the metrics label: "stt"
-    service_names: Sequence[str]  # full proto names, e.g. ("milo.stt.v1.Stt",)
-    model_id: str
-    device: str
+    @property
+    def name(self) -> str: ...  # short name, the metrics label: "stt"
+    @property
+    def service_names(self) -> Sequence[str]: ...  # full proto names: ("milo.stt.v1.Stt",)
+    @property
+    def model_id(self) -> str: ...  # valid once loaded
+    @property
+    def device(self) -> str: ...
 
     def register(self, server: grpc.aio.Server) -> None: ...
     def load(self) -> None: ...

@@ -1,0 +1,150 @@
+"""Long-lived channels to the four services, their health, and calls with deadlines.
+
+One grpc.aio channel per service for the gateway's lifetime, with keepalive, fast
+reconnect (a restarted service is reachable again within ~2 s) and a retry policy for the
+idempotent unary calls (Recognize, Translate, Describe): UNAVAILABLE and RESOURCE_EXHAUSTED
+are retried with exponential backoff, honouring the server's grpc-retry-pushback-ms.
+Streaming calls are never retried: a half-spoken reply cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway import metrics
+from milo.llm.v1 import llm_pb2, llm_pb2_grpc
+from milo.stt.v1 import stt_pb2, stt_pb2_grpc
+from milo.translate.v1 import translate_pb2, translate_pb2_grpc
+from milo.tts.v1 import tts_pb2, tts_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+NAMES = ("stt", "translate", "llm", "tts")
+_SERVICE_NAMES = {
+    "stt": stt_pb2.DESCRIPTOR.services_by_name["Stt"].full_name,
+    "translate": translate_pb2.DESCRIPTOR.services_by_name["Translator"].full_name,
+    "llm": llm_pb2.DESCRIPTOR.services_by_name["Llm"].full_name,
+    "tts": tts_pb2.DESCRIPTOR.services_by_name["Tts"].full_name,
+}
+_IDEMPOTENT = {"stt": ["Recognize", "Describe"], "translate": ["Translate", "Describe"],
+               "llm": ["Describe"], "tts": ["Describe"]}
+
+
+def _service_config(name: str, retries: int) -> str:
+    methods = [{"service": _SERVICE_NAMES[name], "method": m} for m in _IDEMPOTENT[name]]
+    policy = {
+        "maxAttempts": retries + 1,
+        "initialBackoff": "0.1s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+    }
+    config = {"methodConfig": [{"name": methods, "retryPolicy": policy}]} if retries else {}
+    return json.dumps(config)
+
+
+def channel_options(name: str, retries: int) -> list[tuple[str, object]]:
+    return [
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+        ("grpc.enable_retries", 1 if retries else 0),
+        ("grpc.service_config", _service_config(name, retries)),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ]
+
+
+@dataclass
+class Dependency:
+    name: str
+    address: str
+    channel: grpc.aio.Channel
+    status: str = "UNKNOWN"
+    model_id: str = ""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Backends:
+    """Stubs for the four services plus a watcher of each one's health."""
+
+    def __init__(self, addresses: dict[str, str], api_key: str | None, retries: int) -> None:
+        self.deps = {
+            name: Dependency(name, addr, grpc.aio.insecure_channel(
+                addr, options=channel_options(name, retries)))
+            for name, addr in addresses.items()
+        }
+        self.metadata: Sequence[tuple[str, str]] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+        self.stt = stt_pb2_grpc.SttStub(self.deps["stt"].channel)
+        self.translate = translate_pb2_grpc.TranslatorStub(self.deps["translate"].channel)
+        self.llm = llm_pb2_grpc.LlmStub(self.deps["llm"].channel)
+        self.tts = tts_pb2_grpc.TtsStub(self.deps["tts"].channel)
+        self._watchers: list[asyncio.Task[None]] = []
+        self._describes: set[asyncio.Task[None]] = set()
+        self.on_status: list[object] = []  # callables(name, status), set by the service
+
+    def start(self) -> None:
+        self._watchers = [asyncio.create_task(self._watch(d)) for d in self.deps.values()]
+
+    async def close(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        for dep in self.deps.values():
+            await dep.channel.close()
+
+    def statuses(self) -> dict[str, str]:
+        return {name: dep.status for name, dep in self.deps.items()}
+
+    async def _watch(self, dep: Dependency) -> None:
+        """Follow the dependency's health forever; UNREACHABLE while the watch cannot connect."""
+        stub = health_pb2_grpc.HealthStub(dep.channel)
+        request = health_pb2.HealthCheckRequest(service="")
+        while True:
+            try:
+                async for reply in stub.Watch(request, wait_for_ready=True):
+                    self._set(dep, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+            except grpc.aio.AioRpcError as exc:
+                self._set(dep, "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE
+                          else "UNKNOWN")
+            await asyncio.sleep(0.5)
+
+    def _set(self, dep: Dependency, status: str) -> None:
+        if status == dep.status:
+            return
+        log.info("dependency %s at %s is %s", dep.name, dep.address, status)
+        dep.status = status
+        metrics.DEPENDENCY_UP.labels(dep.name).set(1 if status == "SERVING" else 0)
+        dep.changed.set()
+        dep.changed = asyncio.Event()
+        for callback in self.on_status:
+            callback(dep.name, status)  # type: ignore[operator]
+        if status == "SERVING" and not dep.model_id:
+            task = asyncio.create_task(self._fetch_model_id(dep))
+            self._describes.add(task)
+            task.add_done_callback(self._describes.discard)
+
+    async def _fetch_model_id(self, dep: Dependency) -> None:
+        stub = {"stt": self.stt, "translate": self.translate, "llm": self.llm, "tts": self.tts}
+        describe_request = {
+            "stt": stt_pb2.DescribeRequest(), "translate": translate_pb2.DescribeRequest(),
+            "llm": llm_pb2.DescribeRequest(), "tts": tts_pb2.DescribeRequest(),
+        }[dep.name]
+        try:
+            reply = await stub[dep.name].Describe(  # type: ignore[attr-defined]
+                describe_request, timeout=5, metadata=self.metadata)
+            dep.model_id = reply.model_id
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not describe %s: %s", dep.name, exc.details())
