@@ -1,0 +1,141 @@
+"""`milo up`, `milo serve gateway` (via services/cli.py) and `milo converse`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from services.runtime.config import DEFAULT_MODELS_DIR
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="run the whole stack locally (demo models by default)")
+    up.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR,
+                    help="models folder (default: %(default)s)")
+    up.add_argument("--host", default="127.0.0.1", help="address the services listen on")
+    up.add_argument("--language", help="user language (default: mg, or en on the demo set)")
+    up.add_argument("--base-port", type=int, default=0,
+                    help="use ports BASE..BASE+4 instead of the defaults (50050-50054)")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for SERVING")
+    up.set_defaults(func=_up)
+
+    conv = sub.add_parser("converse", help="run one conversation turn and print its events")
+    source = conv.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wav", type=Path, help="speech in (16-bit PCM WAV, any rate)")
+    source.add_argument("--text", help="text in, instead of speech")
+    conv.add_argument("--out", type=Path, help="write the reply audio to this WAV file")
+    conv.add_argument("--address", default="127.0.0.1:50050", help="gateway host:port")
+    conv.add_argument("--language", help="user language (default: the gateway's)")
+    conv.add_argument("--pivot", help="pivot language (default: the gateway's)")
+    conv.add_argument("--text-out", action="store_true", help="no speech synthesis")
+    conv.add_argument("--fast", action="store_true", help="send audio as fast as possible")
+    conv.add_argument("--timeout", type=float, default=300.0, help="seconds for the session")
+    conv.set_defaults(func=_converse)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from gateway.up import up
+
+    return up(args.models, args.host, args.language, args.base_port, args.timeout)
+
+
+def _converse(args: argparse.Namespace) -> int:
+    return asyncio.run(converse(args))
+
+
+async def wav_chunks(path: Path, fast: bool, chunk_ms: int = 20) -> AsyncIterator[bytes]:
+    """The WAV's frames in `chunk_ms` pieces, at real-time pace unless `fast`."""
+    with wave.open(str(path), "rb") as wav:
+        frames = wav.getframerate() * chunk_ms // 1000
+        start, sent = time.monotonic(), 0.0
+        while data := wav.readframes(frames):
+            yield data
+            sent += chunk_ms / 1000
+            if not fast:
+                await asyncio.sleep(max(0.0, start + sent - time.monotonic()))
+
+
+async def converse(args: argparse.Namespace) -> int:
+    from gateway.client import MiloClient
+    from milo.audio.v1 import audio_pb2
+    from milo.gateway.v1 import gateway_pb2 as gw
+
+    config = gw.SessionConfig(user_language=args.language, pivot_language=args.pivot,
+                              output_mode=gw.OUTPUT_MODE_TEXT if args.text_out else None)
+    if args.wav:
+        with wave.open(str(args.wav), "rb") as wav:
+            if wav.getsampwidth() != 2:
+                print("--wav must be 16-bit PCM", file=sys.stderr)
+                return 2
+            config.input_format.CopyFrom(audio_pb2.AudioFormat(
+                encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+                sample_rate_hz=wav.getframerate(), channels=wav.getnchannels()))
+
+    async def inputs() -> AsyncIterator[bytes | str | int]:
+        if args.text is not None:
+            yield args.text
+            return
+        async for chunk in wav_chunks(args.wav, args.fast):
+            yield chunk
+        yield gw.Control.ACTION_END_OF_UTTERANCE
+
+    printer = EventPrinter()
+    async with MiloClient(args.address, api_key=os.environ.get("MILO_API_KEY")) as client:
+        async for event in client.converse(inputs(), config, timeout=args.timeout):
+            printer.show(event)
+    if args.out and printer.audio:
+        printer.write_wav(args.out)
+        print(f"reply audio: {args.out} ({printer.audio_ms / 1000:.2f} s)")
+    return 1 if printer.errors else 0
+
+
+class EventPrinter:
+    """Prints one line per event (audio as a running total) and keeps the reply audio."""
+
+    def __init__(self) -> None:
+        self.audio = bytearray()
+        self.audio_ms = 0.0
+        self.rate, self.channels, self.errors = 16000, 1, 0
+
+    def show(self, event) -> None:  # type: ignore[no-untyped-def]
+        kind, p = event.kind, event.payload
+        if kind == "audio":
+            if p.HasField("format"):
+                self.rate, self.channels = p.format.sample_rate_hz, p.format.channels or 1
+            self.audio += p.chunk.data
+            self.audio_ms += p.chunk.duration_ms
+            return
+        if kind == "error":
+            self.errors += 1
+        text = _describe(kind, p)
+        print(f"[turn {event.turn_id}] {kind}: {text}" if text else f"[turn {event.turn_id}] "
+              f"{kind}", flush=True)
+
+    def write_wav(self, path: Path) -> None:
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(self.channels)
+            wav.setsampwidth(2)
+            wav.setframerate(self.rate)
+            wav.writeframes(bytes(self.audio))
+
+
+def _describe(kind: str, p) -> str:  # type: ignore[no-untyped-def]
+    from google.protobuf import text_format
+
+    if kind == "transcript":
+        return f"{'final' if p.is_final else 'partial'} {p.text!r}"
+    if kind in ("llm_delta",):
+        return repr(p.text)
+    if kind == "reply_sentence":
+        return f"#{p.sentence_index} {p.pivot_text!r} -> {p.text!r}"
+    if kind == "translation":
+        return f"{p.source_text!r} -> {p.text!r}"
+    if kind == "session_started":
+        return p.session_id
+    return text_format.MessageToString(p, as_one_line=True)

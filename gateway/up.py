@@ -1,0 +1,168 @@
+"""`milo up`: the whole stack as local processes, on the demo models by default.
+
+Starts stt, translate, llm and tts, then the gateway, each as `python -m <module>` with its
+settings in the environment; prefixes their logs; waits until every one is SERVING; prints
+where they listen; on Ctrl-C (or SIGTERM) stops the gateway first, then the services, each
+draining within its grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.runtime.config import PORTS
+
+SERVICES = ("stt", "translate", "llm", "tts")
+MODULES = {"stt": "services.stt", "translate": "services.translate", "llm": "services.llm",
+           "tts": "services.tts", "gateway": "gateway"}
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    metrics_port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", MODULES[self.name]], env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pump = threading.Thread(target=self._relay, daemon=True)
+        self.pump.start()
+
+    def _relay(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            sys.stdout.write(f"{self.name:>9} | {line.decode(errors='replace')}")
+            sys.stdout.flush()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def language_note(models: Path) -> tuple[str | None, str]:
+    """The conversation language the demo STT forces, and why (None: no constraint)."""
+    try:
+        manifest = json.loads((models / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None, ""
+    languages = manifest.get("stt", {}).get("languages") or []
+    if languages == ["en"]:
+        return "en", ("the STT model is English-only (demo tiny.en): conversations default to "
+                      "English in, French as the pivot; pass --language to override")
+    return None, ""
+
+
+def plan(models: Path, host: str, language: str | None, base_port: int) -> list[Child]:
+    env = {**os.environ, "MILO_MODELS_DIR": str(models.resolve()), "PYTHONUNBUFFERED": "1"}
+    children = []
+    for name in (*SERVICES, "gateway"):
+        grpc_port, metrics_port = PORTS[name]
+        if base_port:
+            grpc_port = base_port + list(PORTS).index(name)
+            metrics_port = grpc_port + 100
+        prefix = f"MILO_{name.upper()}_"
+        child_env = {**env, f"{prefix}HOST": host, f"{prefix}PORT": str(grpc_port),
+                     f"{prefix}METRICS_PORT": str(metrics_port)}
+        children.append(Child(name, grpc_port, metrics_port, child_env))
+    gateway = children[-1]
+    for child in children[:-1]:
+        gateway.env[f"MILO_GATEWAY_{child.name.upper()}_ADDRESS"] = f"127.0.0.1:{child.port}"
+    if language:
+        children[0].env["MILO_STT_LANGUAGE"] = language
+        gateway.env["MILO_GATEWAY_DEFAULT_USER_LANGUAGE"] = language
+    return children
+
+
+def wait_serving(child: Child, deadline: float) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{child.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")  # type: ignore[union-attr]
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"{child.name} was not SERVING in time")
+
+
+def stop_all(children: list[Child], grace: float = 15.0) -> None:
+    for child in reversed(children):  # the gateway first, so no new turn starts
+        if child.alive():
+            child.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    deadline = time.monotonic() + grace
+    for child in reversed(children):
+        if child.proc is None:
+            continue
+        try:
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+
+
+def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
+       base_port: int = 0, timeout: float = 300.0) -> int:
+    if not (models / "manifest.json").exists():
+        print(f"no models in {models}: run `milo models demo --dir {models}` first",
+              file=sys.stderr)
+        return 2
+    forced, why = language_note(models)
+    if language is None and forced:
+        language = forced
+        print(f"milo up: {why}")
+    children = plan(models, host, language, base_port)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        return _run(children, timeout, stopping)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("milo up: stopping", flush=True)
+        stop_all(children)
+
+
+def _run(children: list[Child], timeout: float, stopping: threading.Event) -> int:
+    deadline = time.monotonic() + timeout
+    for child in children[:-1]:
+        child.start()
+    for child in children[:-1]:
+        wait_serving(child, deadline)
+    children[-1].start()
+    wait_serving(children[-1], deadline)
+    _print_table(children)
+    while not stopping.wait(0.5):
+        dead = [c.name for c in children if not c.alive()]
+        if dead:
+            print(f"milo up: {', '.join(dead)} exited; stopping the stack", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _print_table(children: list[Child]) -> None:
+    print("\nMilo is up. Every service is SERVING:", flush=True)
+    for child in children:
+        print(f"  {child.name:<10} grpc {child.env[f'MILO_{child.name.upper()}_HOST']}:"
+              f"{child.port:<6} metrics :{child.metrics_port}/metrics", flush=True)
+    gateway = children[-1]
+    print(f"\nTalk to it:  milo converse --address 127.0.0.1:{gateway.port} --text 'Salama'\n"
+          "Ctrl-C stops everything.", flush=True)
