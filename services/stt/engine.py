@@ -1,0 +1,95 @@
+"""The domain types of speech recognition and the engine protocol the service runs on.
+
+Times are in seconds from the start of the audio handed to the engine, as floats; the
+servicer turns them into milliseconds. Tier-2 tests inject a fake engine that satisfies
+`SttEngine`; the real one is `whisper_engine.WhisperEngine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16_000  # what every engine takes: 16 kHz mono float32 in [-1, 1]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    language: str
+    beam_size: int = 5
+    word_timestamps: bool = True
+    initial_prompt: str | None = None
+    # Best effort (streaming partials): greedy, one temperature, no word timings.
+    best_effort: bool = False
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    start: float
+    end: float
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 1.0
+    words: tuple[Word, ...] = ()
+
+    def clamped(self, duration: float) -> Segment:
+        """Times kept inside [0, duration]: Whisper's timestamps can overshoot the audio."""
+
+        def clamp(t: float) -> float:
+            return min(max(t, 0.0), duration)
+
+        words = tuple(replace(w, start=clamp(w.start), end=clamp(max(w.end, w.start)))
+                      for w in self.words)
+        return replace(self, start=clamp(self.start), end=clamp(max(self.end, self.start)),
+                       words=words)
+
+    def shifted(self, seconds: float) -> Segment:
+        """The same segment with its times moved by `seconds`."""
+        words = tuple(
+            replace(w, start=w.start + seconds, end=w.end + seconds) for w in self.words
+        )
+        return replace(self, start=self.start + seconds, end=self.end + seconds, words=words)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    segments: tuple[Segment, ...]
+    language: str
+    duration: float  # seconds of audio the engine was given
+    dropped: int = 0  # segments removed by the hallucination guard
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    def clamped(self) -> Transcript:
+        return replace(self, segments=tuple(s.clamped(self.duration) for s in self.segments))
+
+    def shifted(self, seconds: float) -> Transcript:
+        return replace(self, segments=tuple(s.shifted(seconds) for s in self.segments))
+
+
+class SttEngine(Protocol):
+    """One loaded model. `transcribe` blocks; it is called from worker threads, at most
+    `num_workers` at once (the scheduler sees to that)."""
+
+    model_id: str
+    device: str  # "cpu" or "cuda"
+    compute_type: str
+    multilingual: bool
+    languages: tuple[str, ...]  # ISO 639-1 codes it accepts
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript: ...
+
+    def close(self) -> None: ...
