@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -132,7 +133,7 @@ def test_encoder_chunks_are_bounded_numbered_and_contiguous() -> None:
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert all(0 < c.duration_ms <= 200 for c in chunks)
     assert all(len(c.data) <= 24000 * 2 // 5 for c in chunks)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.offset_ms == pytest.approx(before.offset_ms + before.duration_ms)
     assert encoder.duration_ms == pytest.approx(1250, abs=1)
 

@@ -1,0 +1,180 @@
+"""The VITS engine: transformers `VitsModel` + `VitsTokenizer` on torch (cpu or cuda).
+
+VITS samples noise (prior latents and stochastic durations) from torch's global generator
+and takes no generator argument, so each synthesis seeds it and runs under one lock: the
+same (text, voice, speed, seed) gives the same samples. One model serves one request at a
+time; the runtime's admission control queues the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.tts.audio import Samples
+
+log = logging.getLogger(__name__)
+
+WARMUP_TEXT = "manao ahoana tompoko"
+
+
+def _import_torch() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise RuntimeError(
+            "the TTS engine needs torch and transformers: pip install 'milo[tts]'"
+        ) from exc
+    return torch, transformers
+
+
+class VitsEngine:
+    """An MMS-TTS (VITS) model folder saved by transformers."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        threads: int = 0,
+        voice: str = "mlg",
+        noise_scale: float | None = None,
+        noise_scale_duration: float | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self._want_device, self._want_dtype, self._threads = device, dtype, threads
+        self._voice = voice
+        self._noise = (noise_scale, noise_scale_duration)
+        self.model_id = model_id or _model_id(self.model_dir)
+        self.device = device
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._torch: Any = None
+        self._sample_rate = 16_000
+        self._voices: tuple[str, ...] = (voice,)
+        self._vocab: frozenset[str] = frozenset()
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def voices(self) -> Sequence[str]:
+        return self._voices
+
+    @property
+    def vocab(self) -> frozenset[str]:
+        return self._vocab
+
+    def load(self) -> None:
+        torch, transformers = _import_torch()
+        self._torch = torch
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no VITS model in {self.model_dir}: run 'milo models demo' or set "
+                "MILO_TTS_MODEL_DIR"
+            )
+        start = time.monotonic()
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        device, dtype = self._resolve(torch)
+        model = transformers.VitsModel.from_pretrained(str(self.model_dir))
+        self._model = model.to(device=device, dtype=dtype).eval()
+        self._tokenizer = transformers.VitsTokenizer.from_pretrained(str(self.model_dir))
+        self._configure(self._model.config)
+        self.device = f"{device} ({str(dtype).removeprefix('torch.')})"
+        self.synthesize(self._warmup_text(), self._voices[0], 1.0, 0)
+        log.info("VITS %s loaded on %s in %.2fs: %d Hz, %d voice(s), %d symbols",
+                 self.model_id, self.device, time.monotonic() - start, self._sample_rate,
+                 len(self._voices), len(self._vocab))
+
+    def _resolve(self, torch: Any) -> tuple[str, Any]:
+        device = self._want_device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device cuda was asked for but torch sees no CUDA GPU")
+        dtype = torch.float32
+        if self._want_dtype == "float16" or (
+            self._want_dtype == "auto" and device == "cuda"
+            and torch.cuda.get_device_capability()[0] >= 7
+        ):
+            dtype = torch.float16
+        if dtype == torch.float16 and device == "cpu":
+            raise RuntimeError("float16 needs a GPU; use dtype float32 on cpu")
+        return device, dtype
+
+    def _configure(self, config: Any) -> None:
+        self._sample_rate = int(config.sampling_rate)
+        speakers = int(getattr(config, "num_speakers", 1) or 1)
+        if speakers > 1:
+            self._voices = tuple(f"{self._voice}-{i}" for i in range(speakers))
+        noise, noise_duration = self._noise
+        if noise is not None:
+            self._model.noise_scale = noise
+        if noise_duration is not None:
+            self._model.noise_scale_duration = noise_duration
+        self._vocab = sayable_symbols(self._tokenizer)
+        if getattr(self._tokenizer, "phonemize", False):
+            raise RuntimeError(
+                f"{self.model_dir}: the tokenizer wants phonemes (phonemize=true); Milo's TTS "
+                "reads Malagasy letters like MMS-TTS (phonemize=false)"
+            )
+
+    def _warmup_text(self) -> str:
+        text = "".join(c for c in WARMUP_TEXT if c in self._vocab)
+        return text or "".join(sorted(self._vocab))[:8]
+
+    def synthesize(self, text: str, voice: str, speed: float, seed: int) -> Samples:
+        if self._model is None:
+            raise RuntimeError("the VITS model is not loaded")
+        torch = self._torch
+        speaker = self._voices.index(voice) if len(self._voices) > 1 else None
+        with self._lock, torch.inference_mode():
+            inputs = self._tokenizer(text, return_tensors="pt")
+            input_ids = inputs["input_ids"].to(self._model.device)
+            torch.manual_seed(seed)
+            out = self._model(input_ids=input_ids, speaker_id=speaker, speaking_rate=speed)
+            waveform = out.waveform[0].float().cpu().numpy()
+        return np.ascontiguousarray(waveform, dtype=np.float32)
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+            self._tokenizer = None
+        if self._torch is not None and self._torch.cuda.is_available():
+            self._torch.cuda.empty_cache()
+
+
+def sayable_symbols(tokenizer: Any) -> frozenset[str]:
+    """The single characters of the vocabulary, less a non-letter padding symbol (the
+    blank interleaved by add_blank, "_" in the demo set; in real MMS vocabularies id 0 can
+    be a true letter, which is kept)."""
+    symbols = {s for s in tokenizer.get_vocab() if len(s) == 1}
+    pad = tokenizer.pad_token
+    if isinstance(pad, str) and len(pad) == 1 and not pad.isalpha() and pad != " ":
+        symbols.discard(pad)
+    return frozenset(symbols)
+
+
+def _model_id(model_dir: Path) -> str:
+    """The id in the models manifest next to the folder, else the folder's name."""
+    try:
+        manifest = json.loads((model_dir.parent / "manifest.json").read_text("utf-8"))
+        entry = manifest.get(model_dir.name, {})
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            return str(entry["id"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    return model_dir.resolve().name
