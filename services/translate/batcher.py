@@ -1,0 +1,172 @@
+"""Dynamic micro-batching: sentences from concurrent requests share one engine call.
+
+One engine call runs at a time, in a worker thread; sentences that arrive meanwhile wait and
+go together in the next call (up to `max_batch`, same beam size, oldest first). When the
+engine is free, the `BatchPolicy` says whether to go now or wait a few ms for company:
+
+- a lone caller goes at once, so a conversation that translates one sentence after another
+  never waits for a window;
+- right after a call served N requests, the batcher waits up to `window_s` for those N
+  callers to come back with their next request, so concurrent callers keep being batched
+  together instead of splitting into cohorts that alternate on the engine.
+
+Each caller awaits its own futures; a caller that goes away (cancelled RPC) has its
+sentences dropped from the queue, or its results discarded, without touching the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from services.translate import metrics
+from services.translate.engine import Job, Output
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[list[Job], int], list[Output]]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch: int = 32  # sentences per engine call
+    window_s: float = 0.005
+
+    def wait_s(self, pending: int, callers: int, oldest: float, last_end: float,
+               last_callers: int, now: float) -> float:  # fmt: skip
+        """0 to dispatch the pending sentences now, else the longest time to wait first.
+
+        `pending` sentences from `callers` requests, the oldest queued at `oldest`; the last
+        engine call ended at `last_end` and served `last_callers` requests.
+        """
+        if pending == 0:
+            return math.inf
+        if pending >= self.max_batch:
+            return 0.0
+        recent = now - last_end < self.window_s
+        expected = last_callers if recent else 1
+        if callers >= expected:
+            return 0.0
+        return max(0.0, max(oldest, last_end) + self.window_s - now)
+
+
+@dataclass
+class _Entry:
+    job: Job
+    beam: int
+    caller: object
+    future: asyncio.Future[Output]
+    queued: float = field(default_factory=time.monotonic)
+    started: float = 0.0
+
+
+class MicroBatcher:
+    def __init__(self, run: RunBatch, policy: BatchPolicy) -> None:
+        self._run, self.policy = run, policy
+        self._pending: list[_Entry] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_end = -math.inf
+        self._last_callers = 0
+
+    async def submit(self, jobs: Sequence[Job], beam: int) -> tuple[list[Output], float]:
+        """Outputs for `jobs`, in order, and the longest time one of them waited in queue."""
+        self._ensure_running()
+        loop, caller = asyncio.get_running_loop(), object()
+        entries = [_Entry(job, beam, caller, loop.create_future()) for job in jobs]
+        self._pending.extend(entries)
+        self._changed.set()
+        try:
+            outputs = await asyncio.gather(*(e.future for e in entries))
+        finally:
+            self._drop(entries)
+        return list(outputs), max((e.started - e.queued for e in entries), default=0.0)
+
+    def _drop(self, entries: list[_Entry]) -> None:
+        for entry in entries:
+            entry.future.cancel()  # no-op if resolved; else it leaves the queue at `_take`
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    async def close(self) -> None:
+        """Stop the dispatcher; sentences still queued are cancelled."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for entry in self._pending:
+            entry.future.cancel()
+
+    def stop_threadsafe(self) -> None:
+        """`close` from another thread (the runtime closes services in a worker thread)."""
+        task = self._task
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wait_ready()
+            batch = self._take()
+            if batch:
+                await self._execute(batch)
+
+    async def _wait_ready(self) -> None:
+        while True:
+            self._changed.clear()
+            self._pending = [e for e in self._pending if not e.future.done()]
+            wait = self._wait_s()
+            if wait <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), None if wait == math.inf else wait)
+
+    def _wait_s(self) -> float:
+        pending = self._pending
+        return self.policy.wait_s(
+            pending=len(pending),
+            callers=len({id(e.caller) for e in pending}),
+            oldest=min((e.queued for e in pending), default=0.0),
+            last_end=self._last_end,
+            last_callers=self._last_callers,
+            now=time.monotonic(),
+        )
+
+    def _take(self) -> list[_Entry]:
+        """Oldest first: up to max_batch live sentences with the oldest one's beam size."""
+        live = [e for e in self._pending if not e.future.done()]
+        if not live:
+            self._pending = []
+            return []
+        beam = live[0].beam
+        batch = [e for e in live if e.beam == beam][: self.policy.max_batch]
+        taken = {id(e) for e in batch}
+        self._pending = [e for e in live if id(e) not in taken]
+        return batch
+
+    async def _execute(self, batch: list[_Entry]) -> None:
+        start = time.monotonic()
+        for entry in batch:
+            entry.started = start
+            metrics.BATCH_WAIT.observe(start - entry.queued)
+        callers = len({id(e.caller) for e in batch})
+        try:
+            outputs = await asyncio.to_thread(self._run, [e.job for e in batch], batch[0].beam)
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(batch)} jobs")
+        except Exception as exc:  # every caller of this batch gets the error, the loop goes on
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(exc)
+            return
+        finally:
+            self._last_end, self._last_callers = time.monotonic(), callers
+        metrics.observe_batch(outputs, callers, self._last_end - start)
+        for entry, output in zip(batch, outputs, strict=True):
+            if not entry.future.done():  # a cancelled caller's result is dropped
+                entry.future.set_result(output)

@@ -1,0 +1,48 @@
+"""A small LRU cache of translated short sentences ("Salama.", "Misaotra betsaka!").
+
+Greetings and stock phrases recur in a conversation; a hit skips the model. Only sentences
+up to `max_chars` are kept, so the cache holds many phrases in little memory. Outputs a
+guard truncated are not kept: they are not worth repeating.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from services.translate import metrics
+from services.translate.engine import Job, Output
+
+Key = tuple[str, str, int, str]  # source code, target code, beam size, sentence
+
+
+class PhraseCache:
+    def __init__(self, size: int, max_chars: int) -> None:
+        self.size, self.max_chars = size, max_chars
+        self._items: OrderedDict[Key, Output] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _key(self, job: Job, beam: int) -> Key | None:
+        if self.size <= 0 or len(job.text) > self.max_chars:
+            return None
+        return (job.source, job.target, beam, job.text)
+
+    def get(self, job: Job, beam: int) -> Output | None:
+        key = self._key(job, beam)
+        if key is None:
+            return None
+        output = self._items.get(key)
+        metrics.CACHE.labels("hit" if output is not None else "miss").inc()
+        if output is not None:
+            self._items.move_to_end(key)
+        return output
+
+    def put(self, job: Job, beam: int, output: Output) -> None:
+        key = self._key(job, beam)
+        if key is None or output.truncated:
+            return
+        self._items[key] = output
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)

@@ -1,0 +1,90 @@
+"""Settings of the translate service: env MILO_TRANSLATE_*, or the same names as CLI flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from services.runtime.config import PORTS, ServiceSettings, models_root
+
+Device = Literal["auto", "cpu", "cuda"]
+ComputeType = Literal[
+    "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+]  # fmt: skip
+
+
+def _default_model_dir() -> Path:
+    return models_root() / "translate"
+
+
+class TranslateSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="MILO_TRANSLATE_")
+
+    port: int = Field(PORTS["translate"][0], ge=0, le=65535, description="gRPC port (0: any)")
+    metrics_port: int = Field(PORTS["translate"][1], ge=0, le=65535, description="/metrics port")
+    # Requests are batched together, so admitting many at once is what feeds the batcher.
+    max_concurrency: int = Field(64, ge=1, le=1024, description="requests served at once")
+    max_queue: int = Field(256, ge=0, le=100_000, description="requests waiting, past which 429")
+
+    model_dir: Path = Field(
+        default_factory=_default_model_dir,
+        description="CTranslate2 NLLB folder (model.bin, sentencepiece.bpe.model)",
+    )
+    model_id: str | None = Field(None, description="model name to report (default: manifest)")
+    device: Device = Field("auto", description="cpu, cuda, or auto (cuda when there is one)")
+    compute_type: ComputeType = Field("auto", description="CTranslate2 compute type")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads per batch (0: one per core)")
+    beam_size: int = Field(2, ge=1, le=16, description="default beam size")
+    max_beam_size: int = Field(8, ge=1, le=16, description="largest beam size a request may ask")
+
+    batch_window_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="after a batch, wait up to this long for its callers to come back "
+                    "and share the next one (0: never wait)",
+    )  # fmt: skip
+    max_engine_batch: int = Field(32, ge=1, le=1024, description="most sentences per engine call")
+
+    max_texts: int = Field(64, ge=1, le=10_000, description="most texts in one request")
+    max_text_chars: int = Field(5000, ge=1, le=1_000_000, description="longest text, characters")
+    max_sentence_chars: int = Field(
+        400, ge=20, le=10_000, description="longer sentences are cut at a clause or a space"
+    )
+    max_output_ratio: float = Field(
+        2.0, gt=0, le=100, description="length guard: at most ratio * input tokens + extra"
+    )
+    max_output_extra: int = Field(10, ge=0, le=10_000, description="length guard: extra tokens")
+    no_repeat_ngram_size: int = Field(
+        4, ge=0, le=100, description="never repeat an n-gram of this size (0: off)"
+    )
+    repetition_penalty: float = Field(1.0, ge=1.0, le=10, description="1: off")
+
+    target_languages: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["mg", "fr", "en"],
+        description="languages offered as targets (empty: every language the model has)",
+    )
+    restrict_vocab: bool = Field(
+        True, description="score only output pieces the target languages can use"
+    )
+    cache_size: int = Field(2048, ge=0, le=10_000_000, description="phrase cache entries (0: off)")
+    cache_max_chars: int = Field(80, ge=1, le=10_000, description="longest sentence cached")
+
+    @model_validator(mode="after")
+    def _beam_within_limit(self) -> TranslateSettings:
+        if self.beam_size > self.max_beam_size:
+            raise ValueError(f"beam_size {self.beam_size} > max_beam_size {self.max_beam_size}")
+        return self
+
+    @field_validator("target_languages", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Accept "mg,fr,en" as well as a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [code.strip() for code in value.split(",") if code.strip()]
+        return value

@@ -1,0 +1,177 @@
+"""The real engine: an NLLB model on CTranslate2, with its SentencePiece tokenizer.
+
+    source = [src_code] + sentencepiece pieces + ["</s>"], target_prefix = [tgt_code]
+
+The output is bounded by the length guard (CTranslate2's `max_decoding_length` is per call,
+so it is set for the longest input of the batch and each output is then cut to its own
+limit), `no_repeat_ngram_size`, and the loop trimmer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from services.translate.engine import Job, Output
+from services.translate.guards import LengthLimit, trim_loop
+from services.translate.languages import Language
+from services.translate.vocab import allowed_pieces, write_vmap
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'milo[translate]'"
+SPM_FILE = "sentencepiece.bpe.model"
+EOS = "</s>"
+_LANGUAGE_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine's library is not installed, or the model folder is unusable."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_dir: Path
+    device: str = "auto"  # "cpu", "cuda" or "auto"
+    compute_type: str = "auto"
+    threads: int = 0  # 0: one per CPU core
+    length: LengthLimit = field(default_factory=LengthLimit)
+    no_repeat_ngram_size: int = 4
+    repetition_penalty: float = 1.0
+    max_input_tokens: int = 256
+    restrict_to: tuple[Language, ...] = ()  # output vocabulary for these languages; () = all
+    model_id: str | None = None
+
+
+def _require(module: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailable(f"the translate service needs '{module}': {INSTALL_HINT}") from exc
+
+
+class Ct2Engine:
+    """Loads in the constructor (blocking); `translate` runs one CTranslate2 batch."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        folder = config.model_dir
+        _check_folder(folder)
+        ct2, spm = _require("ctranslate2"), _require("sentencepiece")
+        self.vocabulary = read_vocabulary(folder)
+        self.model_id = config.model_id or model_id_of(folder)
+        self.device = resolve_device(ct2, config.device)
+        self.vocab_size = len(self.vocabulary)
+        start = time.monotonic()
+        self._translator, self.output_vocab_size = self._load_translator(ct2)
+        self.compute_type: str = str(self._translator.compute_type)
+        self._sp = spm.SentencePieceProcessor(model_file=str(folder / SPM_FILE))
+        self._pieces = _decodable_pieces(self._sp)
+        log.info("loaded %s from %s on %s (%s) in %.2fs; output vocabulary %d of %d pieces",
+                 self.model_id, folder, self.device, self.compute_type, time.monotonic() - start,
+                 self.output_vocab_size, self.vocab_size)  # fmt: skip
+
+    def _load_translator(self, ct2: Any) -> tuple[Any, int]:
+        cfg = self.config
+        threads = cfg.threads or os.cpu_count() or 1
+        kwargs = {"device": self.device, "compute_type": cfg.compute_type,
+                  "inter_threads": 1, "intra_threads": threads}  # fmt: skip
+        allowed = allowed_pieces(self.vocabulary, cfg.restrict_to) if cfg.restrict_to else []
+        if not allowed or len(allowed) >= len(self.vocabulary):
+            return ct2.Translator(str(cfg.model_dir), **kwargs), len(self.vocabulary)
+        with tempfile.TemporaryDirectory(prefix="milo-translate-vmap-") as tmp:
+            overlay = Path(tmp)
+            for path in cfg.model_dir.iterdir():  # the model's files, read where they are
+                (overlay / path.name).symlink_to(path.resolve())
+            write_vmap(overlay / "vmap.txt", self.vocabulary, allowed)
+            return ct2.Translator(str(overlay), **kwargs), len(allowed)
+
+    @property
+    def restricted(self) -> bool:
+        return self.output_vocab_size < self.vocab_size
+
+    def language_codes(self) -> frozenset[str]:
+        return frozenset(t for t in self.vocabulary if _LANGUAGE_CODE.match(t))
+
+    def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
+        cfg = self.config
+        pieces = [self._sp.encode(job.text, out_type=str)[: cfg.max_input_tokens] for job in jobs]
+        limits = [cfg.length.max_output(len(p)) for p in pieces]
+        results = self._translator.translate_batch(
+            [[job.source, *p, EOS] for job, p in zip(jobs, pieces, strict=True)],
+            target_prefix=[[job.target] for job in jobs],
+            beam_size=beam_size,
+            max_decoding_length=max(limits) + 1,  # + the target code
+            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+            repetition_penalty=cfg.repetition_penalty,
+            return_end_token=True,
+            use_vmap=self.restricted,
+        )
+        return [self._output(r.hypotheses[0][1:], limit, len(p))
+                for r, limit, p in zip(results, limits, pieces, strict=True)]  # fmt: skip
+
+    def _output(self, tokens: list[str], limit: int, input_tokens: int) -> Output:
+        ended = bool(tokens) and tokens[-1] == EOS
+        if ended:
+            tokens = tokens[:-1]
+        too_long = not ended or len(tokens) > limit
+        tokens, looped = trim_loop(tokens[:limit])
+        text = self._sp.decode([t for t in tokens if t in self._pieces])
+        return Output(text, input_tokens, len(tokens), truncated=looped or too_long)
+
+    def close(self) -> None:
+        self._translator.unload_model()
+
+
+def _check_folder(folder: Path) -> None:
+    missing = [n for n in ("model.bin", SPM_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise EngineUnavailable(
+            f"no translation model in {folder} (missing {', '.join(missing)}): build the demo "
+            "set with `milo models demo`, or point MILO_TRANSLATE_MODEL_DIR at an NLLB model "
+            "converted to CTranslate2"
+        )
+
+
+def read_vocabulary(folder: Path) -> list[str]:
+    """The model's target vocabulary, as CTranslate2 saved it (JSON list or text lines)."""
+    for name in ("shared_vocabulary", "target_vocabulary"):
+        if (folder / f"{name}.json").is_file():
+            return list(json.loads((folder / f"{name}.json").read_text("utf-8")))
+        if (folder / f"{name}.txt").is_file():
+            return (folder / f"{name}.txt").read_text("utf-8").splitlines()
+    raise EngineUnavailable(f"no shared_vocabulary.json in {folder}: not a CTranslate2 model")
+
+
+def model_id_of(folder: Path) -> str:
+    """The id recorded in manifest.json beside the folder, else the folder's name."""
+    manifest = folder.parent / "manifest.json"
+    try:
+        entry = json.loads(manifest.read_text("utf-8")).get(folder.name, {})
+        return str(entry["id"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return folder.name
+
+
+def resolve_device(ct2: Any, device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if ct2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _decodable_pieces(sp: Any) -> frozenset[str]:
+    """Pieces that decode to text: not control symbols, language codes or <unk>."""
+    return frozenset(
+        sp.id_to_piece(i) for i in range(sp.get_piece_size())
+        if not (sp.is_control(i) or sp.is_unknown(i))
+    )  # fmt: skip

@@ -1,0 +1,44 @@
+"""What the translate service needs from a model engine, and the types it exchanges.
+
+The CTranslate2 engine (`ct2_engine.py`) is the real one; tier-2 tests inject a fake.
+Engines are synchronous and called from one worker thread at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sentence to translate, with NLLB language codes."""
+
+    text: str
+    source: str  # "plt_Latn"
+    target: str  # "fra_Latn"
+
+
+@dataclass(frozen=True)
+class Output:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool = False  # a length or repetition guard cut it short
+
+
+class TranslationEngine(Protocol):
+    model_id: str
+    device: str
+    compute_type: str
+
+    def language_codes(self) -> frozenset[str]:
+        """The language codes present in the model's vocabulary."""
+        ...
+
+    def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
+        """One output per job, in order, in one engine call. Blocking."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,101 @@
+"""From a request's texts to their translations: checks, sentence splitting, the phrase
+cache, the batcher, and joining sentences back into texts. No model code and no protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.runtime.errors import InvalidArgument
+from services.translate.batcher import MicroBatcher
+from services.translate.cache import PhraseCache
+from services.translate.engine import Job, Output
+from services.translate.languages import Language, LanguageCatalog
+from services.translate.text import Segmented, segment
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_texts: int = 64
+    max_text_chars: int = 5000
+    max_sentence_chars: int = 400
+    max_beam: int = 8
+
+
+@dataclass(frozen=True)
+class Result:
+    outputs: list[Output]
+    source: Language
+    target: Language
+    queue_s: float  # longest wait of one of its sentences for an engine call
+
+
+class TextTranslator:
+    def __init__(self, catalog: LanguageCatalog, batcher: MicroBatcher, cache: PhraseCache,
+                 limits: Limits, default_beam: int) -> None:  # fmt: skip
+        self.catalog, self.batcher, self.cache = catalog, batcher, cache
+        self.limits, self.default_beam = limits, default_beam
+
+    async def translate(self, texts: Sequence[str], source: str, target: str,
+                        beam_size: int | None = None) -> Result:  # fmt: skip
+        """One output per text, in order. Empty or blank texts come back as they are."""
+        self._check(texts)
+        beam = self._beam(beam_size)
+        src, tgt = self.catalog.resolve_pair(source, target)
+        docs = [segment(text, self.limits.max_sentence_chars) for text in texts]
+        jobs = list(dict.fromkeys(Job(s, src.model_code, tgt.model_code)
+                                  for doc in docs for s in doc.sentences))  # fmt: skip
+        done, queue_s = await self._translate_jobs(jobs, beam)
+        return Result([_assemble(doc, done, src, tgt) for doc in docs], src, tgt, queue_s)
+
+    async def _translate_jobs(self, jobs: list[Job], beam: int) -> tuple[dict[Job, Output], float]:
+        done: dict[Job, Output] = {}
+        for job in jobs:
+            hit = self.cache.get(job, beam)
+            if hit is not None:
+                done[job] = hit
+        misses = [job for job in jobs if job not in done]
+        if not misses:
+            return done, 0.0
+        outputs, queue_s = await self.batcher.submit(misses, beam)
+        for job, output in zip(misses, outputs, strict=True):
+            self.cache.put(job, beam, output)
+            done[job] = output
+        return done, queue_s
+
+    def _check(self, texts: Sequence[str]) -> None:
+        limits = self.limits
+        if not texts:
+            raise InvalidArgument("texts is empty: send at least one text to translate")
+        if len(texts) > limits.max_texts:
+            raise InvalidArgument(
+                f"too many texts: {len(texts)} in one request, the limit is {limits.max_texts}; "
+                "split the request"
+            )
+        for i, text in enumerate(texts):
+            if len(text) > limits.max_text_chars:
+                raise InvalidArgument(
+                    f"texts[{i}] is {len(text)} characters long, the limit is "
+                    f"{limits.max_text_chars}; split it into several texts"
+                )
+
+    def _beam(self, beam_size: int | None) -> int:
+        if beam_size is None:
+            return self.default_beam
+        if not 1 <= beam_size <= self.limits.max_beam:
+            raise InvalidArgument(
+                f"beam_size {beam_size} is out of range: use 1 to {self.limits.max_beam}, "
+                "or leave it unset for the server default"
+            )
+        return beam_size
+
+
+def _assemble(doc: Segmented, done: dict[Job, Output], src: Language, tgt: Language) -> Output:
+    outs = [done[Job(s, src.model_code, tgt.model_code)] for s in doc.sentences]
+    return Output(
+        text=doc.join([o.text for o in outs]),
+        input_tokens=sum(o.input_tokens for o in outs),
+        output_tokens=sum(o.output_tokens for o in outs),
+        truncated=any(o.truncated for o in outs),
+    )

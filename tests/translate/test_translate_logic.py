@@ -1,0 +1,235 @@
+"""Tier 1: the translate service's pure logic (languages, sentences, guards, vocabulary
+restriction, batching policy, phrase cache)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from services.runtime.errors import InvalidArgument
+from services.translate.batcher import BatchPolicy
+from services.translate.cache import PhraseCache
+from services.translate.engine import Job, Output
+from services.translate.guards import LengthLimit, trim_loop
+from services.translate.languages import KNOWN, LanguageCatalog, lookup
+from services.translate.text import chop, segment, split_sentences
+from services.translate.vocab import allowed_pieces, write_vmap
+
+MILO_CODES = ["plt_Latn", "fra_Latn", "eng_Latn"]
+
+
+# --- languages ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "model_code"),
+    [("mg", "plt_Latn"), ("fr", "fra_Latn"), ("en", "eng_Latn"), ("MG", "plt_Latn"),
+     ("fr-FR", "fra_Latn"), ("fr_CA", "fra_Latn"), (" en ", "eng_Latn"),
+     ("plt_Latn", "plt_Latn"), ("FRA_LATN", "fra_Latn"), ("sw", "swh_Latn"), ("zh", "zho_Hans")],
+)  # fmt: skip
+def test_iso_and_nllb_codes_resolve_to_the_same_language(code, model_code):
+    lang = lookup(code)
+    assert lang is not None and lang.model_code == model_code
+
+
+@pytest.mark.parametrize("code", ["", "xx", "mga", "french", "plt_Cyrl", "fr-", "f"])
+def test_unknown_codes_resolve_to_nothing(code):
+    assert lookup(code) is None
+
+
+def test_table_codes_are_unique_and_well_formed():
+    assert len({lang.code for lang in KNOWN}) == len(KNOWN) >= 40
+    assert len({lang.model_code for lang in KNOWN}) == len(KNOWN)
+    assert all(len(lang.code) == 2 and len(lang.model_code) == 8 for lang in KNOWN)
+
+
+def test_catalog_offers_only_languages_in_the_vocabulary():
+    catalog = LanguageCatalog(["plt_Latn", "fra_Latn", "madeupword0", "<s>"])
+    assert [lang.code for lang in catalog.languages] == ["mg", "fr"]
+    assert [(s.code, t.code) for s, t in catalog.pairs] == [("mg", "fr"), ("fr", "mg")]
+    with pytest.raises(InvalidArgument, match=r"'en' is not supported: use one of mg \(plt_Latn\)"):
+        catalog.resolve_pair("mg", "en")
+
+
+def test_catalog_limits_targets_but_not_sources():
+    catalog = LanguageCatalog([*MILO_CODES, "deu_Latn"], targets=["mg", "fra_Latn"])
+    assert {t.code for _, t in catalog.pairs} == {"mg", "fr"}
+    src, tgt = catalog.resolve_pair("de", "mg")
+    assert (src.model_code, tgt.model_code) == ("deu_Latn", "plt_Latn")
+    with pytest.raises(InvalidArgument, match="target_language 'de' is not supported"):
+        catalog.resolve_pair("mg", "de")
+    with pytest.raises(ValueError, match="not offered"):
+        LanguageCatalog(MILO_CODES, targets=["de"])
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [("", "fr", "source_language is empty"), ("mg", "", "target_language is empty"),
+     ("mg", "mg", "both mg"), ("plt_Latn", "mg", "both mg"), ("klingon", "fr", "'klingon'")],
+)  # fmt: skip
+def test_bad_pairs_are_invalid_argument_with_a_clear_message(source, target, message):
+    with pytest.raises(InvalidArgument, match=message):
+        LanguageCatalog(MILO_CODES).resolve_pair(source, target)
+
+
+def test_catalog_needs_at_least_one_known_language():
+    with pytest.raises(ValueError, match="none of the known"):
+        LanguageCatalog(["a", "b"])
+
+
+# --- sentences ---------------------------------------------------------------------------
+
+
+def test_paragraph_and_line_breaks_survive_the_round_trip():
+    text = "  Salama. Manao ahoana ianao?\n\nTsara aho!\n  Misaotra.  \n"
+    doc = segment(text)
+    assert doc.sentences == ("Salama.", "Manao ahoana ianao?", "Tsara aho!", "Misaotra.")
+    assert doc.join(list(doc.sentences)) == text
+    assert doc.join(["A", "B", "C", "D"]) == "  A B\n\nC\n  D  \n"
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\n", " \t\n "])
+def test_blank_texts_have_no_sentences_and_come_back_unchanged(text):
+    doc = segment(text)
+    assert doc.sentences == () and doc.join([]) == text
+
+
+@pytest.mark.parametrize(
+    ("line", "sentences"),
+    [("Bonjour M. Dupont. Ça va ?", ["Bonjour M. Dupont.", "Ça va ?"]),
+     ("« Bonjour ! » dit-il. Puis il part.", ["« Bonjour ! » dit-il.", "Puis il part."]),
+     ("J. R. R. Tolkien a écrit. Fin", ["J. R. R. Tolkien a écrit.", "Fin"]),
+     ("Prix : 3.5 euros. OK… et puis ? Non.", ["Prix : 3.5 euros.", "OK… et puis ?", "Non."]),
+     ("Tonga soa!Veloma", ["Tonga soa!Veloma"]),
+     ("Dr. Rabe sy Mme. Rasoa. Eny.", ["Dr. Rabe sy Mme. Rasoa.", "Eny."])],
+)  # fmt: skip
+def test_sentence_boundaries(line, sentences):
+    assert split_sentences(line) == sentences
+
+
+def test_long_sentences_are_cut_at_clauses_then_spaces():
+    sentence = "teny " * 8 + "voalohany, " + "teny " * 30 + "farany"
+    pieces = chop(sentence, 60)
+    assert pieces[0].endswith("voalohany,") and all(len(p) <= 60 for p in pieces)
+    assert " ".join(pieces).split() == sentence.split()
+    assert chop("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+
+
+def test_join_refuses_a_wrong_number_of_translations():
+    with pytest.raises(ValueError):
+        segment("Eny. Tsia.").join(["only one"])
+
+
+# --- guards ------------------------------------------------------------------------------
+
+
+def test_length_limit_is_relative_to_the_input():
+    limit = LengthLimit(ratio=2.0, extra=10)
+    assert [limit.max_output(n) for n in (0, 1, 5, 100)] == [10, 12, 20, 210]
+    assert LengthLimit(0.5, 0).max_output(3) == 2
+    with pytest.raises(ValueError):
+        LengthLimit(ratio=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "cut"),
+    [("a b c d", "a b c d", False),
+     ("a b b b c", "a b b b c", False),  # three times is still text
+     ("a b b b b c", "a b", True),
+     ("x de la de la de la y", "x de la", True),
+     ("x de la de la y", "x de la de la y", False),
+     ("p q r s t u p q r s t u p q r s t u", "p q r s t u", True),
+     ("", "", False)],
+)  # fmt: skip
+def test_loops_are_trimmed_after_their_first_copy(text, expected, cut):
+    assert trim_loop(text.split()) == (expected.split(), cut)
+
+
+# --- vocabulary restriction --------------------------------------------------------------
+
+
+VOCAB = ["<s>", "<pad>", "</s>", "<unk>", "▁Salama", "▁été", "▁ñy", "▁Привет", "▁你好", "▁ø",
+         "▁42", "!", "«", "plt_Latn", "fra_Latn", "<mask>", "▁straße"]  # fmt: skip
+
+
+def test_output_vocabulary_keeps_target_alphabets_and_drops_specials():
+    mg_fr = [lookup("mg"), lookup("fr")]
+    kept = allowed_pieces(VOCAB, mg_fr)  # type: ignore[arg-type]
+    assert kept == ["▁Salama", "▁été", "▁ñy", "▁42", "!", "«"]
+    russian = allowed_pieces(VOCAB, [lookup("ru")])  # type: ignore[list-item]
+    assert "▁Привет" in russian and "▁Salama" not in russian
+    german = allowed_pieces(VOCAB, [lookup("de")])  # type: ignore[list-item]
+    assert "▁straße" in german and "▁ø" in german  # any Latin letter for other Latin languages
+
+
+def test_vmap_lists_kept_pieces_always_and_others_only_from_the_source(tmp_path):
+    path = tmp_path / "vmap.txt"
+    write_vmap(path, VOCAB, ["▁Salama", "!"])
+    lines = path.read_text("utf-8").splitlines()
+    assert lines[0] == "\t▁Salama !"
+    assert "▁Привет\t▁Привет" in lines and "▁Salama\t▁Salama" not in lines
+    assert not any(line.startswith(("plt_Latn", "<mask>")) for line in lines)
+
+
+# --- batching policy ---------------------------------------------------------------------
+
+
+POLICY = BatchPolicy(max_batch=8, window_s=0.005)
+
+
+def wait(pending=1, callers=1, oldest=10.0, last_end=-math.inf, last_callers=0, now=10.0):
+    return POLICY.wait_s(pending, callers, oldest, last_end, last_callers, now)
+
+
+def test_nothing_pending_waits_forever():
+    assert wait(pending=0, callers=0) == math.inf
+
+
+def test_a_lone_caller_goes_at_once():
+    assert wait() == 0.0
+    assert wait(last_end=9.999, last_callers=1) == 0.0  # its own previous request
+
+
+def test_a_full_batch_goes_at_once():
+    assert wait(pending=8, callers=1, last_end=9.999, last_callers=16) == 0.0
+
+
+def test_after_a_shared_batch_waits_for_its_callers_within_the_window():
+    assert wait(callers=3, oldest=9.9, last_end=9.999, last_callers=16) == pytest.approx(0.004)
+    assert wait(callers=3, oldest=10.0, last_end=9.999, last_callers=16) == pytest.approx(0.005)
+    assert wait(callers=16, pending=16 - 8, last_end=9.999, last_callers=16) == 0.0
+    assert wait(callers=3, oldest=10.0, last_end=9.994, last_callers=16) == 0.0  # window over
+
+
+def test_window_zero_never_waits():
+    policy = BatchPolicy(max_batch=8, window_s=0.0)
+    assert policy.wait_s(1, 1, 10.0, 10.0, 16, 10.0) == 0.0
+
+
+# --- phrase cache ------------------------------------------------------------------------
+
+
+def test_cache_keeps_short_phrases_per_pair_and_beam_and_evicts_the_oldest():
+    cache = PhraseCache(size=2, max_chars=10)
+    hello, bye, thanks = (Job(t, "plt_Latn", "fra_Latn") for t in ("Salama.", "Veloma.", "Eny."))
+    out = Output("Bonjour.", 3, 3)
+    cache.put(hello, 2, out)
+    assert cache.get(hello, 2) == out
+    assert cache.get(hello, 4) is None
+    assert cache.get(Job("Salama.", "plt_Latn", "eng_Latn"), 2) is None
+    cache.put(bye, 2, out)
+    cache.get(hello, 2)  # hello is now the most recent
+    cache.put(thanks, 2, out)
+    assert cache.get(bye, 2) is None and cache.get(hello, 2) == out and len(cache) == 2
+
+
+def test_cache_skips_long_sentences_truncated_outputs_and_size_zero():
+    cache = PhraseCache(size=4, max_chars=5)
+    long_job, short_job = Job("Salama tompoko.", "a", "b"), Job("Eny.", "a", "b")
+    cache.put(long_job, 1, Output("x", 1, 1))
+    cache.put(short_job, 1, Output("x", 1, 9, truncated=True))
+    assert len(cache) == 0
+    off = PhraseCache(size=0, max_chars=100)
+    off.put(short_job, 1, Output("x", 1, 1))
+    assert off.get(short_job, 1) is None
