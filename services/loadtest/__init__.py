@@ -1,0 +1,1 @@
+"""`milo loadtest`: load-test one service (stt, translate, llm, tts) or the gateway."""
