@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+import json
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.runtime.config import PORTS, ServiceSettings
 
@@ -33,3 +36,47 @@ class GatewaySettings(ServiceSettings):
     max_sentence_chars: int = Field(
         160, ge=20, le=2000, description="a run-on sentence is cut at a clause or this length"
     )
+
+    # The HTTP bridge (REST, OpenAI-compatible routes, WebSocket, web page), same process.
+    http_enabled: bool = Field(True, description="serve the HTTP bridge and the web page")
+    http_host: str | None = Field(None, description="HTTP address (default: the gRPC host)")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins allowed to call the HTTP API from a browser ('*' for any); "
+        "the page served by the gateway itself needs none",
+    )
+    max_request_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, le=1024**3, description="largest HTTP request body (413)"
+    )
+    max_text_chars: int = Field(
+        10_000, ge=1, le=1_000_000, description="longest text in an HTTP request (400)"
+    )
+    stt_metrics_address: str | None = Field(
+        None, description="host:port of the STT service's /metrics, for the status page "
+        "(default: its gRPC host and default metrics port)")
+    translate_metrics_address: str | None = Field(None)
+    llm_metrics_address: str | None = Field(None)
+    tts_metrics_address: str | None = Field(None)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept a comma-separated string from the environment as well as a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    def metrics_address(self, name: str) -> str:
+        """Where the status page reads a service's metrics."""
+        given = getattr(self, f"{name}_metrics_address")
+        if given:
+            return str(given)
+        host = str(getattr(self, f"{name}_address")).rsplit(":", 1)[0]
+        return f"{host}:{PORTS[name][1]}"
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        return (self.http_host or self.host, self.http_port)

@@ -1,13 +1,23 @@
-"""The gateway as a runtime Service: no model; channels to the four services."""
+"""The gateway as a runtime Service: no model; channels to the four services, the gRPC
+servicer and the HTTP bridge, both over one GatewayCore."""
 
 from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
 
 import grpc
 
 from gateway.backends import Backends
 from gateway.config import GatewaySettings
+from gateway.core import GatewayCore
 from gateway.servicer import ConversationServicer
 from milo.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+if TYPE_CHECKING:
+    from gateway.http.server import HttpServer
+
+log = logging.getLogger(__name__)
 
 
 class GatewayService:
@@ -19,22 +29,45 @@ class GatewayService:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.backends: Backends | None = None
+        self.core: GatewayCore | None = None
         self.servicer: ConversationServicer | None = None
+        self.http: HttpServer | None = None
+        self.http_port = 0
 
     def register(self, server: grpc.aio.Server) -> None:
-        """Called on the event loop: the channels and health watchers live there."""
+        """Called on the event loop: the channels, health watchers and HTTP live there."""
         s = self.settings
         key = s.backend_api_key.get_secret_value() if s.backend_api_key else None
         addresses = {"stt": s.stt_address, "translate": s.translate_address,
                      "llm": s.llm_address, "tts": s.tts_address}
         self.backends = Backends(addresses, key, s.unary_retries)
         self.backends.start()
-        self.servicer = ConversationServicer(s, self.backends)
+        self.core = GatewayCore(s, self.backends)
+        self.servicer = ConversationServicer(self.core)
         gateway_pb2_grpc.add_ConversationServicer_to_server(self.servicer, server)
+        if s.http_enabled:
+            self._start_http(self.core)
+
+    def _start_http(self, core: GatewayCore) -> None:
+        try:
+            from gateway.http.app import create_app
+            from gateway.http.server import HttpServer
+        except ImportError as exc:
+            raise RuntimeError(f"the HTTP bridge needs {exc.name}: pip install 'milo[gateway]' "
+                               "(or run with --http-enabled false)") from exc
+        host, port = self.settings.http_address
+        self.http = HttpServer(create_app(self.settings, core), host, port,
+                               self.settings.shutdown_grace_s)
+        self.http.start()
 
     def load(self) -> None:
-        """Nothing to load: the gateway serves as soon as it listens; each dependency's
-        health is tracked apart (Describe, milo_gateway_dependency_up)."""
+        """No model: the gateway serves once HTTP listens too; each dependency's health is
+        tracked apart (Describe, /readyz, milo_gateway_dependency_up)."""
+        if self.http is not None:
+            self.http_port = self.http.wait_started()
 
     def close(self) -> None:
-        """Channels close with the process."""
+        """Called from a worker thread after the gRPC server drained: stop HTTP (it closes
+        open WebSockets); the channels close with the process."""
+        if self.http is not None:
+            self.http.stop_from_thread(self.settings.shutdown_grace_s + 5)

@@ -1,0 +1,192 @@
+"""What the gateway does, once, for every front: the gRPC servicer and the HTTP bridge are
+thin adapters over `GatewayCore`.
+
+Each method takes and returns the services' own protobuf types and raises
+services.runtime.errors types (UpstreamError keeps a dependency's status code; a full queue
+upstream becomes ResourceExhausted with the dependency's retry hint), so each front maps
+one set of errors to its own shapes: gRPC status codes, or HTTP statuses and JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import grpc
+
+from gateway import metrics
+from gateway.backends import Backends
+from gateway.config import GatewaySettings
+from gateway.session import Session
+from gateway.turn import SessionOptions
+from milo.audio.v1 import audio_pb2
+from milo.gateway.v1 import gateway_pb2 as gw
+from milo.llm.v1 import llm_pb2
+from milo.stt.v1 import stt_pb2
+from milo.translate.v1 import translate_pb2
+from milo.tts.v1 import tts_pb2
+from services.runtime.errors import InvalidArgument, MiloError, ResourceExhausted, UpstreamError
+from services.runtime.interceptors import RETRY_PUSHBACK_KEY
+
+log = logging.getLogger(__name__)
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$")
+_RAW = (audio_pb2.AUDIO_ENCODING_PCM_S16LE, audio_pb2.AUDIO_ENCODING_PCM_F32LE)
+_OUT = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+        audio_pb2.AUDIO_ENCODING_WAV)
+
+
+def session_options(config: gw.SessionConfig, settings: GatewaySettings) -> SessionOptions:
+    """The session's settings after defaults; INVALID_ARGUMENT for what cannot work."""
+    user = config.user_language if config.HasField("user_language") else (
+        settings.default_user_language)
+    pivot = config.pivot_language if config.HasField("pivot_language") else (
+        settings.default_pivot_language)
+    for name, code in (("user_language", user), ("pivot_language", pivot)):
+        if not _LANGUAGE.match(code):
+            raise InvalidArgument(f"{name} {code!r} is not a language code such as 'mg' or 'fr'")
+    fmt = config.input_format
+    if config.HasField("input_format") and (
+            fmt.encoding not in _RAW or not fmt.sample_rate_hz or not fmt.channels):
+        raise InvalidArgument("input_format must be raw PCM (PCM_S16LE or PCM_F32LE) with "
+                              "sample_rate_hz and channels set")
+    if config.output_encoding not in _OUT:
+        raise InvalidArgument("output_encoding must be PCM_S16LE or WAV")
+    return SessionOptions(
+        user_language=user, pivot_language=pivot,
+        audio_out=config.output_mode != gw.OUTPUT_MODE_TEXT,
+        client_brain=config.brain == gw.BRAIN_CLIENT,
+        system_prompt=config.system_prompt if config.HasField("system_prompt") else None,
+        sampling=config.sampling,
+        voice=config.voice if config.HasField("voice") else None,
+        sample_rate_hz=config.output_sample_rate_hz if config.HasField(
+            "output_sample_rate_hz") else None,
+        encoding=config.output_encoding, speed=config.speed if config.HasField("speed") else None,
+        max_history_turns=config.max_history_turns if config.HasField(
+            "max_history_turns") else settings.max_history_turns,
+        barge_in=config.barge_in if config.HasField("barge_in") else True,
+    )
+
+
+def upstream(name: str, exc: grpc.aio.AioRpcError) -> MiloError:
+    """A dependency's failure as a typed error that keeps its status code (and retry hint)."""
+    details = exc.details() or "no details"
+    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(f"{name}: {details}", _pushback_ms(exc))
+    return UpstreamError(name, exc.code(), details)
+
+
+def _pushback_ms(exc: grpc.aio.AioRpcError) -> int | None:
+    for key, value in exc.trailing_metadata() or ():
+        if key == RETRY_PUSHBACK_KEY:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class GatewayCore:
+    """Sessions and the unary routes over the gateway's Backends."""
+
+    def __init__(self, settings: GatewaySettings, backends: Backends) -> None:
+        self.settings, self.backends = settings, backends
+
+    def describe(self) -> gw.DescribeResponse:
+        deps = [gw.Dependency(name=d.name, address=d.address, status=d.status,
+                              model_id=d.model_id) for d in self.backends.deps.values()]
+        return gw.DescribeResponse(
+            version=version(), dependencies=deps,
+            default_user_language=self.settings.default_user_language,
+            default_pivot_language=self.settings.default_pivot_language,
+            max_audio_chunk_bytes=self.settings.max_audio_chunk_bytes)
+
+    # ---- conversations ------------------------------------------------------------------
+
+    async def converse(self, requests: AsyncIterator[gw.ConverseRequest]
+                       ) -> AsyncIterator[gw.ConverseResponse]:
+        """One session: the first request must be a SessionConfig; events stream out until
+        the requests end (and the last turn is over) or the consumer stops reading."""
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("request") != "config":
+            raise InvalidArgument("the first message of Converse must be a SessionConfig")
+        options = session_options(first.config, self.settings)
+        session = Session(self.settings, self.backends, first.config, options)
+        log.info("session %s opened: %s -> %s, audio out %s, client brain %s", session.id,
+                 options.user_language, options.pivot_language, options.audio_out,
+                 options.client_brain)
+        metrics.SESSIONS.inc()
+        session.emit(0, session_started=gw.SessionStarted(session_id=session.id,
+                                                          config=first.config))
+        pump = asyncio.create_task(self._pump(session, requests))
+        try:
+            async for event in session.outbox.drain():
+                yield event
+            await pump
+        finally:
+            pump.cancel()
+            await session.close()
+            metrics.SESSIONS.dec()
+            log.info("session %s closed after %d turns", session.id, session._turns)
+
+    async def _pump(self, session: Session, requests: AsyncIterator[gw.ConverseRequest]) -> None:
+        try:
+            async for request in requests:
+                await session.handle(request)
+            await session.finish()
+        finally:
+            session.outbox.close()
+
+    # ---- one service each ---------------------------------------------------------------
+
+    async def transcribe(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
+        try:
+            return await self.backends.stt.Recognize(
+                request, timeout=self.settings.stt_timeout_s, metadata=self.backends.metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream("stt", exc) from exc
+
+    async def translate(self, request: translate_pb2.TranslateRequest
+                        ) -> translate_pb2.TranslateResponse:
+        try:
+            return await self.backends.translate.Translate(
+                request, timeout=self.settings.translate_timeout_s,
+                metadata=self.backends.metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream("translate", exc) from exc
+
+    async def chat(self, request: llm_pb2.ChatRequest) -> AsyncIterator[llm_pb2.ChatResponse]:
+        """The LLM's stream; closing the iterator cancels generation upstream."""
+        call = self.backends.llm.Chat(request, timeout=self.settings.llm_timeout_s,
+                                      metadata=self.backends.metadata)
+        try:
+            async for reply in call:
+                yield reply
+        except grpc.aio.AioRpcError as exc:
+            raise upstream("llm", exc) from exc
+        finally:
+            call.cancel()
+
+    async def speak(self, request: tts_pb2.SynthesizeRequest
+                    ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        """The TTS stream; closing the iterator stops synthesis upstream."""
+        call = self.backends.tts.Synthesize(request, timeout=self.settings.tts_timeout_s,
+                                            metadata=self.backends.metadata)
+        try:
+            async for reply in call:
+                yield reply
+        except grpc.aio.AioRpcError as exc:
+            raise upstream("tts", exc) from exc
+        finally:
+            call.cancel()
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("milo")
+    except PackageNotFoundError:
+        return "dev"

@@ -1,0 +1,77 @@
+"""Audio in and out over HTTP, shared by the native and the OpenAI-compatible routes:
+an uploaded file to a RecognizeRequest (415 for what is not audio), and a TTS stream to
+streamed WAV or raw PCM."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import UploadFile
+
+from gateway.core import GatewayCore
+from gateway.http.errors import HttpError
+from gateway.http.streams import prime
+from gateway.turn import streaming_wav_header
+from milo.audio.v1 import audio_pb2
+from milo.stt.v1 import stt_pb2
+from milo.tts.v1 import tts_pb2
+from services.runtime.errors import InvalidArgument, Unavailable
+
+# Declared types an upload may have; the STT service reads the data itself (WAV, FLAC,
+# Ogg, MP3, WebM, MP4 audio), so the list only keeps out what is plainly not audio.
+_AUDIO_TYPES = ("audio/", "video/webm", "video/ogg", "video/mp4", "application/octet-stream",
+                "application/ogg")
+
+
+def check_upload_type(file: UploadFile) -> None:
+    declared = (file.content_type or "").split(";")[0].strip().lower()
+    if declared and not declared.startswith(_AUDIO_TYPES):
+        raise HttpError(415, f"the file is {declared}, not audio: send WAV, FLAC, Ogg, MP3 or "
+                        "WebM audio")
+
+
+async def recognize_request(file: UploadFile, language: str | None, prompt: str | None,
+                            word_timestamps: bool | None = None,
+                            beam_size: int | None = None) -> stt_pb2.RecognizeRequest:
+    check_upload_type(file)
+    data = await file.read()
+    if not data:
+        raise InvalidArgument("the file is empty: send an audio file in the `file` field")
+    config = stt_pb2.RecognitionConfig(language=language or None, initial_prompt=prompt or None,
+                                       word_timestamps=word_timestamps, beam_size=beam_size)
+    return stt_pb2.RecognizeRequest(config=config, audio=data)
+
+
+@dataclass
+class Speech:
+    """A TTS stream, started: its format is known, its bytes still to come."""
+
+    media_type: str
+    sample_rate_hz: int
+    body: AsyncIterator[bytes]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Sample-Rate": str(self.sample_rate_hz), "Cache-Control": "no-store"}
+
+
+async def start_speech(core: GatewayCore, request: tts_pb2.SynthesizeRequest,
+                       container: str) -> Speech:
+    """Call TTS and wait for its format (errors before it raise here); `container` is
+    'wav' (streamed WAV, sizes unknown) or 'pcm' (raw s16le)."""
+    request.encoding = audio_pb2.AUDIO_ENCODING_PCM_S16LE
+    first, stream = await prime(core.speak(request))
+    if first is None or not first.HasField("format"):
+        raise Unavailable("tts: the stream did not start with its audio format")
+    rate, channels = first.format.sample_rate_hz, first.format.channels or 1
+
+    async def body() -> AsyncIterator[bytes]:
+        if container == "wav":
+            yield streaming_wav_header(rate, channels)
+        async for reply in stream:
+            if reply.HasField("audio") and reply.audio.data:
+                yield reply.audio.data
+
+    media = "audio/wav" if container == "wav" else f"audio/L16;rate={rate};channels={channels}"
+    return Speech(media, rate, body())

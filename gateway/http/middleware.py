@@ -1,0 +1,137 @@
+"""ASGI middleware: request size limit (413), admission (429) and per-route metrics.
+
+Pure ASGI (not BaseHTTPMiddleware), so streamed responses flow through untouched and an
+admission slot is held until the last byte of a streamed reply has gone out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import HTTPException
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.http import metrics
+from gateway.http.auth import ApiKey
+from gateway.http.errors import error_body, milo_error_response
+from services.runtime.admission import Admission
+from services.runtime.errors import ResourceExhausted, Unauthenticated
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes`: at once by Content-Length, else while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _send_json(send, scope["path"], 413, "REQUEST_TOO_LARGE", self._message())
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"the request body is over the gateway's limit of {self.max_bytes} bytes"
+
+
+class RequireKey:
+    """With an API key configured, every /v1/* HTTP request must carry it (checked before
+    the body is read, so a caller without the key learns nothing else)."""
+
+    def __init__(self, app: ASGIApp, api_key: ApiKey) -> None:
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/v1/") and self.api_key.enabled:
+            try:
+                self.api_key.check(HTTPConnection(scope))
+            except Unauthenticated as exc:
+                await milo_error_response(path, exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Admitted:
+    """Model routes (/v1/*, HTTP) take a slot of the gateway's admission: at most
+    `max_concurrency` at once, `max_queue` waiting, the rest get 429 with Retry-After."""
+
+    _OPEN = ("/v1/status", "/v1/models")
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app, self.admission = app, admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/") or path.startswith(self._OPEN):
+            await self.app(scope, receive, send)
+            return
+        entered = False
+        try:
+            async with self.admission.slot():
+                entered = True
+                await self.app(scope, receive, send)
+        except ResourceExhausted as exc:
+            if entered:
+                raise
+            await milo_error_response(path, exc)(scope, receive, send)
+
+
+class Metrics:
+    """Requests and their duration by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.monotonic(), 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "other")
+            metrics.HTTP_REQUESTS.labels(scope["method"], name, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(scope["method"], name).observe(time.monotonic() - start)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _send_json(send: Send, path: str, status: int, code: str, message: str) -> None:
+    body: Any = json.dumps(error_body(path, status, code, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,82 @@
+"""uvicorn in the gateway's process and event loop, next to the gRPC server.
+
+Started from the event loop (GatewayService.register), waited for from the loader thread
+(GatewayService.load: the gateway says SERVING only once HTTP listens too), stopped from
+the closing thread (GatewayService.close). uvicorn's own `serve()` is not used: it would
+take over SIGINT/SIGTERM, which belong to the runtime's graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, host: str, port: int, grace_s: float) -> None:
+        self.config = uvicorn.Config(app, host=host, port=port, log_config=None,
+                                     access_log=False, lifespan="off", ws="auto",
+                                     timeout_graceful_shutdown=max(1, int(grace_s)),
+                                     server_header=False)
+        self.server = uvicorn.Server(self.config)
+        self.host, self.port = host, port
+        self.started: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._socket: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """On the event loop: bind and serve in a task; `started` resolves to the port."""
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        try:
+            self._socket = _bind(self.host, self.port)
+            self.port = self._socket.getsockname()[1]
+            self.config.load()
+            self.server.lifespan = self.config.lifespan_class(self.config)
+            await self.server.startup(sockets=[self._socket])
+        except Exception as exc:
+            self.started.set_exception(OSError(f"HTTP bridge could not start on "
+                                               f"{self.host}:{self.port}: {exc}"))
+            return
+        log.info("http bridge serving on http://%s:%d (web page at /, API docs at /docs)",
+                 self.host, self.port)
+        self.started.set_result(self.port)
+        await self.server.main_loop()
+        await self.server.shutdown(sockets=[self._socket])
+
+    def wait_started(self, timeout: float = 30.0) -> int:
+        """From a worker thread: block until HTTP listens (or raise why it cannot)."""
+        return self.started.result(timeout)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    def stop_from_thread(self, timeout: float = 30.0) -> None:
+        if self._loop is None or self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

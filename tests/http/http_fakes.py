@@ -1,0 +1,44 @@
+"""Fakes for tier-2 HTTP tests: the gateway's fake services (tests/gateway/fakes.py) plus a
+fake Recognize and switches that make a service answer with a given status code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import grpc
+
+from milo.stt.v1 import stt_pb2
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))
+from fakes import FakeLlm, FakeServices, FakeStt, FakeTranslate, FakeTts  # noqa: E402
+
+__all__ = ["FakeLlm", "FakeServices", "FakeTranslate", "FakeTts", "HttpFakes"]
+
+
+class RecognizingStt(FakeStt):
+    """Recognize answers "hello there" with one segment of two words."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[stt_pb2.RecognizeRequest] = []
+        self.fail: tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]] | None = None
+
+    async def Recognize(self, request, context):
+        self.requests.append(request)
+        if self.fail is not None:
+            code, message, trailers = self.fail
+            await context.abort(code, message, trailers)
+        words = [stt_pb2.Word(word=" hello", start_ms=0, end_ms=400, probability=0.9),
+                 stt_pb2.Word(word=" there", start_ms=400, end_ms=900, probability=0.8)]
+        segment = stt_pb2.Segment(text=" hello there", start_ms=0, end_ms=900,
+                                  avg_logprob=-0.2, no_speech_prob=0.01, words=words)
+        return stt_pb2.RecognizeResponse(text="hello there", segments=[segment],
+                                         language=request.config.language or "en",
+                                         audio_duration_ms=1000, processing_ms=12.5)
+
+
+class HttpFakes(FakeServices):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stt = RecognizingStt()

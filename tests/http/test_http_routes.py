@@ -1,0 +1,120 @@
+"""Tier 2: the HTTP bridge in the gateway's process, over fake services on real servers."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+
+import grpc
+import pytest
+from http_fakes import HttpFakes
+
+from services.runtime.interceptors import RETRY_PUSHBACK_KEY
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(rate * seconds))
+    return out.getvalue()
+
+
+async def test_healthz_and_readyz_follow_the_services(gateway_http):
+    client, fakes = gateway_http.client, gateway_http.fakes
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    # The fakes serve no health service: the gateway cannot call them SERVING.
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["ready"] is False and set(body["not_ready"]) == {"stt", "translate", "llm", "tts"}
+    assert "stt is" in body["error"]["message"]
+    assert isinstance(fakes, HttpFakes)
+
+
+async def test_transcribe_returns_text_segments_and_words(gateway_http):
+    reply = await gateway_http.client.post(
+        "/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")},
+        data={"language": "en"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["text"] == "hello there" and body["language"] == "en"
+    assert [w["word"] for w in body["segments"][0]["words"]] == [" hello", " there"]
+    sent = gateway_http.fakes.stt.requests[-1]
+    assert sent.config.language == "en" and sent.audio.startswith(b"RIFF")
+
+
+async def test_translate_passes_text_and_languages(gateway_http):
+    reply = await gateway_http.client.post(
+        "/v1/translate", json={"text": "Salama", "source": "mg", "target": "fr"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["text"] == "[fr] Salama"
+    assert gateway_http.fakes.translate.calls[-1] == ("Salama", "mg", "fr")
+
+
+async def test_chat_streams_server_sent_events(gateway_http):
+    async with gateway_http.client.stream(
+            "POST", "/v1/chat", json={"messages": [{"role": "user", "content": "Salut"}]}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line async for line in r.aiter_lines() if line]
+    kinds = [e.removeprefix("event: ") for e in events if e.startswith("event: ")]
+    assert kinds[-1] == "done"
+    assert kinds.count("delta") == len(gateway_http.fakes.llm.reply.split())
+    data = [json.loads(e.removeprefix("data: ")) for e in events if e.startswith("data: ")]
+    assert "".join(d.get("text", "") for d in data[:-1]).strip() == gateway_http.fakes.llm.reply
+    assert data[-1]["finish_reason"] == "stop"
+
+
+async def test_speak_streams_a_wav_file(gateway_http):
+    reply = await gateway_http.client.post("/v1/speak", json={"text": "Manao ahoana"})
+    assert reply.status_code == 200 and reply.headers["content-type"] == "audio/wav"
+    data = reply.content
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    assert len(data) == 44 + 4 * 1600  # header + 2 words x 2 chunks x 800 samples
+    assert reply.headers["x-sample-rate"] == "16000"
+
+
+async def test_bad_input_is_400_or_422_with_a_json_error(gateway_http):
+    client, fakes = gateway_http.client, gateway_http.fakes
+    r = await client.post("/v1/translate", json={"text": "a", "source": "Malagasy", "target": "fr"})
+    assert r.status_code == 422 and "source" in r.json()["error"]["message"]
+    fakes.translate.fail = grpc.StatusCode.INVALID_ARGUMENT
+    r = await client.post("/v1/translate", json={"text": "a", "source": "mg", "target": "fr"})
+    assert r.status_code == 400
+    assert r.json()["error"] == {"code": "INVALID_ARGUMENT",
+                                 "message": "translate: translate is broken"}
+    r = await client.post("/v1/transcribe", files={"file": ("a.wav", b"", "audio/wav")})
+    assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
+
+
+async def test_not_audio_is_415(gateway_http):
+    r = await gateway_http.client.post(
+        "/v1/transcribe", files={"file": ("notes.txt", b"hello", "text/plain")})
+    assert r.status_code == 415 and "not audio" in r.json()["error"]["message"]
+
+
+async def test_queue_full_upstream_is_429_with_retry_after(gateway_http):
+    gateway_http.fakes.stt.fail = (grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full",
+                                   ((RETRY_PUSHBACK_KEY, "2500"),))
+    r = await gateway_http.client.post(
+        "/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")})
+    assert r.status_code == 429 and r.headers["retry-after"] == "3"
+    assert r.json()["error"]["code"] == "RESOURCE_EXHAUSTED"
+
+
+async def test_service_down_is_503(gateway_http):
+    await gateway_http.fakes.servers["translate"].stop(0)
+    r = await gateway_http.client.post(
+        "/v1/translate", json={"text": "a", "source": "mg", "target": "fr"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "UNAVAILABLE"
+    assert (await gateway_http.client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/openapi.json", "/static/app.js"])
+async def test_page_and_docs_are_served(gateway_http, path):
+    r = await gateway_http.client.get(path)
+    assert r.status_code == 200, path
