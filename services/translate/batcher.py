@@ -74,6 +74,11 @@ class MicroBatcher:
         self._last_end = -math.inf
         self._last_callers = 0
 
+    @property
+    def queued(self) -> int:
+        """Sentences waiting for an engine call (cancelled ones until the next look)."""
+        return sum(not e.future.done() for e in self._pending)
+
     async def submit(self, jobs: Sequence[Job], beam: int) -> tuple[list[Output], float]:
         """Outputs for `jobs`, in order, and the longest time one of them waited in queue."""
         self._ensure_running()

@@ -77,7 +77,7 @@ def _is_boundary(line: str, end: re.Match[str]) -> bool:
     if after.islower():
         return False  # "etc. et ainsi de suite": the sentence goes on
     if end.group().startswith(".") and not end.group().startswith(".."):
-        word = re.search(r"(\w+)\Z", line[: end.start()])
+        word = re.search(r"([^\W\d_]+)\Z", line[: end.start()])
         if word and (word.group(1).lower() in _ABBREVIATIONS or len(word.group(1)) == 1):
             return False  # "M. Rakoto", "J. R. R. Tolkien"
     return True

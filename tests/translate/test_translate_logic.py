@@ -102,7 +102,8 @@ def test_blank_texts_have_no_sentences_and_come_back_unchanged(text):
      ("J. R. R. Tolkien a écrit. Fin", ["J. R. R. Tolkien a écrit.", "Fin"]),
      ("Prix : 3.5 euros. OK… et puis ? Non.", ["Prix : 3.5 euros.", "OK… et puis ?", "Non."]),
      ("Tonga soa!Veloma", ["Tonga soa!Veloma"]),
-     ("Dr. Rabe sy Mme. Rasoa. Eny.", ["Dr. Rabe sy Mme. Rasoa.", "Eny."])],
+     ("Dr. Rabe sy Mme. Rasoa. Eny.", ["Dr. Rabe sy Mme. Rasoa.", "Eny."]),
+     ("Taona 2024. Andro 5. Vita.", ["Taona 2024.", "Andro 5.", "Vita."])],
 )  # fmt: skip
 def test_sentence_boundaries(line, sentences):
     assert split_sentences(line) == sentences
