@@ -96,11 +96,13 @@ def _plan(text: str, engine: SpeechEngine, settings: TtsSettings) -> TextPlan:
         )
     plan = plan_text(text, engine.vocab, settings.max_segment_chars)
     metrics.DROPPED.inc(plan.dropped)
-    if not plan.sentences:
+    if not plan.sentences and plan.dropped:
         raise InvalidArgument(
             f"nothing to say: none of the {plan.dropped} characters left after normalization "
             f"({plan.dropped_chars[:20]!r}) can be spoken by this voice"
         )
+    if not plan.sentences:
+        raise InvalidArgument("nothing to say: the text has no words, only punctuation")
     return plan
 
 

@@ -89,6 +89,9 @@ class VitsEngine:
         if self._threads:
             torch.set_num_threads(self._threads)
         device, dtype = self._resolve(torch)
+        if device == "cuda":
+            torch.backends.cudnn.deterministic = True  # same seed, same audio on a GPU too
+            torch.backends.cudnn.benchmark = False
         model = transformers.VitsModel.from_pretrained(str(self.model_dir))
         self._model = model.to(device=device, dtype=dtype).eval()
         self._tokenizer = transformers.VitsTokenizer.from_pretrained(str(self.model_dir))

@@ -235,7 +235,8 @@ async def test_unsayable_characters_are_dropped_and_counted(stub) -> None:
     [
         (dict(text=""), "text is empty"),
         (dict(text="  \n "), "text is empty"),
-        (dict(text="🙂 ☺ 中文"), "nothing to say"),
+        (dict(text="🙂 ☺ 中文"), "none of the 4 characters"),
+        (dict(text="... !? —"), "no words, only punctuation"),
         (dict(text="Manao", voice="rakoto"), "unknown voice 'rakoto'; voices: mlg, mlg-1"),
         (dict(text="Manao", sample_rate_hz=12345), "sample rate 12345 Hz is not supported"),
         (dict(text="Manao", speed=3.0), "speed 3 is out of range"),
