@@ -19,5 +19,9 @@ setup(
         "milo",
         *generated,
     ],
-    package_data={"milo": ["**/*.pyi"], "gateway": ["web/*", "web/**/*"]},
+    package_data={
+        "milo": ["**/*.pyi"],
+        "services.models": ["data/*.txt"],
+        "gateway": ["http/web/*", "http/web/**/*"],
+    },
 )

@@ -1,0 +1,152 @@
+"""Where Milo's models live on disk: one folder that every service and docker-compose share.
+
+```
+<models_dir>/
+  stt/           faster-whisper CTranslate2 folder
+                 (model.bin, config.json, tokenizer.json, vocabulary.*, preprocessor_config.json)
+  translate/     CTranslate2 NLLB folder
+                 (model.bin, config.json, shared_vocabulary.*, sentencepiece.bpe.model)
+  llm/model.gguf llama.cpp GGUF file
+  tts/           transformers VITS folder
+                 (config.json, model.safetensors, vocab.json, tokenizer_config.json, ...)
+  manifest.json  {"stt": {"id": ..., "source": ..., "demo": true/false, "created": ...}, ...}
+```
+
+The default models dir is `./models`; the environment variable `MILO_MODELS_DIR` overrides
+it. The offline demo set (small models with the real architectures, see
+`services.models.demo`) has the same layout and defaults to `./models/demo`
+(`MILO_DEMO_MODELS` overrides it); point `MILO_MODELS_DIR` at it to run Milo on it.
+
+Hidden files (`.manifest.lock`, `.demo.lock`, `.<entry>.staging-*` while an entry is being
+written, `llm/.download/` during a resumable GGUF download) belong to the tooling: every
+entry is written aside and swapped in by renames, so a service never loads half a model.
+
+A service needs only its own entry (`Layout(root).stt`, ...), so its container can mount
+just that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from services.models._util import locked
+
+logger = logging.getLogger(__name__)
+
+Component = Literal["stt", "translate", "llm", "tts"]
+COMPONENTS: Final[tuple[Component, ...]] = ("stt", "translate", "llm", "tts")
+
+ENV_MODELS_DIR: Final = "MILO_MODELS_DIR"
+ENV_DEMO_DIR: Final = "MILO_DEMO_MODELS"
+DEFAULT_MODELS_DIR: Final = Path("models")
+DEMO_SUBDIR: Final = "demo"
+MANIFEST_FILE: Final = "manifest.json"
+LLM_FILE: Final = "model.gguf"
+SPM_FILE: Final = "sentencepiece.bpe.model"
+
+# Files each entry must contain to be usable by its engine.
+REQUIRED_FILES: Final[dict[Component, tuple[str, ...]]] = {
+    "stt": ("model.bin", "config.json", "tokenizer.json"),
+    "translate": ("model.bin", "config.json", SPM_FILE),
+    "llm": (LLM_FILE,),
+    "tts": ("config.json", "model.safetensors", "vocab.json", "tokenizer_config.json"),
+}
+
+
+def default_models_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$MILO_MODELS_DIR` if set, else `./models`."""
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_MODELS_DIR, "").strip()
+    return Path(value) if value else DEFAULT_MODELS_DIR
+
+
+def default_demo_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where `milo models demo` builds by default: `$MILO_DEMO_MODELS`, else `./models/demo`."""
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_DEMO_DIR, "").strip()
+    return Path(value) if value else DEFAULT_MODELS_DIR / DEMO_SUBDIR
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of the entries under one models dir."""
+
+    root: Path
+
+    @property
+    def stt(self) -> Path:
+        return self.root / "stt"
+
+    @property
+    def translate(self) -> Path:
+        return self.root / "translate"
+
+    @property
+    def llm_dir(self) -> Path:
+        return self.root / "llm"
+
+    @property
+    def llm(self) -> Path:
+        """The GGUF file itself (llama.cpp takes a file, not a folder)."""
+        return self.llm_dir / LLM_FILE
+
+    @property
+    def tts(self) -> Path:
+        return self.root / "tts"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST_FILE
+
+    def entry_dir(self, component: Component) -> Path:
+        """The folder an entry owns (for `llm`, the folder holding model.gguf)."""
+        return self.llm_dir if component == "llm" else self.root / component
+
+    def missing_files(self, component: Component) -> list[str]:
+        """Required files of `component` that are absent (empty list: complete)."""
+        folder = self.entry_dir(component)
+        return [name for name in REQUIRED_FILES[component] if not (folder / name).is_file()]
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest under `root`, or {} when there is none or it cannot be parsed."""
+    path = Layout(root).manifest
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable manifest %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically (a reader never sees half a file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, Layout(root).manifest)
+
+
+def record_entry(root: Path, component: Component, entry: dict[str, Any]) -> dict[str, Any]:
+    """Set `component`'s manifest entry (adding `created`) and return the whole manifest."""
+    with locked(root / ".manifest.lock"):
+        manifest = read_manifest(root)
+        manifest[component] = {"created": utc_now(), **entry}
+        write_manifest(root, manifest)
+    return manifest
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
