@@ -1,0 +1,276 @@
+"""Tier 4: the whole stack, four services and the gateway as separate processes on loopback,
+on the demo models; a client streams speech (espeak-ng) or text in and checks what comes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.client import MiloClient, Reply
+from milo.audio.v1 import audio_pb2
+from milo.gateway.v1 import gateway_pb2 as gw
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from procs import ServiceProcess
+
+pytestmark = pytest.mark.slow
+SERVICES = ("stt", "translate", "llm", "tts")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, models: Path) -> None:
+        self.models = models
+        self.procs: dict[str, ServiceProcess] = {}
+        self.translate_port = free_port()  # fixed, so a restarted translate is found again
+
+    def service(self, name: str) -> ServiceProcess:
+        env = {"MILO_MODELS_DIR": str(self.models), "MILO_STT_LANGUAGE": "en"}
+        if name == "translate":
+            env["MILO_TRANSLATE_PORT"] = str(self.translate_port)
+        return ServiceProcess(f"services.{name}", env, prefix=f"MILO_{name.upper()}_")
+
+    def start(self) -> None:
+        for name in SERVICES:
+            self.procs[name] = self.service(name).start()
+        env = {f"MILO_GATEWAY_{n.upper()}_ADDRESS": self.procs[n].address for n in SERVICES}
+        env.update(MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en", MILO_GATEWAY_MAX_SENTENCE_CHARS="40",
+                   MILO_GATEWAY_TRANSLATE_TIMEOUT_S="5")
+        self.procs["gateway"] = ServiceProcess("gateway", env, prefix="MILO_GATEWAY_").start()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(demo_models):
+    s = Stack(demo_models)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("speech") / "question.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path),
+                    "Hello. What is the weather like in the capital today?"], check=True)
+    return path
+
+
+SAMPLING = {"max_tokens": 96, "temperature": 0.8, "seed": 7}
+
+
+def config(**kw) -> gw.SessionConfig:
+    c = gw.SessionConfig(**kw)
+    c.sampling.max_tokens, c.sampling.temperature = SAMPLING["max_tokens"], SAMPLING["temperature"]
+    c.sampling.seed = SAMPLING["seed"]
+    return c
+
+
+async def wav_inputs(path: Path, realtime: bool = True):
+    with wave.open(str(path), "rb") as w:
+        rate, frames = w.getframerate(), w.getframerate() // 50
+        data = w.readframes(w.getnframes())
+    start = time.monotonic()
+    silence = b"\x00\x00" * rate  # one second of silence after the speech ends the utterance
+    audio = data + silence
+    for i, offset in enumerate(range(0, len(audio), frames * 2)):
+        yield audio[offset:offset + frames * 2]
+        if realtime:
+            await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+
+
+def wav_format(path: Path) -> audio_pb2.AudioFormat:
+    with wave.open(str(path), "rb") as w:
+        return audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+                                     sample_rate_hz=w.getframerate(), channels=1)
+
+
+async def collect(client: MiloClient, inputs, cfg, until_turn_end: bool = True):
+    events = []
+    async for event in client.converse(inputs, cfg, timeout=180):
+        events.append(event)
+    return events
+
+
+def kinds(events, turn_id=None) -> list[str]:
+    return [e.kind for e in events if turn_id in (None, e.turn_id)]
+
+
+async def test_speech_turn_streams_events_in_order_and_audio_before_llm_ends(stack, speech_wav):
+    async with MiloClient(stack.procs["gateway"].address) as client:
+        events = await collect(client, wav_inputs(speech_wav),
+                               config(input_format=wav_format(speech_wav)))
+    turn = next(e.turn_id for e in events if e.kind == "transcript" and e.payload.is_final)
+    k = kinds(events, turn)
+    order = ["speech_started", "transcript", "translation", "llm_delta", "reply_sentence",
+             "audio", "latency", "turn_ended"]
+    firsts = [k.index(name) for name in order]
+    assert firsts == sorted(firsts), k
+    finals = [e.payload for e in events if e.kind == "transcript" and e.payload.is_final]
+    assert "weather" in finals[0].text.lower()
+    partials = [e for e in events if e.kind == "transcript" and not e.payload.is_final]
+    assert partials, "no partial transcript before the final"
+    last_delta = max(i for i, name in enumerate(k) if name == "llm_delta")
+    assert k.index("audio") < last_delta, "first audio did not leave before the LLM finished"
+    latency = next(e.payload for e in events if e.kind == "latency" and e.turn_id == turn)
+    for field in ("stt_final_ms", "translate_in_ms", "llm_first_token_ms",
+                  "tts_first_audio_ms", "end_of_speech_to_first_audio_ms"):
+        assert latency.HasField(field), field
+    ended = next(e.payload for e in events if e.kind == "turn_ended" and e.turn_id == turn)
+    assert ended.reason == gw.TurnEnded.REASON_COMPLETED
+
+
+def llm_completion_tokens(stack: Stack) -> float:
+    url = f"http://127.0.0.1:{_metrics_port(stack.procs['llm'])}/metrics"
+    text = urllib.request.urlopen(url).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("milo_llm_completion_tokens_total"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _metrics_port(proc: ServiceProcess) -> int:
+    import re
+
+    match = re.search(r"metrics on http://[^:]+:(\d+)/metrics", proc.log())
+    assert match, proc.log()
+    return int(match.group(1))
+
+
+async def test_barge_in_stops_audio_and_generation_then_next_turn_works(stack):
+    before = llm_completion_tokens(stack)
+    barged = asyncio.Event()
+    queue: asyncio.Queue = asyncio.Queue()
+    queue.put_nowait("Tell me a long story about the sea.")
+
+    async def inputs():
+        while (item := await queue.get()) is not None:
+            yield item
+
+    events = []
+    cfg = config()
+    cfg.sampling.max_tokens = 400
+    async with MiloClient(stack.procs["gateway"].address) as client:
+        async for event in client.converse(inputs(), cfg, timeout=180):
+            events.append(event)
+            if event.kind == "audio" and not barged.is_set():
+                barged.set()
+                queue.put_nowait(gw.Control.ACTION_BARGE_IN)
+            if event.kind == "turn_ended" and event.turn_id == 1:
+                queue.put_nowait("And now?")
+            if event.kind == "turn_ended" and event.turn_id == 2:
+                queue.put_nowait(None)
+    first = [e for e in events if e.turn_id == 1]
+    stop = next(i for i, e in enumerate(first) if e.kind == "barged_in")
+    assert not [e for e in first[stop:] if e.kind == "audio"], "audio after barge-in"
+    assert first[-1].payload.reason == gw.TurnEnded.REASON_BARGED_IN
+    second = [e for e in events if e.turn_id == 2]
+    assert second[-1].payload.reason == gw.TurnEnded.REASON_COMPLETED
+    assert any(e.kind == "audio" for e in second)
+    generated = llm_completion_tokens(stack) - before
+    second_tokens = next(e.payload.llm_completion_tokens for e in second if e.kind == "latency")
+    assert generated - second_tokens < 400, "generation of the barged-in reply did not stop"
+
+
+async def test_text_out_french_and_client_brain_modes(stack):
+    gateway = stack.procs["gateway"].address
+
+    async def once(*items):
+        for item in items:
+            yield item
+
+    async with MiloClient(gateway) as client:
+        events = await collect(client, once("Bonjour"), config(
+            user_language="fr", output_mode=gw.OUTPUT_MODE_TEXT))
+        assert "translation" not in kinds(events) and "audio" not in kinds(events)
+        assert "reply_sentence" in kinds(events) and "llm_delta" in kinds(events)
+        sentences = [e.payload for e in events if e.kind == "reply_sentence"]
+        assert all(s.text == s.pivot_text for s in sentences)  # French: no translation
+
+        replies: asyncio.Queue = asyncio.Queue()
+        replies.put_nowait("Hello there")
+
+        async def brain_inputs():
+            while (item := await replies.get()) is not None:
+                yield item
+
+        events = []
+        async for event in client.converse(brain_inputs(), config(brain=gw.BRAIN_CLIENT),
+                                           timeout=120):
+            events.append(event)
+            if event.kind == "translation":
+                replies.put_nowait(Reply("Très bien, merci."))
+            if event.kind == "turn_ended":
+                replies.put_nowait(None)
+        assert "llm_delta" not in kinds(events)
+        assert "audio" in kinds(events) and events[-1].payload.reason == (
+            gw.TurnEnded.REASON_COMPLETED)
+
+
+async def test_translate_killed_gives_error_event_then_recovers(stack):
+    gateway = stack.procs["gateway"].address
+    stack.procs["translate"].kill()
+
+    async def once():
+        yield "Hello"
+
+    async with MiloClient(gateway) as client:
+        started = time.monotonic()
+        events = await collect(client, once(), config(output_mode=gw.OUTPUT_MODE_TEXT))
+        elapsed = time.monotonic() - started
+        errors = [e.payload for e in events if e.kind == "error"]
+        assert errors and errors[0].stage == gw.STAGE_TRANSLATE_IN, kinds(events)
+        assert elapsed < 5 + 3, f"error took {elapsed:.1f}s, past the 5 s stage deadline"
+        with grpc.insecure_channel(gateway) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stack.procs["translate"] = stack.service("translate").start()
+        events = await collect(client, once(), config(output_mode=gw.OUTPUT_MODE_TEXT))
+        assert events[-1].payload.reason == gw.TurnEnded.REASON_COMPLETED, kinds(events)
+
+
+async def test_bad_client_streams_get_clear_errors(stack):
+    channel = grpc.aio.insecure_channel(stack.procs["gateway"].address)
+    from milo.gateway.v1 import gateway_pb2_grpc
+
+    stub = gateway_pb2_grpc.ConversationStub(channel)
+
+    async def audio_first():
+        yield gw.ConverseRequest(audio=b"\x00\x00")
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in stub.Converse(audio_first()):
+            pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    async def mistakes():
+        yield gw.ConverseRequest(config=gw.SessionConfig(output_mode=gw.OUTPUT_MODE_TEXT))
+        yield gw.ConverseRequest(config=gw.SessionConfig())
+        yield gw.ConverseRequest(control=gw.Control(action=9))
+        yield gw.ConverseRequest(audio=b"\x00" * (1024 * 1024))
+
+    errors = [e.error.message async for e in stub.Converse(mistakes()) if e.HasField("error")]
+    assert len(errors) == 3, errors
+    await channel.close()
