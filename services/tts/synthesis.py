@@ -11,6 +11,7 @@ segment is synthesized (the one in the engine, at most, finishes).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from services.tts.audio import AudioEncoder, Chunk, Encoding, Samples
 from services.tts.config import MAX_SEED, TtsSettings
 from services.tts.engine import SpeechEngine
 from services.tts.text import SentencePlan, TextPlan, plan_text
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
@@ -95,7 +98,10 @@ def _plan(text: str, engine: SpeechEngine, settings: TtsSettings) -> TextPlan:
             "split it into several requests"
         )
     plan = plan_text(text, engine.vocab, settings.max_segment_chars)
-    metrics.DROPPED.inc(plan.dropped)
+    if plan.dropped:
+        metrics.DROPPED.inc(plan.dropped)
+        log.info("dropped %d characters the voice cannot say: %r", plan.dropped,
+                 plan.dropped_chars[:40])
     if not plan.sentences and plan.dropped:
         raise InvalidArgument(
             f"nothing to say: none of the {plan.dropped} characters left after normalization "
@@ -159,6 +165,8 @@ async def stream(job: Job, engine: SpeechEngine, settings: TtsSettings) -> Async
         producer.cancel()
     processing_ms = (time.monotonic() - started) * 1000
     metrics.record_request(processing_ms / 1000, encoder.duration_ms / 1000)
+    log.debug("synthesized %d sentences, %.0f ms of audio in %.0f ms (first chunk %.0f ms)",
+              len(job.plan.sentences), encoder.duration_ms, processing_ms, first_chunk_ms)
     yield Done(len(job.plan.sentences), encoder.duration_ms, processing_ms, first_chunk_ms,
                job.plan.dropped)
 
