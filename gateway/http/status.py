@@ -110,9 +110,10 @@ class StatusBoard:
         history.append(sample)
         g = sample.gauges
         return {
-            "queue_depth": g.get("milo_queue_depth"),
+            # A service's labelled gauges appear once first used: none yet means none queued.
+            "queue_depth": g.get("milo_queue_depth", 0.0),
             "engine_queue": g.get("milo_llm_queue_depth", g.get("milo_stt_decode_queue")),
-            "active": g.get("milo_admitted_active"),
+            "active": g.get("milo_admitted_active", 0.0),
             "latency": recent_ms(sample, then),
             "gpu_memory_bytes": {k: v for k, v in g.items() if k.startswith("milo_gpu_memory")}
             or None,
