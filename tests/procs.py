@@ -25,6 +25,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 _LISTENING = re.compile(r"listening on [^\s]+:(\d+)")
+_HTTP = re.compile(r"http bridge serving on http://[^\s]+:(\d+)")
+_METRICS = re.compile(r"metrics on http://[^\s]+:(\d+)/metrics")
 
 
 class ServiceProcess:
@@ -42,6 +44,7 @@ class ServiceProcess:
         self.env.setdefault(f"{prefix}PORT", "0")
         self.env.setdefault(f"{prefix}METRICS_HOST", "127.0.0.1")
         self.env.setdefault(f"{prefix}METRICS_PORT", "0")
+        self.env.setdefault(f"{prefix}HTTP_PORT", "0")  # the gateway's HTTP bridge
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -50,6 +53,21 @@ class ServiceProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_port(self) -> int:
+        """The gateway's HTTP port (logged before it says SERVING)."""
+        return self._logged_port(_HTTP, "an HTTP port")
+
+    @property
+    def metrics_port(self) -> int:
+        return self._logged_port(_METRICS, "a metrics port")
+
+    def _logged_port(self, pattern: re.Pattern[str], what: str) -> int:
+        match = pattern.search(self.log())
+        if match is None:
+            raise RuntimeError(f"{self.module} logged no {what}:\n{self.log()}")
+        return int(match.group(1))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
