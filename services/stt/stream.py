@@ -253,8 +253,10 @@ class StreamSession:
         self._out.put_nowait(_Failed(error))
 
     def close(self) -> None:
+        """The stream is over (or the client went away): stop its pending work."""
+        tasks = [*self._finals, *([self._partial] if self._partial else [])]
         self._stop_partial()
-        for task in (*self._finals, *([self._partial] if self._partial else [])):
+        for task in tasks:
             task.cancel()
 
 

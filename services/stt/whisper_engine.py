@@ -59,6 +59,26 @@ def read_model_id(model_dir: Path) -> str:
     return model_dir.resolve().name
 
 
+def transcribe_kwargs(config: WhisperConfig, options: DecodeOptions) -> dict[str, Any]:
+    """The keyword arguments given to WhisperModel.transcribe (the benchmark reuses them)."""
+    c = config
+    return {
+        "language": options.language,
+        "task": "transcribe",
+        "beam_size": 1 if options.best_effort else options.beam_size,
+        "best_of": 1 if options.best_effort else 5,
+        "temperature": 0.0 if options.best_effort else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        "word_timestamps": options.word_timestamps and not options.best_effort,
+        "initial_prompt": options.initial_prompt,
+        # Each request/utterance stands alone: no carried context to loop on.
+        "condition_on_previous_text": False,
+        "vad_filter": False,  # the service runs its own VAD (one pass, shared with the guard)
+        "no_speech_threshold": c.no_speech_threshold,
+        "log_prob_threshold": c.log_prob_threshold,
+        "compression_ratio_threshold": c.compression_ratio_threshold,
+    }
+
+
 class WhisperEngine:
     """`SttEngine` over faster_whisper.WhisperModel. Constructing it loads the model."""
 
@@ -73,6 +93,8 @@ class WhisperEngine:
                 f"no faster-whisper model in {config.model_dir} (model.bin missing); "
                 "build the demo set with `milo models demo` or set MILO_STT_MODEL_DIR"
             )
+        # faster-whisper logs every call at INFO; the service logs what matters itself.
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         self.config = config
         self.model_id = config.model_id
         self.device = resolve_device(config.device)
@@ -91,27 +113,8 @@ class WhisperEngine:
                  config.model_dir, self.device, self.compute_type, time.monotonic() - start,
                  self.multilingual)
 
-    def transcribe_kwargs(self, options: DecodeOptions) -> dict[str, Any]:
-        """The keyword arguments given to WhisperModel.transcribe (the benchmark reuses them)."""
-        c = self.config
-        return {
-            "language": options.language,
-            "task": "transcribe",
-            "beam_size": 1 if options.best_effort else options.beam_size,
-            "best_of": 1 if options.best_effort else 5,
-            "temperature": 0.0 if options.best_effort else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-            "word_timestamps": options.word_timestamps and not options.best_effort,
-            "initial_prompt": options.initial_prompt,
-            # Each request/utterance stands alone: no carried context to loop on.
-            "condition_on_previous_text": False,
-            "vad_filter": False,  # the service runs its own VAD (one pass, shared with guard)
-            "no_speech_threshold": c.no_speech_threshold,
-            "log_prob_threshold": c.log_prob_threshold,
-            "compression_ratio_threshold": c.compression_ratio_threshold,
-        }
-
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
-        segments, info = self.model.transcribe(audio, **self.transcribe_kwargs(options))
+        segments, info = self.model.transcribe(audio, **transcribe_kwargs(self.config, options))
         out = tuple(_segment(s) for s in segments)  # the generator decodes as it goes
         return Transcript(segments=out, language=info.language,
                           duration=len(audio) / SAMPLE_RATE)

@@ -1,0 +1,82 @@
+"""Tier 1: audio in -> 16 kHz mono float32 (decoding, raw PCM, resampling, bad input)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.runtime.errors import InvalidArgument
+from services.stt.audio import AudioSpec, PcmConverter, decode_clip
+
+sys.path.insert(0, str(Path(__file__).parent))
+from stt_support import need_tools, raw, sox, tone, write_wav
+
+LIMIT = 16_000 * 600
+
+
+def dominant_hz(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio))
+    return float(np.argmax(spectrum) * 16_000 / len(audio))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    need_tools()
+    return write_wav(tmp_path_factory.mktemp("audio") / "tone.wav", tone(1.0, 0.5, 440.0))
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(8_000, 1), (44_100, 2), (48_000, 1)])
+@pytest.mark.parametrize("encoding", ["s16le", "f32le"])
+def test_raw_pcm_at_any_rate_and_channels_becomes_16k_mono(clip, rate, channels, encoding):
+    from stt_support import F32, S16
+
+    data = raw(clip, rate, channels, S16 if encoding == "s16le" else F32)
+    audio = decode_clip(data, AudioSpec(encoding, rate, channels), LIMIT)
+    assert audio.dtype == np.float32
+    assert abs(len(audio) - 16_000) <= 16
+    assert dominant_hz(audio) == pytest.approx(440, abs=2)
+    assert 0.45 < float(np.max(np.abs(audio))) < 0.55  # channels averaged, not summed
+
+
+def test_chunked_conversion_equals_whole(clip):
+    data = raw(clip, 44_100, 2)
+    whole = decode_clip(data, AudioSpec("s16le", 44_100, 2), LIMIT)
+    converter = PcmConverter(AudioSpec("s16le", 44_100, 2))
+    parts = [converter.convert(data[i:i + 1001]) for i in range(0, len(data), 1001)]  # odd sizes
+    chunked = np.concatenate([*parts, converter.flush()])
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "ogg"])
+def test_encoded_files_are_detected_and_decoded(clip, tmp_path, suffix):
+    path = sox(clip, tmp_path / f"c44.{suffix}", 44_100, 2)
+    audio = decode_clip(path.read_bytes(), AudioSpec(), LIMIT)
+    assert abs(len(audio) - 16_000) <= 400  # codec padding aside
+    assert dominant_hz(audio) == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize(("data", "spec", "message"), [
+    (b"", AudioSpec(), "audio is empty"),
+    (b"\x00\x01garbage" * 50, AudioSpec(), "could not decode"),
+    (b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64), AudioSpec("s16le", 16_000, 1),
+     "says raw PCM s16le but the data is a WAV"),
+    (b"OggS" + bytes(100), AudioSpec("wav"), "says WAV but the data is an Ogg file"),
+    (bytes(101), AudioSpec("s16le", 16_000, 1), "ends in the middle of a frame"),
+    (bytes(100), AudioSpec("s16le", 16_000, 0), "channels between 1 and 16"),
+    (bytes(100), AudioSpec("s16le", 0, 1), "sample_rate_hz between"),
+    (np.full(100, 1e6, np.float32).tobytes(), AudioSpec("f32le", 16_000, 1),
+     "not float samples"),
+])
+def test_bad_audio_is_invalid_argument_with_a_reason(data, spec, message):
+    with pytest.raises(InvalidArgument, match=message):
+        decode_clip(data, spec, LIMIT)
+
+
+def test_too_long_audio_is_refused(clip):
+    with pytest.raises(InvalidArgument, match="limit is 500 ms"):
+        decode_clip(clip.read_bytes(), AudioSpec(), 8_000)
+    with pytest.raises(InvalidArgument, match="limit is 500 ms"):
+        decode_clip(bytes(32_000), AudioSpec("s16le", 16_000, 1), 8_000)
