@@ -1,0 +1,201 @@
+"""One reply, from a validated request to text pieces and a ChatDone.
+
+- Cloud first, when configured and allowed: the reply streams from the cloud model if its
+  first text comes within the budget; if the call fails, hangs or cannot connect before
+  that, the local model answers instead. A cloud failure after text was sent cannot be
+  taken back: the call ends with UNAVAILABLE.
+- Local model: a bounded FIFO queue in front of it (one generation at a time, the runtime's
+  Admission), then the conversation is fitted into the context (oldest turns dropped), then
+  tokens stream from the model thread. Cancellation sets the engine's flag; the slot is
+  only given back once the model has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
+from typing import Protocol
+
+from services.llm import metrics
+from services.llm.bridge import iterate_in_thread
+from services.llm.cloud import CloudError, CloudUnreachable
+from services.llm.context import ContextOverflow, Fitted, fit_conversation
+from services.llm.domain import (
+    ChatDone,
+    ChatMessage,
+    ChatRequest,
+    Event,
+    Finish,
+    FinishReason,
+    Piece,
+    Sampling,
+    Timing,
+)
+from services.llm.engine import ChatEngine, TemplateError
+from services.runtime.admission import Admission
+from services.runtime.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class CloudModel(Protocol):
+    model: str
+
+    def stream(self, messages: Sequence[ChatMessage], sampling: Sampling
+               ) -> AsyncGenerator[Event, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ChatRunner:
+    def __init__(
+        self,
+        engine: ChatEngine,
+        queue: Admission,
+        cloud: CloudModel | None = None,
+        cloud_first_token_s: float = 1.5,
+    ) -> None:
+        self.engine, self.queue, self.cloud = engine, queue, cloud
+        self.cloud_first_token_s = cloud_first_token_s
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="llm-model")
+
+    def close(self) -> None:
+        self._model_thread.shutdown(wait=True)
+
+    async def chat(
+        self, request: ChatRequest, received: float
+    ) -> AsyncGenerator[Piece | ChatDone, None]:
+        """Pieces of the reply, in order, then one ChatDone."""
+        timing = Timing(received)
+        if self.cloud is not None and request.allow_cloud:
+            async with aclosing(self.cloud.stream(request.messages, request.sampling)) as stream:
+                first = await self._cloud_start(stream)
+                if first is not None:
+                    async for out in self._cloud_reply(first, stream, timing):
+                        yield out
+                    return
+        async for out in self._local_reply(request, timing):
+            yield out
+
+    async def _cloud_start(self, stream: AsyncIterator[Event]) -> Event | None:
+        """The cloud's first event, or None (and a logged reason) to fall back to local."""
+        try:
+            return await asyncio.wait_for(anext(stream), self.cloud_first_token_s)
+        except TimeoutError:
+            reason, detail = "timeout", f"no text within {self.cloud_first_token_s:.2f}s"
+        except CloudUnreachable as exc:
+            reason, detail = "unreachable", str(exc)
+        except (CloudError, StopAsyncIteration) as exc:
+            reason, detail = "error", str(exc) or type(exc).__name__
+        metrics.CLOUD_FALLBACKS.labels(reason).inc()
+        log.warning("cloud model unavailable (%s: %s); answering with the local model",
+                    reason, detail)
+        return None
+
+    async def _cloud_reply(
+        self, first: Event, stream: AsyncIterator[Event], timing: Timing
+    ) -> AsyncIterator[Piece | ChatDone]:
+        assert self.cloud is not None
+        finish: Finish | None = None
+        outcome = FinishReason.CANCELLED.value  # unless it finishes or fails
+        try:
+            event: Event | None = first
+            while event is not None and finish is None:
+                if isinstance(event, Finish):
+                    finish = event
+                    break
+                timing.first_piece = timing.first_piece or time.monotonic()
+                yield event
+                event = await anext(stream, None)
+            if finish is None:
+                raise CloudError("the stream ended without a finish")
+        except CloudError as exc:
+            outcome = "error"
+            raise Unavailable(f"the cloud model failed mid-reply: {exc}") from exc
+        finally:
+            if finish is None:
+                metrics.REPLIES.labels("cloud", outcome).inc()
+        _record("cloud", finish)
+        yield self._done(finish, timing, "cloud", self.cloud.model, trimmed=0)
+
+    async def _local_reply(self, request: ChatRequest, timing: Timing
+                           ) -> AsyncIterator[Piece | ChatDone]:
+        async with self.queue.slot() as waited:
+            timing.queue_s = waited
+            metrics.QUEUE_WAIT.observe(waited)
+            loop = asyncio.get_running_loop()
+            fitted = await loop.run_in_executor(self._model_thread, self._fit, request)
+            if fitted.dropped:
+                metrics.TRIMMED_MESSAGES.inc(fitted.dropped)
+                log.info("dropped the %d oldest messages to fit the context", fitted.dropped)
+            finish = None
+            metrics.GENERATING.set(1)
+            try:
+                async for batch in iterate_in_thread(
+                    self._model_thread, lambda cancel: self._generate(fitted, request, cancel)
+                ):
+                    text = "".join(e.text for e in batch if isinstance(e, Piece))
+                    finish = next((e for e in batch if isinstance(e, Finish)), finish)
+                    if text:
+                        timing.first_piece = timing.first_piece or time.monotonic()
+                        yield Piece(text)
+            finally:
+                metrics.GENERATING.set(0)
+        if finish is None:
+            raise RuntimeError("the engine ended without a Finish")
+        yield self._done(finish, timing, "local", self.engine.model_id, fitted.dropped)
+
+    def _fit(self, request: ChatRequest) -> Fitted:
+        """Runs on the model thread: count with the chat template, drop the oldest turns."""
+        max_tokens = request.sampling.max_tokens
+        budget = self.engine.context_tokens - max_tokens
+        try:
+            return fit_conversation(request.messages, self.engine.count_prompt_tokens, budget)
+        except ContextOverflow as exc:
+            raise InvalidArgument(
+                f"the last message and the system prompt take {exc.needed_tokens} tokens; with "
+                f"max_tokens {max_tokens} that exceeds the context of "
+                f"{self.engine.context_tokens} tokens: shorten the message or lower max_tokens"
+            ) from exc
+        except TemplateError as exc:
+            raise InvalidArgument(f"the model's chat template rejected the conversation: {exc}"
+                                  ) from exc
+
+    def _generate(self, fitted: Fitted, request: ChatRequest, cancel: threading.Event
+                  ) -> Iterator[Event]:
+        """Runs on the model thread; records the finish even when nobody listens any more."""
+        for event in self.engine.generate(fitted.messages, request.sampling, cancel):
+            if isinstance(event, Finish):
+                _record("local", event)
+            yield event
+
+    def _done(self, finish: Finish, timing: Timing, backend: str, model_id: str, trimmed: int
+              ) -> ChatDone:
+        timing.finished = time.monotonic()
+        done = ChatDone(
+            reason=finish.reason,
+            prompt_tokens=finish.prompt_tokens,
+            completion_tokens=finish.completion_tokens,
+            time_to_first_token_ms=timing.time_to_first_token_ms(),
+            tokens_per_second=timing.tokens_per_second(finish.completion_tokens),
+            queue_ms=timing.queue_s * 1000.0,
+            trimmed_messages=trimmed,
+            backend=backend,
+            model_id=model_id,
+        )
+        if timing.first_piece is not None:
+            metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(done.time_to_first_token_ms / 1e3)
+        if done.tokens_per_second > 0:
+            metrics.TOKENS_PER_SECOND.labels(backend).observe(done.tokens_per_second)
+        return done
+
+
+def _record(backend: str, finish: Finish) -> None:
+    metrics.PROMPT_TOKENS.labels(backend).inc(finish.prompt_tokens)
+    metrics.COMPLETION_TOKENS.labels(backend).inc(finish.completion_tokens)
+    metrics.REPLIES.labels(backend, finish.reason.value).inc()

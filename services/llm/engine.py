@@ -1,0 +1,45 @@
+"""What the chat runner needs from a local model. The real one is `LlamaEngine`
+(llama-cpp-python); tier-2 tests inject a fake.
+
+Engines are synchronous and single-threaded: the runner calls them on one dedicated model
+thread, one call at a time, so an engine never sees two generations at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from services.llm.domain import ChatMessage, Event, Sampling
+
+
+class TemplateError(Exception):
+    """The model's chat template rejected the conversation (e.g. roles not alternating)."""
+
+
+class ChatEngine(Protocol):
+    model_id: str
+    device: str
+    context_tokens: int  # the context window, prompt and completion together
+
+    def load(self) -> None:
+        """Load the model and warm it up (blocking)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of the prompt these messages make with the chat template.
+
+        Raises TemplateError when the template rejects them."""
+        ...
+
+    def generate(
+        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: threading.Event
+    ) -> Iterator[Event]:
+        """Stream Pieces as tokens are produced, then exactly one Finish.
+
+        `cancel` is checked between tokens: once it is set, at most the token being computed
+        is finished, and the Finish says CANCELLED."""
+        ...
