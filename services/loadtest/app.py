@@ -43,7 +43,7 @@ class Config:
     options: TargetOptions = field(default_factory=TargetOptions)
     ramp: RampPlan | None = None
     step_duration_s: float = 10.0
-    server_pid: int | None = None
+    server_pids: tuple[int, ...] = ()
     progress: Callable[[Live, float], None] | None = None
     progress_every_s: float = 5.0
 
@@ -65,7 +65,7 @@ async def run_loadtest(cfg: Config) -> dict[str, Any]:
             items = await target.payloads(Path(tmp))
         log.info("%s: %d payloads; %s", cfg.target, len(items), server)
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        meter, budget = CpuMeter(cfg.server_pid), Budget(cfg.limits)
+        meter, budget = CpuMeter(cfg.server_pids), Budget(cfg.limits)
         meter.start()
         if cfg.ramp is not None:
             doc = await _ramp(cfg, cfg.ramp, target, items, budget)

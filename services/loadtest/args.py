@@ -121,8 +121,9 @@ def _output(p: argparse.ArgumentParser) -> None:
     g.add_argument("--progress-interval", type=bounded(float, 0.1, 3600), default=5.0,
                    help="seconds between progress lines when stderr is not a terminal")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress line")
-    g.add_argument("--server-pid", type=int, help="a local server process whose CPU use "
-                   "to report (from /proc)")
+    g.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
+                   help="local server process whose CPU use to report (from /proc); "
+                   "repeatable, the sum is reported")
     g.add_argument("--api-key", help="sent as 'authorization: Bearer' (default: "
                    "$MILO_LOADTEST_API_KEY)")
 
@@ -170,4 +171,4 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     address = args.address or f"127.0.0.1:{PORTS[args.target][0]}"
     return Config(args.target, address, shape,
                   Limits(args.max_requests, args.max_duration, args.max_in_flight),
-                  options, ramp, args.step_duration, args.server_pid)
+                  options, ramp, args.step_duration, tuple(args.server_pid))

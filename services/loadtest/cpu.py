@@ -1,10 +1,11 @@
-"""CPU used during a run: by this client (always) and by a local server process (--server-pid),
-so that a report says whether the service or the load generator ran out of CPU."""
+"""CPU used during a run: by this client (always) and by local server processes (--server-pid,
+repeatable), so that a report says whether the service or the load generator ran short."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,21 @@ def process_cpu_s(pid: int) -> float | None:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def processes_cpu_s(pids: Sequence[int]) -> float | None:
+    """CPU seconds of all these processes; None if any is unknown."""
+    values = [process_cpu_s(pid) for pid in pids]
+    return None if not values or None in values else sum(v for v in values if v is not None)
+
+
 class CpuMeter:
-    def __init__(self, server_pid: int | None = None) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pids: Sequence[int] = ()) -> None:
+        self.server_pids = tuple(server_pids)
         self._wall = self._client = 0.0
         self._server: float | None = None
 
     def start(self) -> None:
         self._wall, self._client = time.monotonic(), time.process_time()
-        self._server = process_cpu_s(self.server_pid) if self.server_pid else None
+        self._server = processes_cpu_s(self.server_pids)
 
     def stop(self) -> dict[str, Any]:
         wall = max(1e-9, time.monotonic() - self._wall)
@@ -37,8 +44,8 @@ class CpuMeter:
             "client_percent": (time.process_time() - self._client) / wall * 100,
             "server_percent": None,
         }
-        if self.server_pid and self._server is not None:
-            now = process_cpu_s(self.server_pid)
+        if self._server is not None:
+            now = processes_cpu_s(self.server_pids)
             if now is not None:
                 out["server_percent"] = (now - self._server) / wall * 100
         return out

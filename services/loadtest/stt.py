@@ -1,7 +1,8 @@
 """STT target: speech streamed to StreamingRecognize at real-time pace (or faster), then
-silence so that the VAD ends the utterance, then half-close. The first result is the first
-partial (or final) result; "final after speech" is the time from the last chunk of speech
-sent to the last final result. With `--unary`, each clip goes to Recognize in one piece.
+silence so that the VAD ends the utterance, then half-close. The first result ("first
+transcript") is the first partial or final result; "final after speech" is the time from
+the last chunk of speech sent to the last final result. A stream with no final result fails
+as NO_RESULT. With `--unary`, each clip goes to Recognize in one piece.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class SttTarget:
     def __init__(self, channel: grpc.aio.Channel, options: TargetOptions) -> None:
         self.stub = stt_pb2_grpc.SttStub(channel)
         self.options = options
-        self.first_result = "" if options.unary else "first partial"
+        self.first_result = "" if options.unary else "first transcript"
         self.language = options.language or "en"
 
     async def describe(self) -> str:
