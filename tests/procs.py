@@ -37,8 +37,10 @@ class ServiceProcess:
         prefix: str = "MILO_",
         args: list[str] | None = None,
         startup_timeout: float = 120.0,
+        python: str | None = None,
     ) -> None:
         self.module, self.prefix, self.args = module, prefix, args or []
+        self.python = python or sys.executable  # another environment's interpreter
         self.env = {**os.environ, **(env or {})}
         self.env.setdefault(f"{prefix}HOST", "127.0.0.1")
         self.env.setdefault(f"{prefix}PORT", "0")
@@ -75,7 +77,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, *self.args], env=self.env,
+                [self.python, "-m", self.module, *self.args], env=self.env,
                 stdout=out, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + self.startup_timeout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -139,19 +140,18 @@ def settings_class(name: str) -> type[BaseSettings]:
 def check_settings(name: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Each MILO_<NAME>_* variable is a field (pydantic ignores unknown ones silently), and
     the values, ${VAR:-default} taken at their defaults, pass the service's validation."""
-    cls = settings_class(name)
-    ours = {k: interpolate_defaults(v) for k, v in env.items() if k.startswith(PREFIXES[name])}
-    unknown = sorted(k for k in ours if k[len(PREFIXES[name]):].lower() not in cls.model_fields)
+    cls, prefix = settings_class(name), PREFIXES[name]
+    ours = {k: interpolate_defaults(v) for k, v in env.items() if k.startswith(prefix)}
+    fields = {k: k.removeprefix(prefix).lower() for k in ours}
+    unknown = sorted(k for k, f in fields.items() if f not in cls.model_fields)
     assert not unknown, f"{name}: not settings of {cls.__name__}: {unknown}"
-    for key in list(__import__("os").environ):
-        if key.startswith(PREFIXES[name]):
-            monkeypatch.delenv(key)
+    for key in [k for k in os.environ if k.startswith(prefix)]:
+        monkeypatch.delenv(key)
     for key, value in ours.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MILO_MODELS_DIR", "/models")
-    settings = cls()
-    for key in ours:
-        assert key[len(PREFIXES[name]):].lower() in settings.model_fields_set, key
+    settings = cls()  # raises ValidationError on a bad value
+    assert set(fields.values()) <= settings.model_fields_set
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
