@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from services.stt.audio import AudioSpec, PcmConverter
 from services.stt.engine import SAMPLE_RATE, DecodeOptions, Transcript
 from services.stt.vad import WINDOW, Endpointer, FrameScorer, SpeechEnd, SpeechStart, VadParams
 
+log = logging.getLogger(__name__)
 _MAX_FINALS = 2
 
 
@@ -142,9 +144,10 @@ class StreamSession:
     async def feed(self, data: bytes) -> None:
         samples, probs = await asyncio.to_thread(self._front, data)
         self._advance(samples, probs)
-        while len(self._finals) >= _MAX_FINALS:
-            await asyncio.wait({self._finals[0]})
+        while self._finals and self._finals[0].done():
             self._finals.popleft()
+        if len(self._finals) >= _MAX_FINALS:  # the model is behind: stop reading a while
+            await asyncio.wait({self._finals[0]})
 
     async def finish(self) -> None:
         """The client is done sending: end the open utterance at the end of the audio."""
@@ -204,6 +207,8 @@ class StreamSession:
         self._next_partial = position + self.options.partial_interval_ms * SAMPLE_RATE // 1000
         if self._partial is not None and not self._partial.done():
             return  # one partial in flight per stream: skip this one
+        if self.endpointer.pausing:
+            return  # speech may be ending: keep the model free for the final
         audio = self._buffer.slice(start, position)
         self._partial = asyncio.create_task(self._partial_result(self.index, audio, start))
 
@@ -214,7 +219,11 @@ class StreamSession:
     async def _partial_result(self, index: int, audio: np.ndarray, start: int) -> None:
         began = time.monotonic()
         options = replace(self.options.decode, best_effort=True, word_timestamps=False)
-        transcript = await self._decoder.decode(audio, options, "partial", key=self)
+        try:
+            transcript = await self._decoder.decode(audio, options, "partial", key=self)
+        except Exception:  # best effort: the final will say whether the model is broken
+            log.exception("partial decode failed")
+            return
         if index != self.index or not self.endpointer.speaking or not transcript.segments:
             return  # the utterance ended meanwhile (its final says it all), or nothing heard
         transcript = self._decoder.guard(transcript)

@@ -87,6 +87,11 @@ class Endpointer:
         return self.start is not None
 
     @property
+    def pausing(self) -> bool:
+        """Speaking, but the latest windows are silence: the utterance may be ending."""
+        return self.start is not None and self._silence is not None
+
+    @property
     def earliest_start(self) -> int:
         """No utterance still to come starts before this sample (audio before it can go)."""
         if self.start is not None:

@@ -57,7 +57,10 @@ def test_short_dips_do_not_end_an_utterance_and_hysteresis_keeps_state():
     dip = [0.0] * (windows(384) - 2)  # just under min_silence
     between = [0.4] * 30  # between neg_threshold (0.35) and threshold: no change
     probs = [0.9] * 10 + dip + [0.9] * 5 + between + [0.0] * 20
-    events = run(Endpointer(PARAMS), probs)
+    endpointer = Endpointer(PARAMS)
+    events = run(endpointer, probs[:10 + len(dip)])
+    assert endpointer.speaking and endpointer.pausing
+    events += run(endpointer, probs[10 + len(dip):])
     assert [type(b) for _, b in events] == [SpeechStart, SpeechEnd]
     assert events[1][1].sample == (10 + len(dip) + 5 + 30) * WINDOW + 64 * MS
 

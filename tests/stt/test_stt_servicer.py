@@ -3,6 +3,7 @@ energy VAD, so every event is deterministic."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from pathlib import Path
@@ -256,3 +257,42 @@ async def test_partials_waiting_for_the_model_are_dropped_when_the_utterance_end
     rest = await read_rest(call)
     assert kinds(rest) == ["final0"]  # the partial finished late and was not sent
     assert sum(1 for _, o in stt.engine.calls if o.best_effort) == 1  # one in flight, no queue
+
+
+async def test_concurrent_streams_each_get_their_own_finals_in_order(stt):
+    one = np.concatenate([tone(0.6), silence(0.6), tone(0.6), silence(0.6)])
+    two = np.concatenate([silence(0.3), tone(0.9), silence(0.6)])
+    a, b = await asyncio.gather(stream(stt.stub, stream_config(), to_s16(one)),
+                                stream(stt.stub, stream_config(), to_s16(two)))
+    assert kinds(a) == ["started0", "ended0", "final0", "started1", "ended1", "final1"]
+    assert kinds(b) == ["started0", "ended0", "final0"]
+
+
+async def test_a_client_leaving_mid_stream_frees_its_slot_and_pending_work(stt):
+    stt.engine.gate = threading.Event()  # its partial will still be running
+    call = stt.stub.StreamingRecognize()
+    await call.write(stream_config(partials=True))
+    for request in chunks(to_s16(tone(2.0)), 640):
+        await call.write(request)
+    assert kinds([await call.read()]) == ["started0"]
+    await wait_until(lambda: stt.host.service.core.scheduler.busy == 1)
+    call.cancel()
+    await wait_until(lambda: stt.host.admission.active == 0)
+    stt.engine.gate.set()
+    await wait_until(lambda: stt.host.service.core.scheduler.busy == 0)
+    assert [o.best_effort for _, o in stt.engine.calls] == [True]  # no final for a gone client
+    assert (await stt.stub.Recognize(pcm_request(tone(0.5)))).text == "hello world"
+    assert await stt.serving()
+
+
+async def test_stt_metrics_are_exported(stt):
+    import urllib.request
+
+    await stt.stub.Recognize(pcm_request(tone(1.0)))
+    await stt.stub.Recognize(pcm_request(silence(1.0)))
+    url = f"http://127.0.0.1:{stt.host.metrics_port}/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
+    assert 'milo_stt_decode_seconds_count{kind="recognize"}' in text
+    assert 'milo_stt_real_time_factor_bucket{kind="recognize"' in text
+    assert "milo_stt_no_speech_clips_total" in text
+    assert 'milo_stt_audio_seconds_total{method="Recognize"}' in text
