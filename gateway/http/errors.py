@@ -112,7 +112,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return error_response(request.url.path, 422, "VALIDATION_ERROR", message, param=param)
+        path = request.url.path
+        # OpenAI answers a malformed body with 400, and its SDKs expect that.
+        status = 400 if path.startswith(OPENAI_PREFIXES) else 422
+        return error_response(path, status, "VALIDATION_ERROR", message, param=param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -33,6 +33,7 @@ class BodyLimit:
             return
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _drain(receive, int(length))
             await _send_json(send, scope["path"], 413, "REQUEST_TOO_LARGE", self._message())
             return
         seen = 0
@@ -42,6 +43,8 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                if message.get("more_body"):
+                    await _drain(receive, 0)
                 raise HTTPException(413, self._message())
             return message
 
@@ -121,6 +124,22 @@ class Metrics:
             metrics.HTTP_SECONDS.labels(scope["method"], name).observe(time.monotonic() - start)
 
 
+# Up to this much of a refused body is read and dropped, so that the client, still
+# sending, reads the 413 instead of a connection reset; past it the connection is closed.
+_DRAIN_BYTES = 64 * 1024 * 1024
+
+
+async def _drain(receive: Receive, announced: int) -> None:
+    if announced > _DRAIN_BYTES:
+        return
+    read = 0
+    while read <= _DRAIN_BYTES:
+        message = await receive()
+        read += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -132,6 +151,5 @@ async def _send_json(send: Send, path: str, status: int, code: str, message: str
     body: Any = json.dumps(error_body(path, status, code, message)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -23,8 +23,8 @@ from services.runtime.server import ServiceHost
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from http_fakes import HttpFakes  # noqa: E402
-from procs import ServiceProcess  # noqa: E402
+from http_fakes import HttpFakes
+from procs import ServiceProcess
 
 SERVICES = ("stt", "translate", "llm", "tts")
 

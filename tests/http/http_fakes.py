@@ -3,6 +3,7 @@ fake Recognize and switches that make a service answer with a given status code.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import grpc
 from milo.stt.v1 import stt_pb2
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))
-from fakes import FakeLlm, FakeServices, FakeStt, FakeTranslate, FakeTts  # noqa: E402
+from fakes import FakeLlm, FakeServices, FakeStt, FakeTranslate, FakeTts
 
 __all__ = ["FakeLlm", "FakeServices", "FakeTranslate", "FakeTts", "HttpFakes"]
 
@@ -23,9 +24,12 @@ class RecognizingStt(FakeStt):
         super().__init__()
         self.requests: list[stt_pb2.RecognizeRequest] = []
         self.fail: tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]] | None = None
+        self.hold: asyncio.Event | None = None  # Recognize waits on it when set
 
     async def Recognize(self, request, context):
         self.requests.append(request)
+        if self.hold is not None:
+            await self.hold.wait()
         if self.fail is not None:
             code, message, trailers = self.fail
             await context.abort(code, message, trailers)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import wave
 
 import grpc
 import pytest
+from conftest import start_gateway, stop_gateway
 from http_fakes import HttpFakes
 
 from services.runtime.interceptors import RETRY_PUSHBACK_KEY
@@ -118,3 +120,77 @@ async def test_service_down_is_503(gateway_http):
 async def test_page_and_docs_are_served(gateway_http, path):
     r = await gateway_http.client.get(path)
     assert r.status_code == 200, path
+
+
+@pytest.fixture
+async def tight():
+    """A gateway with one HTTP slot and no queue, short STT deadline, small bodies, CORS."""
+    gateway = await start_gateway(max_concurrency=1, max_queue=0, stt_timeout_s=0.5,
+                                  max_request_bytes=4096, cors_origins=["http://example.org"])
+    yield gateway
+    await stop_gateway(gateway)
+
+
+async def test_gateway_queue_full_is_429_while_a_stream_holds_the_slot(tight):
+    tight.fakes.llm.gate = asyncio.Event()
+    body = {"messages": [{"role": "user", "content": "Salut"}]}
+    async with tight.client.stream("POST", "/v1/chat", json=body) as first:
+        assert first.status_code == 200
+        lines = first.aiter_lines()
+        assert (await anext(lines)).startswith("event: delta")  # the stream holds the slot
+        second = await tight.client.post("/v1/translate",
+                                         json={"text": "a", "source": "mg", "target": "fr"})
+        assert second.status_code == 429 and int(second.headers["retry-after"]) >= 1
+        tight.fakes.llm.gate.set()
+        rest = [line async for line in lines]
+    assert "event: done" in rest
+    after = await tight.client.post("/v1/translate",
+                                    json={"text": "a", "source": "mg", "target": "fr"})
+    assert after.status_code == 200  # the slot came back with the end of the stream
+
+
+async def test_slow_service_is_504(tight):
+    tight.fakes.stt.hold = asyncio.Event()
+    r = await tight.client.post("/v1/transcribe", files={"file": ("a.wav", b"RIFF" * 10,
+                                                                  "audio/wav")})
+    tight.fakes.stt.hold.set()
+    assert r.status_code == 504 and r.json()["error"]["code"] == "DEADLINE_EXCEEDED"
+
+
+async def test_body_over_the_limit_is_413_with_or_without_a_length(tight):
+    r = await tight.client.post("/v1/transcribe", files={"file": ("a.wav", wav_bytes(1.0),
+                                                                  "audio/wav")})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "REQUEST_TOO_LARGE"
+
+    async def chunked():
+        for _ in range(8):
+            yield b"x" * 1024
+
+    r = await tight.client.post("/v1/translate", content=chunked(),
+                                headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert tight.fakes.translate.calls == []
+
+
+async def test_cors_preflight_for_a_configured_origin_only(tight):
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    ok = await tight.client.options("/v1/translate",
+                                    headers={"Origin": "http://example.org", **preflight})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "http://example.org"
+    other = await tight.client.options("/v1/translate",
+                                       headers={"Origin": "http://evil.example", **preflight})
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_openai_routes_answer_errors_in_openai_shape(gateway_http):
+    r = await gateway_http.client.post("/v1/chat/completions", json={"model": "m"})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "messages"
+    gateway_http.fakes.stt.fail = (grpc.StatusCode.UNAVAILABLE, "down", ())
+    r = await gateway_http.client.post(
+        "/v1/audio/transcriptions", files={"file": ("a.wav", wav_bytes(), "audio/wav")},
+        data={"model": "whisper-1"})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "server_error"
