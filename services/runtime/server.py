@@ -12,9 +12,10 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -44,6 +45,28 @@ class Service(Protocol):
     def register(self, server: grpc.aio.Server) -> None: ...
     def load(self) -> None: ...
     def close(self) -> None: ...
+
+
+class MethodSymbolPool:
+    """The default descriptor pool, but a method's full name (`pkg.Service.Method`) is found
+    too: grpc's Python reflection answers NOT_FOUND for it (grpc/grpc#34743), and ghz asks
+    for exactly that (bojand/ghz#419), so `ghz --call milo.tts.v1.Tts.Synthesize` failed."""
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool | None = None) -> None:
+        self._pool = pool or descriptor_pool.Default()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def FindFileContainingSymbol(self, name: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(name)
+        except KeyError:
+            service, _, method = name.rpartition(".")
+            found = self._pool.FindServiceByName(service) if service else None
+            if found is None or method not in found.methods_by_name:
+                raise
+            return found.file
 
 
 class ServiceHost:
@@ -83,7 +106,7 @@ class ServiceHost:
         self.service.register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [*self.service.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, self.server)
+        reflection.enable_server_reflection(names, self.server, pool=MethodSymbolPool())
         await self._set_health(NOT_SERVING)
         self.port = self.server.add_insecure_port(s.address)
         await self.server.start()

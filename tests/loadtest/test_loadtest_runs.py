@@ -202,3 +202,26 @@ async def test_a_bad_payload_file_is_a_usage_error(fake, tmp_path, capsys):
     assert rc == 2
     assert "each message needs a role" in capsys.readouterr().err
     assert servicer.calls == 0
+
+
+@pytest.mark.parametrize("fake", [("stt",)], indirect=True)
+async def test_reflection_resolves_a_method_name_as_ghz_asks(fake):
+    """ghz --call pkg.Service.Method (no --proto) asks reflection for the method's file."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    address, _ = fake
+
+    async def lookup(symbol: str) -> reflection_pb2.ServerReflectionResponse:
+        async with grpc.aio.insecure_channel(address) as channel:
+            call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
+            await call.write(reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol=symbol))
+            reply = await call.read()
+            await call.done_writing()
+            return reply
+
+    found = await lookup("milo.stt.v1.Stt.StreamingRecognize")
+    assert len(found.file_descriptor_response.file_descriptor_proto) == 2  # stt + audio
+    not_found = grpc.StatusCode.NOT_FOUND.value[0]
+    for missing in ("milo.stt.v1.Stt.Nope", "milo.stt.v1.Nope.Recognize"):
+        assert (await lookup(missing)).error_response.error_code == not_found
