@@ -159,7 +159,10 @@ class SttCore:
             transcript = await self.decode(audio, options, "recognize")
             speech = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in spans]
             transcript = self.guard(transcript, speech)
-        return Recognition(transcript, seconds, time.monotonic() - start)
+        took = time.monotonic() - start
+        log.debug("recognized %.2f s of audio in %.3f s (%d speech spans, %d segments)",
+                  seconds, took, len(spans), len(transcript.segments))
+        return Recognition(transcript, seconds, took)
 
     def _prepare(self, data: bytes, spec: AudioSpec) -> tuple[np.ndarray, list[tuple[int, int]]]:
         max_samples = self.defaults.max_audio_ms * SAMPLE_RATE // 1000

@@ -267,6 +267,8 @@ class StreamSession:
         self._stop_partial()
         for task in tasks:
             task.cancel()
+        log.info("stream closed: %d utterance(s) in %.1f s of audio", self.index,
+                 self.endpointer.position / SAMPLE_RATE)
 
 
 async def run_stream(session: StreamSession, chunks: AsyncIterator[bytes]

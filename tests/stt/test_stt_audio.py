@@ -80,3 +80,33 @@ def test_too_long_audio_is_refused(clip):
         decode_clip(clip.read_bytes(), AudioSpec(), 8_000)
     with pytest.raises(InvalidArgument, match="limit is 500 ms"):
         decode_clip(bytes(32_000), AudioSpec("s16le", 16_000, 1), 8_000)
+
+
+def encode_with_av(container: str, codec: str, rate: int) -> bytes:
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)[None],
+            format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("container", "codec", "rate"), [
+    ("webm", "libopus", 48_000), ("ogg", "libopus", 48_000), ("mp3", "libmp3lame", 44_100)])
+def test_compressed_browser_and_phone_formats_decode(container, codec, rate):
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec} encoder to make the test file")
+    audio = decode_clip(encode_with_av(container, codec, rate), AudioSpec(), LIMIT)
+    assert abs(len(audio) - 16_000) <= 1_000  # encoder delay and padding aside
+    assert dominant_hz(audio) == pytest.approx(440, abs=2)
