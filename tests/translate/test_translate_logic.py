@@ -8,7 +8,7 @@ import math
 import pytest
 
 from services.runtime.errors import InvalidArgument
-from services.translate.batcher import BatchPolicy
+from services.translate.batcher import BatchPolicy, LastCall
 from services.translate.cache import PhraseCache
 from services.translate.engine import Job, Output
 from services.translate.guards import LengthLimit, trim_loop
@@ -177,35 +177,33 @@ def test_vmap_lists_kept_pieces_always_and_others_only_from_the_source(tmp_path)
 
 
 POLICY = BatchPolicy(max_batch=8, window_s=0.005)
-
-
-def wait(pending=1, callers=1, oldest=10.0, last_end=-math.inf, last_callers=0, now=10.0):
-    return POLICY.wait_s(pending, callers, oldest, last_end, last_callers, now)
+AFTER_16 = LastCall(end=9.999, duration=0.02, expected=16)  # served or awaited 16 callers
 
 
 def test_nothing_pending_waits_forever():
-    assert wait(pending=0, callers=0) == math.inf
+    assert POLICY.wait_s(0, 0, AFTER_16, now=10.0) == math.inf
 
 
 def test_a_lone_caller_goes_at_once():
-    assert wait() == 0.0
-    assert wait(last_end=9.999, last_callers=1) == 0.0  # its own previous request
+    assert POLICY.wait_s(1, 1, LastCall(), now=10.0) == 0.0  # first call ever
+    assert POLICY.wait_s(1, 1, LastCall(9.999, 0.02, 1), now=10.0) == 0.0  # its own last call
 
 
 def test_a_full_batch_goes_at_once():
-    assert wait(pending=8, callers=1, last_end=9.999, last_callers=16) == 0.0
+    assert POLICY.wait_s(8, 1, AFTER_16, now=10.0) == 0.0
 
 
-def test_after_a_shared_batch_waits_for_its_callers_within_the_window():
-    assert wait(callers=3, oldest=9.9, last_end=9.999, last_callers=16) == pytest.approx(0.004)
-    assert wait(callers=3, oldest=10.0, last_end=9.999, last_callers=16) == pytest.approx(0.005)
-    assert wait(callers=16, pending=16 - 8, last_end=9.999, last_callers=16) == 0.0
-    assert wait(callers=3, oldest=10.0, last_end=9.994, last_callers=16) == 0.0  # window over
+def test_after_a_shared_call_waits_for_its_callers_to_come_back():
+    assert POLICY.wait_s(3, 3, AFTER_16, now=10.0) == pytest.approx(0.004)
+    assert POLICY.wait_s(7, 16, AFTER_16, now=10.0) == 0.0  # all back: go
+    assert POLICY.wait_s(3, 3, AFTER_16, now=10.005) == 0.0  # window over
 
 
-def test_window_zero_never_waits():
-    policy = BatchPolicy(max_batch=8, window_s=0.0)
-    assert policy.wait_s(1, 1, 10.0, 10.0, 16, 10.0) == 0.0
+def test_the_wait_grows_with_long_engine_calls_and_zero_turns_it_off():
+    slow = LastCall(end=10.0, duration=2.0, expected=16)
+    assert POLICY.wait_s(3, 3, slow, now=10.0) == pytest.approx(0.2)  # a tenth of 2 s
+    off = BatchPolicy(max_batch=8, window_s=0.0)
+    assert off.wait_s(3, 3, slow, now=10.0) == 0.0
 
 
 # --- phrase cache ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ can queue callers behind it without timing guesses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -86,11 +87,12 @@ class Served:
 
 @pytest.fixture
 async def served(tmp_path) -> AsyncIterator[Served]:
-    async for s in _serve(tmp_path):
+    async with serve(tmp_path) as s:
         yield s
 
 
-async def _serve(tmp_path: Path, **overrides) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, **overrides) -> AsyncIterator[Served]:
     settings = TranslateSettings(
         host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
         model_dir=tmp_path, **overrides,
@@ -186,8 +188,32 @@ async def test_concurrent_callers_share_one_engine_call_and_get_their_own_result
     assert metric("milo_translate_batch_sentences_sum") == sum_before + 17
 
 
+async def test_after_a_call_its_callers_are_awaited_so_cohorts_merge(tmp_path):
+    async with serve(tmp_path, batch_window_ms=1000) as served:  # bounds the wait
+        engine = served.engine
+        engine.release.clear()
+        first = asyncio.ensure_future(served.translate("A1."))
+        await wait_until(lambda: len(engine.calls) == 1)
+        other = asyncio.ensure_future(served.translate("B1."))
+        await wait_until(lambda: served.queued == 1)
+        engine.release.set()
+        await first  # B1 now waits for A's caller to come back rather than go alone
+        assert len(engine.calls) == 1 and served.queued == 1
+        again = await asyncio.wait_for(served.translate("A2."), 5)
+        assert again.translations[0].text == expected("A2.")
+        assert (await other).translations[0].text == expected("B1.")
+        assert [[j.text for j in jobs] for jobs, _ in engine.calls] == [["A1."], ["B1.", "A2."]]
+
+
+async def test_a_lone_caller_never_waits_for_the_window(tmp_path):
+    async with serve(tmp_path, batch_window_ms=1000) as served:
+        for i in range(5):  # a conversation: one sentence after the other
+            reply = await asyncio.wait_for(served.translate(f"Fehezanteny {i}."), 5)
+            assert reply.queue_ms < 500
+
+
 async def test_engine_batches_never_exceed_the_maximum(tmp_path):
-    async for served in _serve(tmp_path, max_engine_batch=16):
+    async with serve(tmp_path, max_engine_batch=16) as served:
         texts = [f"Fehezanteny {i}." for i in range(40)]
         reply = await served.translate(" ".join(texts))
         assert reply.translations[0].text == " ".join(expected(t) for t in texts)
