@@ -208,14 +208,9 @@ async def test_milo_eval_stt_prints_the_expected_wer_and_cer(stub, service, clip
     assert expected_wer <= 0.3
 
     command = [sys.executable, "-m", "services.cli", "eval", "stt", "--manifest", str(manifest),
-               "--address", service.address]
-    out = await asyncio.to_thread(subprocess.run, [*command, "--json"], capture_output=True,
-                                  text=True, timeout=120, check=True)
-    report = json.loads(out.stdout)
-    assert report["utterances"] == 3
-    assert report["wer"] == pytest.approx(expected_wer) and report["cer"] == pytest.approx(
-        expected_cer)
-    text = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
-                                   timeout=120, check=True)
-    assert f"WER {100 * expected_wer:6.2f}%" in text.stdout
-    assert f"CER {100 * expected_cer:6.2f}%" in text.stdout
+               "--address", service.address]  # the real command line, in its own process
+    out = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
+                                  timeout=120, check=True)
+    assert "3 utterances" in out.stdout
+    assert f"WER {100 * expected_wer:6.2f}%" in out.stdout
+    assert f"CER {100 * expected_cer:6.2f}%" in out.stdout
