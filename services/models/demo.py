@@ -35,7 +35,7 @@ from services.models.layout import COMPONENTS, Component, Layout, read_manifest,
 
 logger = logging.getLogger(__name__)
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 
 Echo = Callable[[str], None]
 BUILDERS: dict[Component, Callable[[Path], dict[str, Any]]] = {

@@ -1,9 +1,11 @@
 """Demo LLM: a random-weight llama GGUF written with the `gguf` package.
 
-Tiny dims (n_embd 64, 2 layers, 4 heads), a real SentencePiece "llama" tokenizer trained on
-the shipped corpus (<unk>, <s>, </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, then word
-pieces), and a Mistral-style `[INST]` chat template, so llama-cpp-python loads it like
-Mistral-7B-Instruct and its chat handler formats prompts with the template.
+Small dims (n_embd 512, 4 layers, 8 heads: about 14M parameters, a few ms a token on a
+CPU, so replies stream at a pace like a 7B model's on a GPU), a real SentencePiece "llama"
+tokenizer trained on the shipped corpus (<unk>, <s>, </s>, the 256 byte-fallback tokens
+<0x00>..<0xFF>, then word pieces), and a Mistral-style `[INST]` chat template, so
+llama-cpp-python loads it like Mistral-7B-Instruct and its chat handler formats prompts
+with the template.
 
 The output rows of <unk>, <s>, </s> and the byte tokens are zero, so their logit is 0 while
 word pieces get logits of a few units either side: generation almost never stops early or
@@ -26,7 +28,9 @@ logger = logging.getLogger(__name__)
 DEMO_ID = "milo-demo/llama-tiny-random"
 SEED = 0
 VOCAB_SIZE = 1024
-N_EMBD, N_LAYER, N_HEAD, N_FF, N_CTX = 64, 2, 4, 128, 4096
+# Big enough that a token costs a few ms on a CPU, like a 7B model on a GPU: the demo then
+# shows streaming (first audio before the reply is written), not an instant reply.
+N_EMBD, N_LAYER, N_HEAD, N_FF, N_CTX = 512, 4, 8, 1408, 4096
 OUTPUT_SCALE = 0.5  # std of the output weights: word-piece logits of a few units
 
 # Mistral-Instruct style; a system message is put before the first user turn.
