@@ -13,7 +13,7 @@ from gateway.core import GatewayCore
 from gateway.http import schemas as s
 from gateway.http.deps import ERRORS, bridge, check_text, core
 from gateway.http.media import recognize_request, start_speech
-from gateway.http.streams import prime, sse, sse_guard
+from gateway.http.streams import SSE_EVENT, prime, sse, sse_guard
 from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
@@ -78,7 +78,7 @@ def chat_request(body: s.ChatIn) -> llm_pb2.ChatRequest:
 _SSE_DOC: dict[int | str, dict[str, Any]] = {200: {
     "description": "server-sent events: `delta` ({text}) events, then one `done` event "
     "(finish_reason, usage, timings); a failure mid-stream is a last `error` event",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+    "content": {"text/event-stream": {"schema": SSE_EVENT}}}}
 
 
 @router.post("/chat", summary="Chat with the LLM, streamed as server-sent events",

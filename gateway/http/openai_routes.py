@@ -17,7 +17,7 @@ from gateway.http import openai_schemas as o
 from gateway.http.deps import ERRORS, bridge, check_text, core
 from gateway.http.media import recognize_request, start_speech
 from gateway.http.native import _AUDIO_DOC
-from gateway.http.streams import prime, sse, sse_guard
+from gateway.http.streams import SSE_EVENT, prime, sse, sse_guard
 from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.tts.v1 import tts_pb2
@@ -105,7 +105,7 @@ _COMPLETION_DOC: dict[int | str, dict[str, Any]] = {200: {
     "description": "a chat.completion, or with stream=true server-sent chat.completion.chunk "
     "events ending with `data: [DONE]`",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-                "text/event-stream": {"schema": {"type": "string"}}}}}
+                "text/event-stream": {"schema": SSE_EVENT}}}}
 
 
 @router.post("/chat/completions", summary="OpenAI: chat completion (streaming or not)",

@@ -13,6 +13,9 @@ from services.runtime.errors import MiloError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How one server-sent event is documented: `data` is JSON text (or `[DONE]`).
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}}}
 
 
 async def prime(stream: AsyncIterator[T]) -> tuple[T | None, AsyncIterator[T]]:
