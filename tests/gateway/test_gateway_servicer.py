@@ -32,7 +32,7 @@ async def stack():
         host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
         stt_address=fakes.addresses["stt"], translate_address=fakes.addresses["translate"],
         llm_address=fakes.addresses["llm"], tts_address=fakes.addresses["tts"],
-        translate_timeout_s=3, unary_retries=1)
+        translate_timeout_s=3, unary_retries=1, http_port=0)
     host = ServiceHost(GatewayService(settings), settings)
     await host.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")

@@ -18,7 +18,7 @@ function latencyText(latency) {
   const parts = Object.entries(latency || {})
     .filter(([method]) => method !== "Describe")
     .map(([method, l]) => `${method} ${l.recent_mean_ms == null ? "idle" : `${Math.round(l.recent_mean_ms)} ms`}`);
-  return parts.join(", ") || "no calls yet";
+  return parts.join(", ") || "no finished calls yet";
 }
 
 function row(service) {
@@ -67,7 +67,7 @@ export class StatusBoard {
     const status = await response.json();
     $("status-table").tBodies[0].replaceChildren(...status.services.map(row));
     const down = status.services.filter((s) => s.status !== "SERVING").map((s) => s.name);
-    summary.textContent = down.length ? `not ready: ${down.join(", ")}` : `all services serving · ${status.sessions} open sessions`;
+    summary.textContent = down.length ? `not ready: ${down.join(", ")}` : `all services serving · open conversations: ${status.sessions}`;
     summary.className = `pill ${down.length ? "error" : "live"}`;
     const stages = Object.entries(status.gateway.latency || {})
       .map(([name, l]) => `<tr><th scope="row">${name}</th><td>${l.recent_mean_ms == null ? "idle" : Math.round(l.recent_mean_ms)}</td></tr>`);
