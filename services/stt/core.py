@@ -104,7 +104,8 @@ class SttCore:
         t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
         tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
         speech_spans(self.detector, tone, self.defaults.vad)
-        self.engine.transcribe(tone, DecodeOptions(language=self.default_language, beam_size=1))
+        options = DecodeOptions(language=self.default_language, beam_size=self.defaults.beam_size)
+        self.engine.transcribe(tone, options)  # the default path: beam search, word timings
         log.info("warmed up in %.2fs", time.monotonic() - start)
 
     def close(self) -> None:
