@@ -54,6 +54,9 @@ def _load(p: argparse.ArgumentParser) -> None:
                    "(default: %(default)s)")
     g.add_argument("--timeout", type=bounded(float, 0.1, 3600), default=30.0,
                    help="deadline of each request, in seconds (default: %(default)s)")
+    g.add_argument("--busy-pause-max", type=bounded(float, 0, 60), default=2.0, metavar="S",
+                   help="closed loop: after RESOURCE_EXHAUSTED a worker waits the server's "
+                   "retry hint, at most this long; 0 retries at once (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals")
 
 
@@ -155,7 +158,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     shape = Shape(concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
                   duration_s=None if args.requests is not None else (args.duration or 10.0),
                   requests=args.requests, warmup_s=args.warmup, timeout_s=args.timeout,
-                  seed=args.seed)
+                  seed=args.seed, busy_pause_max_s=args.busy_pause_max)
     key = args.api_key or env.get("MILO_LOADTEST_API_KEY")
     options = TargetOptions(
         language=args.language, source=args.source_language, target=args.target_language,

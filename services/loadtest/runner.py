@@ -16,6 +16,7 @@ import itertools
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,6 +48,9 @@ class Shape:
     warmup_s: float = 1.0
     timeout_s: float = 30.0
     seed: int = 0
+    # Closed loop: after RESOURCE_EXHAUSTED a worker waits the server's retry hint (at most
+    # this long; 0: retries at once, a hot loop that can starve the server it measures).
+    busy_pause_max_s: float = 2.0
 
 
 def arrival_gaps(rate: float, kind: str, rng: random.Random) -> Iterator[float]:
@@ -83,7 +87,7 @@ class Live:
     in_flight: int = 0
     warmup_sent: int = 0
     skipped: int = 0
-    recent: list[float] = field(default_factory=list)  # latencies of the last successes
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=200))  # last successes
 
 
 @dataclass
@@ -147,7 +151,9 @@ class Run:
 
     async def _worker(self) -> None:
         while (kind := self._admit(time.monotonic())) is not None:
-            await self._one(kind == "measured")
+            pause = await self._one(kind == "measured")
+            if pause and self.shape.busy_pause_max_s > 0:
+                await asyncio.sleep(min(pause, self.shape.busy_pause_max_s))
 
     async def _open(self, rate: float) -> None:
         gaps = arrival_gaps(rate, self.shape.arrivals, random.Random(self.shape.seed))
@@ -165,7 +171,8 @@ class Run:
                     group.create_task(self._one(kind == "measured"))
                 at += next(gaps)
 
-    async def _one(self, measured: bool) -> None:
+    async def _one(self, measured: bool) -> float:
+        """One request, recorded if measured; the pause the server asked for, in seconds."""
         live, payload = self.live, next(self._payloads)
         live.in_flight += 1
         if measured:
@@ -174,38 +181,55 @@ class Run:
             live.warmup_sent += 1
         probe = Probe()
         code, message = "CANCELLED", "cancelled by the load tester at the max-duration cap"
+        pause = 0.0
         try:
-            code, message = await _attempt(self.target, payload, probe, self.shape.timeout_s)
+            code, message, pause = await _attempt(self.target, payload, probe,
+                                                  self.shape.timeout_s)
         finally:
             live.in_flight -= 1
             if measured:
                 self._record(Call(probe.start, time.monotonic(), code, probe.first_s,
                                   probe.spans, probe.units, message))
+        return pause
 
     def _record(self, call: Call) -> None:
         self.calls.append(call)
         if call.ok:
             self.live.succeeded += 1
-            self.live.recent = [*self.live.recent[-199:], call.latency_s]
+            self.live.recent.append(call.latency_s)
         else:
             self.live.failed += 1
 
 
+def retry_hint_s(exc: grpc.aio.AioRpcError) -> float:
+    """The pause a RESOURCE_EXHAUSTED reply asks for (grpc-retry-pushback-ms), else 0.1 s."""
+    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return 0.0
+    for key, value in exc.trailing_metadata() or ():
+        if key == "grpc-retry-pushback-ms":
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                break
+    return 0.1
+
+
 async def _attempt(target: Target, payload: Any, probe: Probe,
-                   deadline_s: float) -> tuple[str, str]:
-    """Run one call; (status code name, message). Raises only when cancelled."""
+                   deadline_s: float) -> tuple[str, str, float]:
+    """Run one call: (status code name, message, pause asked for). Raises only when
+    cancelled."""
     try:
         async with asyncio.timeout(deadline_s + CLIENT_GRACE_S):
             await target.call(payload, probe, deadline_s)
     except grpc.aio.AioRpcError as exc:
-        return exc.code().name, exc.details() or ""
+        return exc.code().name, exc.details() or "", retry_hint_s(exc)
     except InBandError as exc:
-        return exc.code, exc.message
+        return exc.code, exc.message, 0.0
     except TimeoutError:
-        return "DEADLINE_EXCEEDED", "no answer within the timeout (client side)"
+        return "DEADLINE_EXCEEDED", "no answer within the timeout (client side)", 0.0
     except Exception as exc:  # a payload or client bug: recorded, the run goes on
-        return "CLIENT_ERROR", f"{type(exc).__name__}: {exc}"
-    return "OK", ""
+        return "CLIENT_ERROR", f"{type(exc).__name__}: {exc}", 0.0
+    return "OK", "", 0.0
 
 
 async def run_with_progress(run: Run, show: Callable[[Live, float], None] | None,

@@ -90,6 +90,18 @@ async def test_an_overloaded_service_shows_resource_exhausted_instead_of_hanging
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+@pytest.mark.parametrize("fake", [("translate", 1, 0)], indirect=True)
+async def test_a_refused_worker_waits_the_servers_retry_hint_before_trying_again(fake):
+    address, servicer = fake
+    servicer.hold = True
+    doc = await run(config("translate", address, "-c", "8", "-d", "1", "--warmup", "0",
+                           "--timeout", "1"))
+    # The runtime's hint is at least 100 ms: each worker starts at most 11 requests in 1 s
+    # (a hot loop sends thousands).
+    assert 1 <= doc["errors"]["RESOURCE_EXHAUSTED"] <= 8 * 11
+    assert doc["sent"] == doc["succeeded"] + doc["failed"]
+
+
 @pytest.mark.parametrize("fake", [("llm",)], indirect=True)
 async def test_the_max_duration_cap_cancels_calls_in_flight_and_counts_them(fake):
     address, servicer = fake
