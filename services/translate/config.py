@@ -33,7 +33,8 @@ class TranslateSettings(ServiceSettings):
 
     model_dir: Path = Field(
         default_factory=_default_model_dir,
-        description="CTranslate2 NLLB folder (model.bin, sentencepiece.bpe.model)",
+        description="CTranslate2 NLLB folder (model.bin, sentencepiece.bpe.model); "
+        "default: $MILO_MODELS_DIR/translate, else models/demo/translate",
     )
     model_id: str | None = Field(None, description="model name to report (default: manifest)")
     device: Device = Field("auto", description="cpu, cuda, or auto (cuda when there is one)")
@@ -44,8 +45,8 @@ class TranslateSettings(ServiceSettings):
 
     batch_window_ms: float = Field(
         5.0, ge=0, le=1000,
-        description="after a batch, wait up to this long for its callers to come back "
-                    "and share the next one (0: never wait)",
+        description="after an engine call, wait up to this long (or a tenth of the call, "
+                    "if longer) for its callers to come back and share the next (0: never)",
     )  # fmt: skip
     max_engine_batch: int = Field(32, ge=1, le=1024, description="most sentences per engine call")
 

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'milo[translate]'"
 SPM_FILE = "sentencepiece.bpe.model"
 EOS = "</s>"
+# Restrict the output vocabulary only when that drops at least a tenth of it.
+VMAP_MAX_SHARE = 0.9
 _LANGUAGE_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 
 
@@ -87,7 +89,8 @@ class Ct2Engine:
         kwargs = {"device": self.device, "compute_type": cfg.compute_type,
                   "inter_threads": 1, "intra_threads": threads}  # fmt: skip
         allowed = allowed_pieces(self.vocabulary, cfg.restrict_to) if cfg.restrict_to else []
-        if not allowed or len(allowed) >= len(self.vocabulary):
+        if not allowed or len(allowed) > VMAP_MAX_SHARE * len(self.vocabulary):
+            # Each call copies the kept rows of the output layer: not worth it for a few.
             return ct2.Translator(str(cfg.model_dir), **kwargs), len(self.vocabulary)
         with tempfile.TemporaryDirectory(prefix="milo-translate-vmap-") as tmp:
             overlay = Path(tmp)
