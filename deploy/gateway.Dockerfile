@@ -30,7 +30,8 @@ RUN --mount=type=cache,target=/root/.cache/pip sh deploy/install.sh gateway cpu 
 FROM base AS runtime
 LABEL org.opencontainers.image.title="milo-gateway" \
       org.opencontainers.image.description="Milo gateway: gRPC and HTTP/WebSocket front door"
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/milo milo
+RUN groupadd --system --gid 10001 milo \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/milo milo
 COPY --from=build /opt/milo /opt/milo
 USER 10001:10001
 WORKDIR /home/milo
@@ -38,6 +39,7 @@ WORKDIR /home/milo
 # *_ADDRESS settings at the other containers.
 ENV MILO_GATEWAY_HOST=0.0.0.0 \
     MILO_GATEWAY_PORT=50050 \
+    MILO_GATEWAY_HTTP_PORT=8080 \
     MILO_GATEWAY_METRICS_PORT=9150 \
     MILO_HEALTHCHECK_ADDRESS=127.0.0.1:50050
 EXPOSE 50050 8080 9150

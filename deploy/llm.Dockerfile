@@ -66,7 +66,8 @@ RUN --mount=type=cache,target=/root/.cache/pip sh deploy/install.sh llm "${DEVIC
 FROM base AS runtime
 LABEL org.opencontainers.image.title="milo-llm" \
       org.opencontainers.image.description="Milo LLM service (gRPC)"
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/milo milo
+RUN groupadd --system --gid 10001 milo \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/milo milo
 COPY --from=build /opt/milo /opt/milo
 USER 10001:10001
 WORKDIR /home/milo

@@ -40,7 +40,8 @@ RUN --mount=type=cache,target=/root/.cache/pip sh deploy/install.sh translate "$
 FROM base AS runtime
 LABEL org.opencontainers.image.title="milo-translate" \
       org.opencontainers.image.description="Milo translation service (gRPC)"
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/milo milo
+RUN groupadd --system --gid 10001 milo \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/milo milo
 COPY --from=build /opt/milo /opt/milo
 USER 10001:10001
 WORKDIR /home/milo

@@ -22,6 +22,10 @@ MODEL_SERVICES = ("stt", "translate", "llm", "tts")
 # The module each image runs, and the env prefix of its settings.
 MODULES = {name: f"services.{name}" for name in MODEL_SERVICES} | {"gateway": "gateway"}
 PREFIXES = {name: f"MILO_{name.upper()}_" for name in COMPONENTS}
+# Listening settings a test replaces with loopback and free ports (ServiceProcess does the
+# gRPC and metrics ones; the gateway's HTTP bridge is set here).
+LISTEN_SETTINGS = ("HOST", "PORT", "METRICS_HOST", "METRICS_PORT", "HTTP_HOST", "HTTP_PORT")
+TEST_LISTEN_ENV = {"MILO_GATEWAY_HTTP_HOST": "127.0.0.1", "MILO_GATEWAY_HTTP_PORT": "0"}
 
 
 def tool(name: str) -> str | None:

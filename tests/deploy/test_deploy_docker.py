@@ -108,6 +108,9 @@ def test_ports_and_health_address_match_the_runtime_defaults(name: str):
     assert {str(grpc_port), str(metrics_port)} <= exposed
     if name != "gateway":
         assert env["MILO_MODELS_DIR"] == "/models"
+    else:  # the HTTP bridge, on the gRPC host (0.0.0.0)
+        assert env["MILO_GATEWAY_HTTP_PORT"] == "8080" and "8080" in exposed
+        assert "MILO_GATEWAY_HTTP_HOST" not in env
 
 
 def test_build_context_holds_the_sources_and_leaves_out_the_rest():

@@ -29,9 +29,11 @@ import pytest
 from deploy_files import (
     COMPONENTS,
     DEPLOY,
+    LISTEN_SETTINGS,
     MODEL_SERVICES,
     PREFIXES,
     ROOT,
+    TEST_LISTEN_ENV,
     build_context,
     copy_sources,
     env_of,
@@ -46,8 +48,6 @@ from procs import ServiceProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 _WHEEL_URL = re.compile(r"^([A-Za-z0-9_.-]+) @ \S+/[^/]+?-([0-9][^-]*)-[^/]*\.whl")
-# The runtime image's own listening settings: the test picks free loopback ports instead.
-_LISTEN = ("HOST", "PORT", "METRICS_HOST", "METRICS_PORT")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def install(name: str, work: Path, constraints: Path) -> Path:
     env |= {"PYTHON": str(python), "PIP_CONSTRAINT": str(constraints),
             "TORCH_SPEC": os.environ.get("MILO_DEPLOY_TORCH_SPEC", "torch==2.13.0"),
             "TORCH_INDEX_URL": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_COMPILE": "1"}  # no .pyc for ~20k files: what gets installed is the same
+            "PIP_COMPILE": "0"}  # no .pyc for ~20k files: what gets installed is the same
     log = work / "install.log"
     with open(log, "wb") as out:
         result = subprocess.run(["sh", "deploy/install.sh", *args], cwd=context, env=env,
@@ -92,12 +92,12 @@ def install(name: str, work: Path, constraints: Path) -> Path:
 def runtime_env(name: str, demo_models: Path) -> dict[str, str]:
     """The runtime image's ENV, then the CPU compose environment, on the demo models."""
     runtime = stages(DEPLOY / f"{name}.Dockerfile")[-1]
-    env = {k: v for k, v in env_of(runtime).items()
-           if k not in ("PATH", "VIRTUAL_ENV") and k.removeprefix(PREFIXES[name]) not in _LISTEN}
+    skip = {"PATH", "VIRTUAL_ENV", *(PREFIXES[name] + s for s in LISTEN_SETTINGS)}
+    env = {k: v for k, v in env_of(runtime).items() if k not in skip}
     compose = merge(load_compose(ROOT / "docker-compose.yml"),
                     load_compose(ROOT / "docker-compose.cpu.yml"))  # fmt: skip
     env |= {k: interpolate_defaults(v) for k, v in environment(compose["services"][name]).items()}
-    env |= {"MILO_MODELS_DIR": str(demo_models), "PYTHONSAFEPATH": "1"}
+    env |= {"MILO_MODELS_DIR": str(demo_models), "PYTHONSAFEPATH": "1", **TEST_LISTEN_ENV}
     for dep in MODEL_SERVICES:  # the gateway's dependencies: nothing listens there
         env[f"MILO_GATEWAY_{dep.upper()}_ADDRESS"] = "127.0.0.1:9"
     return env

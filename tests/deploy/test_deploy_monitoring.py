@@ -20,6 +20,7 @@ from deploy_files import (
     MODULES,
     PREFIXES,
     ROOT,
+    TEST_LISTEN_ENV,
     dashboard_exprs,
     environment,
     interpolate_defaults,
@@ -146,7 +147,7 @@ def service_env(name: str, demo_models: Path, addresses: dict[str, str]) -> dict
     compose = merge(load_compose(ROOT / "docker-compose.yml"),
                     load_compose(ROOT / "docker-compose.cpu.yml"))  # fmt: skip
     env = {k: interpolate_defaults(v) for k, v in environment(compose["services"][name]).items()}
-    env["MILO_MODELS_DIR"] = str(demo_models)
+    env |= {"MILO_MODELS_DIR": str(demo_models), **TEST_LISTEN_ENV}
     for dep, address in addresses.items():
         env[f"MILO_GATEWAY_{dep.upper()}_ADDRESS"] = address
     return env
