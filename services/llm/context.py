@@ -36,20 +36,29 @@ def fit_conversation(
     """Drop the oldest turns until `count_tokens(kept) <= budget`.
 
     `budget` is the context minus the completion asked for. Raises ContextOverflow when the
-    system prompt and the last message alone take more than that.
+    system prompt and the last message alone take more than that. The cut is found by
+    bisection (a prompt never grows when turns are dropped), so a long conversation costs a
+    few token counts, not one per dropped message.
     """
-    system = [m for m in messages[:1] if m.role is Role.SYSTEM]
-    turns = list(messages[len(system) :])
-    dropped = 0
-    while True:
-        kept = (*system, *turns)
-        tokens = count_tokens(kept)
-        if tokens <= budget:
-            return Fitted(kept, tokens, dropped)
-        if len(turns) <= 1:
-            raise ContextOverflow(tokens)
-        turns.pop(0)
-        dropped += 1
-        while len(turns) > 1 and turns[0].role is not Role.USER:
-            turns.pop(0)
-            dropped += 1
+    system = tuple(m for m in messages[:1] if m.role is Role.SYSTEM)
+    turns = tuple(messages[len(system) :])
+    # Where the kept turns may start: anywhere a user message is, or at the very start.
+    users = (i for i, m in enumerate(turns) if m.role is Role.USER)
+    starts = sorted({0, max(len(turns) - 1, 0), *users})
+    counts: dict[int, int] = {}
+
+    def fits(k: int) -> bool:
+        counts[k] = count_tokens((*system, *turns[starts[k] :]))
+        return counts[k] <= budget
+
+    if fits(0):
+        return Fitted((*system, *turns), counts[0], 0)
+    last = len(starts) - 1
+    if not fits(last):
+        raise ContextOverflow(counts[last])
+    low, high = 0, last  # fits(high) is true, fits(low) is false
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid, high)
+    start = starts[high]
+    return Fitted((*system, *turns[start:]), counts[high], start)

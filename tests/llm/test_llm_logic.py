@@ -3,6 +3,8 @@ checks, the Messages stream parser, settings)."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from pydantic import ValidationError
 
@@ -98,6 +100,40 @@ def test_fit_never_starts_the_kept_turns_with_an_assistant_message():
     assert [m.content for m in fitted.messages] == ["sys", "u1", "a1", "last"]
     fitted = fit_conversation(messages, ten_per_message, budget=30)
     assert [m.content for m in fitted.messages] == ["sys", "last"]
+
+
+def linear_fit(messages, count, budget):
+    """The obvious way: drop the oldest message (and any assistant messages it leaves at
+    the front) until the rest fits."""
+    system, turns = list(messages[:1]), list(messages[1:])
+    while count(system + turns) > budget and len(turns) > 1:
+        turns.pop(0)
+        while len(turns) > 1 and turns[0].role is not U:
+            turns.pop(0)
+    return system + turns
+
+
+def test_fit_bisects_to_the_same_cut_as_dropping_one_by_one_with_few_counts():
+    rng = random.Random(7)
+    messages = [ChatMessage(S, "sys")]
+    for _ in range(300):  # irregular turns: sometimes several assistant messages in a row
+        messages.append(ChatMessage(U if rng.random() < 0.6 else A, "w " * rng.randint(1, 30)))
+    messages.append(ChatMessage(U, "last"))
+    calls = []
+
+    def words_plus_two(kept) -> int:
+        return sum(2 + len(m.content.split()) for m in kept)
+
+    def count(kept) -> int:
+        calls.append(1)
+        return words_plus_two(kept)
+
+    for budget in (20, 100, 777, 2000, 10_000):
+        calls.clear()
+        fitted = fit_conversation(messages, count, budget)
+        assert len(calls) <= 12  # log2(300) + 3, not one count per dropped message
+        assert list(fitted.messages) == linear_fit(messages, words_plus_two, budget)
+        assert fitted.dropped == len(messages) - len(fitted.messages)
 
 
 def test_fit_raises_when_system_prompt_and_last_message_do_not_fit():
