@@ -110,16 +110,9 @@ class MicroBatcher:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
-    async def close(self) -> None:
-        """Stop the dispatcher; sentences still queued are cancelled."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for entry in self._pending:
-            entry.future.cancel()
-
     def stop_threadsafe(self) -> None:
-        """`close` from another thread (the runtime closes services in a worker thread)."""
+        """Stop the dispatcher, from any thread (the runtime closes services in a worker
+        thread, after draining: no caller is left waiting)."""
         task = self._task
         if task is not None and not task.done():
             task.get_loop().call_soon_threadsafe(task.cancel)
@@ -142,7 +135,7 @@ class MicroBatcher:
                 await asyncio.wait_for(self._changed.wait(), None if wait == math.inf else wait)
 
     def _wait_s(self) -> float:
-        callers = len({id(e.caller) for e in self._pending})
+        callers = len({e.caller for e in self._pending})
         return self.policy.wait_s(len(self._pending), callers, self._last, time.monotonic())
 
     def _take(self) -> list[_Entry]:
@@ -162,7 +155,7 @@ class MicroBatcher:
         for entry in batch:
             entry.started = start
             metrics.BATCH_WAIT.observe(start - entry.queued)
-        served = {id(e.caller) for e in batch}
+        served = {e.caller for e in batch}
         try:
             outputs = await asyncio.to_thread(self._run, [e.job for e in batch], batch[0].beam)
             if len(outputs) != len(batch):
@@ -173,7 +166,7 @@ class MicroBatcher:
                     entry.future.set_exception(exc)
             return
         finally:
-            waiting = {id(e.caller) for e in self._pending if not e.future.done()}
+            waiting = {e.caller for e in self._pending if not e.future.done()}
             end = time.monotonic()
             self._last = LastCall(end, end - start, len(served | waiting))
         metrics.observe_batch(outputs, len(served), self._last.duration)
