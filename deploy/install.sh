@@ -10,8 +10,8 @@
 # venv). Knobs, all optional, from the environment:
 #   PIP_INSTALL_ARGS      extra arguments for every pip install (CI: --constraint ...)
 #   TORCH_SPEC            the torch requirement for the tts extra (default: torch)
-#   TORCH_INDEX_URL       where torch comes from; default the PyTorch index for DEVICE
-#                         (cu128 wheels run on Blackwell, sm_120); empty: pip's own index
+#   TORCH_INDEX_URL       where torch comes from; unset or empty: the PyTorch index for
+#                         DEVICE (cu128 wheels run on Blackwell, sm_120); `pypi`: pip's own
 #   CUDA_ARCHITECTURES    GPUs llama.cpp is compiled for (default 120: RTX 50xx, Blackwell)
 #   CMAKE_ARGS            llama-cpp-python build flags (default: CUDA on for DEVICE=cuda)
 # pip's own PIP_* variables (PIP_CONSTRAINT, PIP_INDEX_URL, ...) work as usual.
@@ -35,11 +35,11 @@ if [ "$extra" = tts ]; then
     # the GPU one. The tts extra's loose `torch>=2.4` then finds it installed.
     if [ "$device" = cuda ]; then default_index=https://download.pytorch.org/whl/cu128
     else default_index=https://download.pytorch.org/whl/cpu; fi
-    index=${TORCH_INDEX_URL-$default_index}
-    if [ -n "$index" ]; then
-        pip_install --index-url "$index" "${TORCH_SPEC:-torch}"
-    else
+    index=${TORCH_INDEX_URL:-$default_index}
+    if [ "$index" = pypi ]; then
         pip_install "${TORCH_SPEC:-torch}"
+    else
+        pip_install --index-url "$index" "${TORCH_SPEC:-torch}"
     fi
 fi
 

@@ -24,7 +24,7 @@ FROM base AS build
 # cuda | cpu: which torch build to install.
 ARG DEVICE=cuda
 # Empty: install.sh's default index for DEVICE (PyTorch cu128 or cpu wheels).
-ARG TORCH_INDEX_URL
+ARG TORCH_INDEX_URL=
 ARG TORCH_SPEC=torch
 RUN python3 -m venv /opt/milo
 WORKDIR /src
@@ -34,7 +34,8 @@ COPY services ./services
 COPY gateway ./gateway
 COPY deploy/install.sh ./deploy/install.sh
 RUN --mount=type=cache,target=/root/.cache/pip \
-    TORCH_SPEC="${TORCH_SPEC}" sh deploy/install.sh tts "${DEVICE}" .
+    TORCH_INDEX_URL="${TORCH_INDEX_URL}" TORCH_SPEC="${TORCH_SPEC}" \
+    sh deploy/install.sh tts "${DEVICE}" .
 
 FROM base AS runtime
 LABEL org.opencontainers.image.title="milo-tts" \

@@ -79,7 +79,7 @@ def install(name: str, work: Path, constraints: Path) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env |= {"PYTHON": str(python), "PIP_CONSTRAINT": str(constraints),
             "TORCH_SPEC": os.environ.get("MILO_DEPLOY_TORCH_SPEC", "torch==2.13.0"),
-            "TORCH_INDEX_URL": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "TORCH_INDEX_URL": "pypi", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_COMPILE": "0"}  # no .pyc for ~20k files: what gets installed is the same
     log = work / "install.log"
     with open(log, "wb") as out:

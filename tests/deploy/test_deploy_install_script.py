@@ -44,9 +44,10 @@ def test_cpu_tts_takes_cpu_torch_first_then_the_extra(tmp_path: Path):
 
 
 def test_cuda_tts_takes_cuda_torch_and_ci_knobs_replace_index_and_spec(tmp_path: Path):
-    _, calls = run(tmp_path, "tts", "cuda")
-    assert "--index-url https://download.pytorch.org/whl/cu128 torch" in calls[0]
-    _, calls = run(tmp_path, "tts", "cpu", TORCH_INDEX_URL="", TORCH_SPEC="torch==2.13.0",
+    for unset in ({}, {"TORCH_INDEX_URL": ""}):
+        _, calls = run(tmp_path, "tts", "cuda", **unset)
+        assert "--index-url https://download.pytorch.org/whl/cu128 torch" in calls[0]
+    _, calls = run(tmp_path, "tts", "cpu", TORCH_INDEX_URL="pypi", TORCH_SPEC="torch==2.13.0",
                    PIP_INSTALL_ARGS="--constraint c.txt")  # fmt: skip
     assert calls[0] == "-m pip install --no-input --constraint c.txt torch==2.13.0 | CMAKE_ARGS="
     assert calls[1].startswith("-m pip install --no-input --constraint c.txt .[tts]")
