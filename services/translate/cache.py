@@ -1,8 +1,8 @@
 """A small LRU cache of translated short sentences ("Salama.", "Misaotra betsaka!").
 
 Greetings and stock phrases recur in a conversation; a hit skips the model. Only sentences
-up to `max_chars` are kept, so the cache holds many phrases in little memory. Outputs a
-guard truncated are not kept: they are not worth repeating.
+up to `max_chars` are kept, so the cache holds many phrases in little memory. Decoding is
+deterministic (beam search, no sampling), so a hit is exactly what the model would say.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class PhraseCache:
 
     def put(self, job: Job, beam: int, output: Output) -> None:
         key = self._key(job, beam)
-        if key is None or output.truncated:
+        if key is None:
             return
         self._items[key] = output
         self._items.move_to_end(key)

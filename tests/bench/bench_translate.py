@@ -293,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-dir", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="shape model cache")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=0,
-                        help="requests per client (default: 20 demo, 2 shape)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="requests per client (default: 20 demo, 2 shape; 0: skip)")
     parser.add_argument("--window-ms", type=float, default=5.0)
     parser.add_argument("--beam", type=int, default=None, help="default: the service's (2)")
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
@@ -304,19 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     demo = ensure_demo(args.demo_dir)
     print(f"machine: {os.cpu_count()} CPU cores; service threads: {args.threads or 'all'}")
-    for name in args.models.split(","):
+    shape_env = {"MILO_TRANSLATE_MAX_OUTPUT_RATIO": "1.0", "MILO_TRANSLATE_MAX_OUTPUT_EXTRA": "2"}
+    for name in filter(None, args.models.split(",")):
         if name == "demo":
-            run_model("demo model (random NLLB architecture, tiny)", demo, args,
-                      args.rounds or 20, {})  # fmt: skip
+            model, env, rounds = demo, {}, 20 if args.rounds is None else args.rounds
+            label = "demo model (random NLLB architecture, tiny)"
         elif name == "shape":
-            shape = build_shape_model(demo, args.cache / "nllb600m-shape-int8")
-            run_model("NLLB-600M shape (random weights, int8)", shape, args, args.rounds or 2,
-                      {"MILO_TRANSLATE_MAX_OUTPUT_RATIO": "1.0",
-                       "MILO_TRANSLATE_MAX_OUTPUT_EXTRA": "2"})  # fmt: skip
+            model, env, rounds = build_shape_model(demo, args.cache / "nllb600m-shape-int8"), \
+                shape_env, 2 if args.rounds is None else args.rounds
+            label = "NLLB-600M shape (random weights, int8)"
         else:
             parser.error(f"unknown model {name!r}")
-    if args.cache_check:
-        cache_check(demo, args, {})
+        if rounds > 0:
+            run_model(label, model, args, rounds, env)
+        if args.cache_check:
+            cache_check(model, args, env)
     if args.vmap_sweep:
         vmap_sweep(build_shape_model(demo, args.cache / "nllb600m-shape-int8"), args)
     return 0

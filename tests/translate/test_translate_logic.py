@@ -223,12 +223,11 @@ def test_cache_keeps_short_phrases_per_pair_and_beam_and_evicts_the_oldest():
     assert cache.get(bye, 2) is None and cache.get(hello, 2) == out and len(cache) == 2
 
 
-def test_cache_skips_long_sentences_truncated_outputs_and_size_zero():
+def test_cache_skips_long_sentences_and_size_zero():
     cache = PhraseCache(size=4, max_chars=5)
     long_job, short_job = Job("Salama tompoko.", "a", "b"), Job("Eny.", "a", "b")
     cache.put(long_job, 1, Output("x", 1, 1))
-    cache.put(short_job, 1, Output("x", 1, 9, truncated=True))
-    assert len(cache) == 0
+    assert len(cache) == 0 and cache.get(long_job, 1) is None
     off = PhraseCache(size=0, max_chars=100)
     off.put(short_job, 1, Output("x", 1, 1))
     assert off.get(short_job, 1) is None
