@@ -76,11 +76,15 @@ class ChatRunner:
             async with aclosing(self.cloud.stream(request.messages, request.sampling)) as stream:
                 first = await self._cloud_start(stream)
                 if first is not None:
-                    async for out in self._cloud_reply(first, stream, timing):
-                        yield out
+                    async with aclosing(self._cloud_reply(first, stream, timing)) as replies:
+                        async for out in replies:
+                            yield out
                     return
-        async for out in self._local_reply(request, timing):
-            yield out
+        # Every nested stream is closed explicitly (aclosing), so that when the caller goes
+        # away the cancel flag is set at once, not whenever the generators are collected.
+        async with aclosing(self._local_reply(request, timing)) as replies:
+            async for out in replies:
+                yield out
 
     async def _cloud_start(self, stream: AsyncIterator[Event]) -> Event | None:
         """The cloud's first event, or None (and a logged reason) to fall back to local."""
@@ -99,21 +103,19 @@ class ChatRunner:
 
     async def _cloud_reply(
         self, first: Event, stream: AsyncIterator[Event], timing: Timing
-    ) -> AsyncIterator[Piece | ChatDone]:
+    ) -> AsyncGenerator[Piece | ChatDone, None]:
         assert self.cloud is not None
         finish: Finish | None = None
         outcome = FinishReason.CANCELLED.value  # unless it finishes or fails
         try:
             event: Event | None = first
-            while event is not None and finish is None:
-                if isinstance(event, Finish):
-                    finish = event
-                    break
+            while isinstance(event, Piece):
                 timing.first_piece = timing.first_piece or time.monotonic()
                 yield event
                 event = await anext(stream, None)
-            if finish is None:
+            if event is None:
                 raise CloudError("the stream ended without a finish")
+            finish = event
         except CloudError as exc:
             outcome = "error"
             raise Unavailable(f"the cloud model failed mid-reply: {exc}") from exc
@@ -124,38 +126,49 @@ class ChatRunner:
         yield self._done(finish, timing, "cloud", self.cloud.model, trimmed=0)
 
     async def _local_reply(self, request: ChatRequest, timing: Timing
-                           ) -> AsyncIterator[Piece | ChatDone]:
+                           ) -> AsyncGenerator[Piece | ChatDone, None]:
+        finish: Finish | None = None
         async with self.queue.slot() as waited:
             timing.queue_s = waited
             metrics.QUEUE_WAIT.observe(waited)
             loop = asyncio.get_running_loop()
             fitted = await loop.run_in_executor(self._model_thread, self._fit, request)
-            if fitted.dropped:
-                metrics.TRIMMED_MESSAGES.inc(fitted.dropped)
-                log.info("dropped the %d oldest messages to fit the context", fitted.dropped)
-            finish = None
-            metrics.GENERATING.set(1)
-            try:
-                async for batch in iterate_in_thread(
-                    self._model_thread, lambda cancel: self._generate(fitted, request, cancel)
-                ):
-                    text = "".join(e.text for e in batch if isinstance(e, Piece))
-                    finish = next((e for e in batch if isinstance(e, Finish)), finish)
-                    if text:
-                        timing.first_piece = timing.first_piece or time.monotonic()
-                        yield Piece(text)
-            finally:
-                metrics.GENERATING.set(0)
+            async with aclosing(self._local_stream(fitted, request)) as events:
+                async for event in events:
+                    if isinstance(event, Finish):
+                        finish = event
+                        continue
+                    timing.first_piece = timing.first_piece or time.monotonic()
+                    yield event
         if finish is None:
             raise RuntimeError("the engine ended without a Finish")
         yield self._done(finish, timing, "local", self.engine.model_id, fitted.dropped)
+
+    async def _local_stream(self, fitted: Fitted, request: ChatRequest
+                            ) -> AsyncGenerator[Event, None]:
+        """The engine's events from the model thread; the pieces that piled up while the
+        caller was busy come as one."""
+        stream = iterate_in_thread(
+            self._model_thread, lambda cancel: self._generate(fitted, request, cancel))
+        metrics.GENERATING.set(1)
+        try:
+            async with aclosing(stream):
+                async for batch in stream:
+                    text = "".join(e.text for e in batch if isinstance(e, Piece))
+                    if text:
+                        yield Piece(text)
+                    for event in batch:
+                        if isinstance(event, Finish):
+                            yield event
+        finally:
+            metrics.GENERATING.set(0)
 
     def _fit(self, request: ChatRequest) -> Fitted:
         """Runs on the model thread: count with the chat template, drop the oldest turns."""
         max_tokens = request.sampling.max_tokens
         budget = self.engine.context_tokens - max_tokens
         try:
-            return fit_conversation(request.messages, self.engine.count_prompt_tokens, budget)
+            fitted = fit_conversation(request.messages, self.engine.count_prompt_tokens, budget)
         except ContextOverflow as exc:
             raise InvalidArgument(
                 f"the last message and the system prompt take {exc.needed_tokens} tokens; with "
@@ -165,6 +178,10 @@ class ChatRunner:
         except TemplateError as exc:
             raise InvalidArgument(f"the model's chat template rejected the conversation: {exc}"
                                   ) from exc
+        if fitted.dropped:
+            metrics.TRIMMED_MESSAGES.inc(fitted.dropped)
+            log.info("dropped the %d oldest messages to fit the context", fitted.dropped)
+        return fitted
 
     def _generate(self, fitted: Fitted, request: ChatRequest, cancel: threading.Event
                   ) -> Iterator[Event]:
