@@ -164,5 +164,7 @@ def _print_table(children: list[Child]) -> None:
         print(f"  {child.name:<10} grpc {child.env[f'MILO_{child.name.upper()}_HOST']}:"
               f"{child.port:<6} metrics :{child.metrics_port}/metrics", flush=True)
     gateway = children[-1]
+    http = gateway.env.get("MILO_GATEWAY_HTTP_PORT", "8080")
     print(f"\nTalk to it:  milo converse --address 127.0.0.1:{gateway.port} --text 'Salama'\n"
+          f"Web page:    http://127.0.0.1:{http}/   (HTTP API docs at /docs)\n"
           "Ctrl-C stops everything.", flush=True)
