@@ -129,8 +129,10 @@ class AnthropicClient:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
     ) -> None:
-        import httpx  # lazy: only needed when the cloud is configured
-
+        try:
+            import httpx  # lazy: only needed when the cloud model is configured
+        except ImportError as exc:
+            raise RuntimeError("the cloud model needs httpx: pip install 'milo[llm]'") from exc
         self.model = model
         self._httpx = httpx
         self._client = httpx.AsyncClient(

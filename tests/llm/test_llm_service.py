@@ -144,7 +144,6 @@ def test_two_concurrent_requests_are_both_served_one_after_the_other(stub):
     assert done_a.usage.completion_tokens == done_b.usage.completion_tokens == 100
     later_first, earlier_end = max(first_a, first_b), min(end_a, end_b)
     assert later_first >= earlier_end - 0.05  # the second starts when the first is done
-    assert max(done_a.queue_ms, done_b.queue_ms) > 0
 
 
 def test_over_long_conversation_is_trimmed_not_rejected(stub):
