@@ -8,6 +8,7 @@ which fields it reads. Speech is WAV files (16-bit PCM) or folders of them.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,49 @@ FRENCH_SENTENCES = (
     "Mon fils est malade, nous cherchons un médecin.",
     "Le riz coûte deux mille ariary le kilo.",
 )
+
+# Templates for the built-in translate load: the translate service caches short sentences it
+# has seen, so a few fixed sentences would measure the cache, not the model; filled slots
+# (numbers, places, names, days) make nearly every request new, as real speech is, and there
+# are more of them than the service's cache holds (2048 by default), so cycling through
+# them keeps missing it.
+_MG_TEMPLATES = (
+    "Te hividy {mg_item} {n} kilao aho {mg_when}.",
+    "Firy ny vidin'ny {mg_item} {n} kilao any {place}?",
+    "Rahoviana no hiainga ny fiara {n} ho any {place} {mg_when}?",
+    "Mitentina {n} ariary ny {mg_item} iray kilao any {place}.",
+    "Hankany {place} miaraka amin'i {name} sy olona {n} aho {mg_when}.",
+)
+_FR_TEMPLATES = (
+    "Je voudrais acheter {n} kilos de {fr_item} {fr_when}.",
+    "Combien coûtent {n} kilos de {fr_item} à {place} ?",
+    "À quelle heure part le taxi-brousse {n} pour {place} {fr_when} ?",
+    "Le kilo de {fr_item} coûte {n} ariary à {place}.",
+    "Je vais à {place} avec {name} et {n} amis {fr_when}.",
+)
+_SLOTS = {
+    "mg_item": ("vary", "trondro", "akoho", "mangahazo", "voatabia", "katsaka"),
+    "fr_item": ("riz", "poisson", "poulet", "manioc", "tomates", "maïs"),
+    "place": ("Antananarivo", "Antsirabe", "Toamasina", "Mahajanga", "Fianarantsoa",
+              "Toliara", "Antsiranana", "Morondava"),
+    "name": ("Rakoto", "Rasoa", "Faly", "Hery", "Lova", "Nirina"),
+    "mg_when": ("anio", "rahampitso", "amin'ny alatsinainy", "amin'ny sabotsy", "rahariva"),
+    "fr_when": ("aujourd'hui", "demain", "lundi", "samedi", "ce soir"),
+}
+
+
+def translate_sentences(count: int = 5000, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(text, source, target): Malagasy -> French and French -> Malagasy in turn."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        mg = i % 2 == 0
+        template = rng.choice(_MG_TEMPLATES if mg else _FR_TEMPLATES)
+        slots = {k: rng.choice(v) for k, v in _SLOTS.items()}
+        text = template.format(n=rng.randint(2, 5000), **slots)
+        out.append((text, "mg", "fr") if mg else (text, "fr", "mg"))
+    return out
+
 
 # What a person asks the assistant; the LLM works in French (the pivot language).
 CHAT_PROMPTS = (

@@ -1,4 +1,7 @@
-"""Translate target: one unary Translate per request, sentences mg->fr and fr->mg."""
+"""Translate target: one unary Translate per request, sentences mg->fr and fr->mg.
+
+The built-in sentences are filled templates, nearly all different, so that the service's
+phrase cache does not answer them; a payload file of repeated phrases measures the cache."""
 
 from __future__ import annotations
 
@@ -36,9 +39,8 @@ class TranslateTarget:
     async def payloads(self, workdir: Path) -> list[Item]:
         o = self.options
         if not o.payload_files:
-            mg = [Item((t,), "mg", "fr") for t in payloads.MALAGASY_SENTENCES]
-            fr = [Item((t,), "fr", "mg") for t in payloads.FRENCH_SENTENCES]
-            return [item for pair in zip(mg, fr, strict=False) for item in pair]
+            return [Item((text,), source, target)
+                    for text, source, target in payloads.translate_sentences()]
         items = []
         for path in o.payload_files:
             for record in payloads.read_records(path):

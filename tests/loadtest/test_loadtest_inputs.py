@@ -156,3 +156,14 @@ def test_report_json_shape_is_what_compare_reads(tmp_path):
     path.write_text(json.dumps({"something": "else"}))
     with pytest.raises(ValueError, match="not a report written by milo loadtest"):
         _read_old(path)
+
+
+def test_built_in_translate_sentences_are_new_to_the_services_phrase_cache():
+    from services.loadtest.payloads import translate_sentences
+    from services.translate.config import TranslateSettings
+
+    sentences = translate_sentences()
+    assert len(set(sentences)) >= 0.99 * len(sentences)
+    assert len(sentences) > TranslateSettings.model_fields["cache_size"].default  # LRU: misses
+    assert {(s, t) for _, s, t in sentences} == {("mg", "fr"), ("fr", "mg")}
+    assert translate_sentences() == sentences  # the same load every run
