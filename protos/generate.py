@@ -30,9 +30,8 @@ def _mypy_grpc_plugin() -> str:
 
 def generate(out: Path = DEFAULT_OUT) -> list[Path]:
     """Write the stubs under `out` (replacing what was there); return the files written."""
-    from grpc_tools import protoc  # build-time dependency, pinned in pyproject.toml
-
     import grpc_tools
+    from grpc_tools import protoc  # build-time dependency, pinned in pyproject.toml
 
     out = Path(out)
     if (out / "milo").exists():
