@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services import cli as milo_cli
 from services.loadtest.app import run_loadtest
 from services.loadtest.args import build_config
-from services.loadtest.payloads import MALAGASY_SENTENCES
+from services.loadtest.payloads import FRENCH_SENTENCES, MALAGASY_SENTENCES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loadtest_stack import DemoStack
@@ -75,9 +75,14 @@ async def test_a_short_run_against_the_service_completes(stack, target, argv, mg
                    "mg->fr and fr->mg fails in CTranslate2 translate_batch(use_vmap=True) with "
                    "IndexError vector::_M_range_check -> INTERNAL (a few % of requests at c=4)",
                    strict=False)
-async def test_translate_mixing_both_directions_under_concurrency_never_fails(stack):
+async def test_translate_mixing_both_directions_under_concurrency_never_fails(stack, tmp_path):
+    mixed = tmp_path / "mixed.jsonl"
+    pairs = zip(MALAGASY_SENTENCES, FRENCH_SENTENCES, strict=False)
+    mixed.write_text("".join(json.dumps({"text": mg, "source": "mg", "target": "fr"}) + "\n"
+                             + json.dumps({"text": fr, "source": "fr", "target": "mg"}) + "\n"
+                             for mg, fr in pairs), encoding="utf-8")
     svc = stack.service("translate")
-    doc = await loadtest("translate", svc.address, "-n", "200", "-c", "4")  # mg->fr, fr->mg
+    doc = await loadtest("translate", svc.address, "-n", "300", "-c", "4", "--payload", str(mixed))
     assert doc["errors"] == {}
 
 
