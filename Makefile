@@ -6,7 +6,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= models/demo
-APT_PACKAGES := espeak-ng sox prometheus
+APT_PACKAGES := espeak-ng sox prometheus chromium fonts-dejavu-core
 # CPU build of torch from the local wheel; any other pin pulls GBs of CUDA packages.
 TORCH_PIN ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -17,6 +17,7 @@ setup: $(VENV)/.installed
 
 system-packages:
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v promtool >/dev/null \
+	  && command -v chromium >/dev/null \
 	  || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); }
