@@ -12,6 +12,7 @@ once, waiting and cloud calls included, so it is set well above 1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -60,6 +61,13 @@ class LlmSettings(ServiceSettings):
     gpu_layers: int = Field(-1, ge=-1, le=1000, description="layers on the GPU (-1: all)")
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads (default: llama.cpp's, half the cores)"
+    )
+    omp_wait_policy: Literal["passive", "active"] = Field(
+        "passive",
+        description="how llama.cpp's idle OpenMP threads wait: passive sleeps (right when the "
+        "CPU is shared with the other services; spinning threads there slow everything 10x "
+        "or more), active spins (a little lower latency on a dedicated CPU). An "
+        "OMP_WAIT_POLICY set in the environment wins",
     )
 
     system_prompt: str = Field(

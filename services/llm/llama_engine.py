@@ -9,6 +9,7 @@ counted exactly, and text is assembled once per token (see `text.ReplyText`).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 MIN_P = 0.05  # llama-cpp-python's default, kept so results match create_chat_completion
 
 
-def _import_llama_cpp() -> Any:
+def _import_llama_cpp(omp_wait_policy: str | None) -> Any:
+    if omp_wait_policy:  # read once, when llama.cpp's OpenMP runtime loads with it
+        os.environ.setdefault("OMP_WAIT_POLICY", omp_wait_policy.upper())
     try:
         import llama_cpp
     except ImportError as exc:
@@ -45,20 +48,24 @@ class LlamaEngine:
         gpu_layers: int = -1,
         threads: int | None = None,
         model_id: str | None = None,
+        omp_wait_policy: str | None = None,
     ) -> None:
         self.model_path = model_path
         self.context_tokens = context_tokens
         self.gpu_layers = gpu_layers
         self.threads = threads
+        self.omp_wait_policy = omp_wait_policy  # None: leave OMP_WAIT_POLICY alone
+        self._configured_id = model_id
         self.model_id = model_id or model_path.stem
         self.device = "cpu"
         self._llm: Any = None
         self._lib: Any = None
         self._format: Any = None
+        self._system_in_user = False  # the template has no system role (Mistral v0.1/v0.2)
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        lib = self._lib = _import_llama_cpp()
+        lib = self._lib = _import_llama_cpp(self.omp_wait_policy)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"no GGUF model at {self.model_path}")
         start = time.monotonic()
@@ -67,7 +74,12 @@ class LlamaEngine:
             n_gpu_layers=self.gpu_layers, n_threads=self.threads, verbose=False,
         )  # fmt: skip
         self._format = self._chat_formatter()
-        self.model_id = self._llm.metadata.get("general.name") or self.model_id
+        self._system_in_user = not self._template_takes_system()
+        if self._system_in_user:
+            log.warning("the chat template refuses system messages: the system prompt goes "
+                        "before the first user message instead")
+        name = self._llm.metadata.get("general.name")
+        self.model_id = self._configured_id or name or self.model_path.stem
         self.device = self._device()
         log.info("loaded %s (%s) on %s, context %d tokens, in %.2fs", self.model_id,
                  self.model_path, self.device, self.context_tokens, time.monotonic() - start)
@@ -83,6 +95,14 @@ class LlamaEngine:
             eos_token=model.token_get_text(self._llm.token_eos()),
             bos_token=model.token_get_text(self._llm.token_bos()),
         )
+
+    def _template_takes_system(self) -> bool:
+        probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+        try:
+            self._format(messages=probe)
+        except Exception:  # jinja2 errors and the template's raise_exception
+            return False
+        return True
 
     def _device(self) -> str:
         if self.gpu_layers == 0 or not self._lib.llama_supports_gpu_offload():
@@ -108,12 +128,20 @@ class LlamaEngine:
 
     def _prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         try:
-            formatted = self._format(messages=[m.as_dict() for m in messages])
+            formatted = self._format(messages=self._template_messages(messages))
         except Exception as exc:  # jinja2 errors and the template's raise_exception
             raise TemplateError(str(exc)) from exc
         return list(self._llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         ))  # fmt: skip
+
+    def _template_messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+        out = [m.as_dict() for m in messages]
+        if self._system_in_user and len(out) > 1 and out[0]["role"] == "system":
+            system = out.pop(0)["content"]
+            first = next((m for m in out if m["role"] == "user"), out[0])
+            first["content"] = f"{system}\n\n{first['content']}"
+        return out
 
     def generate(
         self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: threading.Event

@@ -39,7 +39,7 @@ class LlmService:
         self.settings = settings
         self.engine = engine or LlamaEngine(
             settings.gguf_path, settings.context_tokens, settings.gpu_layers,
-            settings.threads, settings.model_id,
+            settings.threads, settings.model_id, settings.omp_wait_policy,
         )  # fmt: skip
         self._cloud = cloud
         self.queue = Admission(1, settings.max_queue, on_change=_on_queue_change)

@@ -19,7 +19,7 @@ MESSAGES = (ChatMessage(Role.SYSTEM, "Tu es Milo."), ChatMessage(Role.USER, "Man
 
 @pytest.fixture(scope="module")
 def engine(demo_gguf: Path):
-    engine = LlamaEngine(demo_gguf, context_tokens=512, threads=2)
+    engine = LlamaEngine(demo_gguf, context_tokens=512, threads=1)  # no idle threads spinning
     engine.load()
     yield engine
     engine.close()
@@ -73,6 +73,37 @@ def test_cancel_stops_within_one_token(engine):
     _, finish = run(engine, Sampling(temperature=0.0, max_tokens=200), cancel_after=1)
     assert finish.reason is FinishReason.CANCELLED
     assert finish.completion_tokens == 1  # the flag was read before the next token
+
+
+# Mistral-7B-Instruct v0.1's template: no system role, strict alternation.
+NO_SYSTEM_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+def test_template_without_system_role_gets_the_system_prompt_in_the_first_user_turn(
+    demo_gguf: Path,
+):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    engine = LlamaEngine(demo_gguf, context_tokens=256, threads=1)
+    engine.load()
+    try:
+        engine._format = Jinja2ChatFormatter(NO_SYSTEM_TEMPLATE, "</s>", "<s>")
+        assert not engine._template_takes_system()
+        engine._system_in_user = True
+        messages = (*MESSAGES, ChatMessage(Role.ASSISTANT, "Tsara"), ChatMessage(Role.USER, "Ary?"))
+        prompt = engine._format(messages=engine._template_messages(messages)).prompt
+        assert prompt == ("<s>[INST] Tu es Milo.\n\nManao ahoana? [/INST]Tsara</s>"
+                          "[INST] Ary? [/INST]")
+        assert engine.count_prompt_tokens(messages) > 0  # no TemplateError
+    finally:
+        engine.close()
 
 
 def test_template_error_is_typed():

@@ -3,6 +3,7 @@ checks, the Messages stream parser, settings)."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -252,3 +253,15 @@ def test_settings_from_env_and_cloud_needs_key_and_model(monkeypatch, tmp_path):
 def test_settings_range_checks(bad):
     with pytest.raises(ValidationError):
         LlmSettings(**bad)
+
+
+def test_omp_wait_policy_is_a_default_the_environment_overrides(monkeypatch):
+    from services.llm.llama_engine import _import_llama_cpp
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    _import_llama_cpp("passive")
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    _import_llama_cpp("passive")
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert LlmSettings().omp_wait_policy == "passive"

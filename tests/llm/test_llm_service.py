@@ -32,9 +32,6 @@ CONTEXT = 4096
 def service(demo_gguf: Path):
     env = {"MILO_LLM_MODEL_PATH": str(demo_gguf), "MILO_LLM_CONTEXT_TOKENS": str(CONTEXT),
            "MILO_LLM_THREADS": "2", "MILO_LLM_CLOUD_API_KEY": "sk-test",
-           # llama.cpp's OpenMP threads spin while idle; on a busy shared CPU that costs
-           # 10-100x in speed, so they sleep instead.
-           "OMP_WAIT_POLICY": "PASSIVE",
            "MILO_LLM_CLOUD_MODEL": "claude-test",
            "MILO_LLM_CLOUD_BASE_URL": f"http://127.0.0.1:{free_port()}"}
     with ServiceProcess("services.llm", env, prefix="MILO_LLM_") as proc:
