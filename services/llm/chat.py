@@ -128,40 +128,53 @@ class ChatRunner:
     async def _local_reply(self, request: ChatRequest, timing: Timing
                            ) -> AsyncGenerator[Piece | ChatDone, None]:
         finish: Finish | None = None
+        trimmed = 0
         async with self.queue.slot() as waited:
             timing.queue_s = waited
             metrics.QUEUE_WAIT.observe(waited)
-            loop = asyncio.get_running_loop()
-            fitted = await loop.run_in_executor(self._model_thread, self._fit, request)
-            async with aclosing(self._local_stream(fitted, request)) as events:
+            async with aclosing(self._local_stream(request)) as events:
                 async for event in events:
-                    if isinstance(event, Finish):
+                    if isinstance(event, Fitted):
+                        trimmed = event.dropped
+                    elif isinstance(event, Finish):
                         finish = event
-                        continue
-                    timing.first_piece = timing.first_piece or time.monotonic()
-                    yield event
+                    else:
+                        timing.first_piece = timing.first_piece or time.monotonic()
+                        yield event
         if finish is None:
             raise RuntimeError("the engine ended without a Finish")
-        yield self._done(finish, timing, "local", self.engine.model_id, fitted.dropped)
+        yield self._done(finish, timing, "local", self.engine.model_id, trimmed)
 
-    async def _local_stream(self, fitted: Fitted, request: ChatRequest
-                            ) -> AsyncGenerator[Event, None]:
-        """The engine's events from the model thread; the pieces that piled up while the
-        caller was busy come as one."""
-        stream = iterate_in_thread(
-            self._model_thread, lambda cancel: self._generate(fitted, request, cancel))
+    async def _local_stream(self, request: ChatRequest) -> AsyncGenerator[Fitted | Event, None]:
+        """One job on the model thread: fit the conversation (a Fitted comes first), then
+        generate. Pieces that piled up while the caller was busy come as one."""
+        stream = iterate_in_thread(self._model_thread,
+                                   lambda cancel: self._fit_and_generate(request, cancel))
         metrics.GENERATING.set(1)
         try:
             async with aclosing(stream):
                 async for batch in stream:
+                    for item in batch:
+                        if isinstance(item, Fitted):
+                            yield item
                     text = "".join(e.text for e in batch if isinstance(e, Piece))
                     if text:
                         yield Piece(text)
-                    for event in batch:
-                        if isinstance(event, Finish):
-                            yield event
+                    for item in batch:
+                        if isinstance(item, Finish):
+                            yield item
         finally:
             metrics.GENERATING.set(0)
+
+    def _fit_and_generate(self, request: ChatRequest, cancel: threading.Event
+                          ) -> Iterator[Fitted | Event]:
+        """Runs on the model thread; records the finish even when nobody listens any more."""
+        fitted = self._fit(request)
+        yield fitted
+        for event in self.engine.generate(fitted.messages, request.sampling, cancel):
+            if isinstance(event, Finish):
+                _record("local", event)
+            yield event
 
     def _fit(self, request: ChatRequest) -> Fitted:
         """Runs on the model thread: count with the chat template, drop the oldest turns."""
@@ -182,14 +195,6 @@ class ChatRunner:
             metrics.TRIMMED_MESSAGES.inc(fitted.dropped)
             log.info("dropped the %d oldest messages to fit the context", fitted.dropped)
         return fitted
-
-    def _generate(self, fitted: Fitted, request: ChatRequest, cancel: threading.Event
-                  ) -> Iterator[Event]:
-        """Runs on the model thread; records the finish even when nobody listens any more."""
-        for event in self.engine.generate(fitted.messages, request.sampling, cancel):
-            if isinstance(event, Finish):
-                _record("local", event)
-            yield event
 
     def _done(self, finish: Finish, timing: Timing, backend: str, model_id: str, trimmed: int
               ) -> ChatDone:
