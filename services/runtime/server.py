@@ -144,7 +144,7 @@ class ServiceHost:
             await self.server.stop(grace)
         await asyncio.to_thread(self.service.close)
         if self._metrics is not None:
-            self._metrics.close()
+            await asyncio.to_thread(self._metrics.close)  # shutdown() waits out a 0.5 s poll
         log.info("%s stopped", self.service.name)
 
     async def serve(self) -> None:
