@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import PORTS, ServiceSettings, models_root
@@ -105,6 +105,13 @@ class LlmSettings(ServiceSettings):
         if any(not s for s in value):
             raise ValueError("stop strings must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _reply_fits_context(self) -> LlmSettings:
+        if self.max_tokens >= self.context_tokens:
+            raise ValueError(f"max_tokens ({self.max_tokens}) must be below context_tokens "
+                             f"({self.context_tokens}): the prompt needs room too")
+        return self
 
     @property
     def gguf_path(self) -> Path:

@@ -59,7 +59,7 @@ class LlmService:
         self.runner = ChatRunner(self.engine, self.queue, self._cloud or self._make_cloud(),
                                  self.settings.cloud_first_token_ms / 1000.0)
         defaults = convert.Defaults(self.default_sampling(), self.settings.system_prompt,
-                                    self.settings.context_tokens)
+                                    self.engine.context_tokens)
         servicer = LlmServicer(self.runner, defaults, self.describe)
         llm_pb2_grpc.add_LlmServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 

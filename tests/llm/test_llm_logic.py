@@ -249,7 +249,8 @@ def test_settings_from_env_and_cloud_needs_key_and_model(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"temperature": 3}, {"top_p": 0}, {"context_tokens": 10},
-                                 {"stop": [""]}, {"cloud_base_url": "ftp://x"}])
+                                 {"stop": [""]}, {"cloud_base_url": "ftp://x"},
+                                 {"context_tokens": 512, "max_tokens": 512}])
 def test_settings_range_checks(bad):
     with pytest.raises(ValidationError):
         LlmSettings(**bad)
