@@ -81,8 +81,12 @@ class ServiceProcess:
                 stdout=out, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + self.startup_timeout
-        self.port = self._wait_for_port(deadline)
-        self.wait_serving(deadline)
+        try:
+            self.port = self._wait_for_port(deadline)
+            self.wait_serving(deadline)
+        except BaseException:
+            self.kill()  # never leave a half-started service behind
+            raise
         return self
 
     def _wait_for_port(self, deadline: float) -> int:

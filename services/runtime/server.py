@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -120,7 +121,7 @@ class ServiceHost:
     async def load(self) -> None:
         """Load and warm up the model off the event loop, then say SERVING."""
         name, start = self.service.name, time.monotonic()
-        await asyncio.to_thread(self.service.load)
+        await _in_daemon_thread(self.service.load, f"{name}-load")
         took = time.monotonic() - start
         metrics.MODEL_LOAD.labels(name).set(took)
         metrics.MODEL_INFO.labels(name, self.service.model_id, self.service.device).set(1)
@@ -163,6 +164,32 @@ class ServiceHost:
         await stop.wait()
         loader.cancel()
         await self.stop()
+
+
+async def _in_daemon_thread(fn: Callable[[], None], name: str) -> None:
+    """Run a blocking call in a daemon thread: unlike asyncio.to_thread, a SIGTERM while a
+    model loads does not have to wait for the load to finish before the process exits."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, exc)
+        else:
+            loop.call_soon_threadsafe(settle, None)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    await done
 
 
 S = TypeVar("S", bound=ServiceSettings)

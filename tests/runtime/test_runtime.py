@@ -189,3 +189,17 @@ async def _drain_check(proc: subprocess.Popen, port: int) -> None:
         proc.send_signal(signal.SIGTERM)
         assert (await watch.read()).status == Status.NOT_SERVING
         assert (await call).translations[0].text == "v u"  # drained, not dropped
+
+
+def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load():
+    env = {**os.environ, "MILO_TOY_PORT": "0", "MILO_TOY_LOAD_S": "120",
+           "MILO_TOY_HOST": "127.0.0.1", "MILO_TOY_METRICS_PORT": "0"}
+    script = Path(__file__).parent / "toy_service.py"
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _wait_for_port(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0  # the load would take 120 s
+    finally:
+        proc.kill()

@@ -22,6 +22,7 @@ from services.runtime.server import run
 class ToySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MILO_TOY_")
     hold_s: float = 0.0
+    load_s: float = 0.0  # how long load() takes (waits on the gate) when run as a script
 
 
 class ToyService(translate_pb2_grpc.TranslatorServicer):
@@ -30,8 +31,9 @@ class ToyService(translate_pb2_grpc.TranslatorServicer):
     model_id = "toy-reverser"
     device = "cpu"
 
-    def __init__(self, hold_s: float = 0.0) -> None:
+    def __init__(self, hold_s: float = 0.0, load_s: float = 60.0) -> None:
         self.load_gate = threading.Event()
+        self.load_s = load_s
         self.release = asyncio.Event()
         self.entered = 0
         self.hold_s = hold_s
@@ -41,7 +43,7 @@ class ToyService(translate_pb2_grpc.TranslatorServicer):
         translate_pb2_grpc.add_TranslatorServicer_to_server(self, server)
 
     def load(self) -> None:
-        self.load_gate.wait(timeout=60)
+        self.load_gate.wait(timeout=self.load_s)
 
     def close(self) -> None:
         self.closed = True
@@ -65,8 +67,9 @@ class ToyService(translate_pb2_grpc.TranslatorServicer):
 
 def main() -> int:
     def make(settings: ToySettings) -> ToyService:
-        service = ToyService(settings.hold_s)
-        service.load_gate.set()
+        service = ToyService(settings.hold_s, settings.load_s)
+        if not settings.load_s:
+            service.load_gate.set()
         return service
 
     return run(make, ToySettings, sys.argv[1:], "toy")
