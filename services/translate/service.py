@@ -65,8 +65,9 @@ class TranslateService:
         s = self.settings
         engine = self._factory(s, self._output_languages())
         catalog = LanguageCatalog(engine.language_codes(), s.target_languages)
+        beam = s.beam_size or (2 if engine.device == "cuda" else 1)
         source, target = catalog.pairs[0]
-        engine.translate([Job("Salama.", source.model_code, target.model_code)], s.beam_size)
+        engine.translate([Job("Salama.", source.model_code, target.model_code)], beam)
         self._engine = engine
         self.model_id, self.device, self.compute_type = (
             engine.model_id, engine.device, engine.compute_type)
@@ -74,10 +75,10 @@ class TranslateService:
                                                              s.batch_window_ms / 1000))
         limits = Limits(s.max_texts, s.max_text_chars, s.max_sentence_chars, s.max_beam_size)
         cache = PhraseCache(s.cache_size, s.cache_max_chars)
-        self._translator = TextTranslator(catalog, batcher, cache, limits, s.beam_size)
+        self._translator = TextTranslator(catalog, batcher, cache, limits, beam)
         log.info("translate offers %d languages, %d pairs; beam %d, batches of up to %d "
                  "sentences, window %.1f ms", len(catalog.languages), len(catalog.pairs),
-                 s.beam_size, s.max_engine_batch, s.batch_window_ms)  # fmt: skip
+                 beam, s.max_engine_batch, s.batch_window_ms)  # fmt: skip
 
     def _output_languages(self) -> tuple[Language, ...]:
         codes = self.settings.target_languages

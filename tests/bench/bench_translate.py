@@ -14,6 +14,9 @@ Models:
   costs per token. Random weights never emit </s>, so the length guard is set to input + 2
   tokens: each output is about as long as a real translation of the sentence.
 
+The service's defaults apply unless a flag says otherwise (beam 1 on CPU, window 5 ms).
+Timings depend on what else the machine runs: the load average is printed with them.
+
 Extras: `--cache-check` times a repeated greeting with the phrase cache on (miss, then
 hits); `--vmap-sweep` times CTranslate2 directly on the shape model with the output
 vocabulary restricted to N pieces (what `restrict_vocab` buys depends on how many of the
@@ -217,12 +220,13 @@ def run_model(label: str, model_dir: Path, args: argparse.Namespace, rounds: int
         after = batch_metrics(svc.log())
         loaded = re.search(r"output vocabulary (\d+) of (\d+)", svc.log())
     _report(label, env, single, many, (after[0] - before[0], after[1] - before[1]), loaded)
+    print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 
 def _report(label: str, env: dict[str, str], single: Phase, many: Phase,
             batches: tuple[float, float], loaded: re.Match[str] | None) -> None:  # fmt: skip
     n = len(single.latencies)
-    print(f"\n== {label}: beam {env.get('MILO_TRANSLATE_BEAM_SIZE', 'default (2)')}, "
+    print(f"\n== {label}: beam {env.get('MILO_TRANSLATE_BEAM_SIZE', 'default (1 on CPU)')}, "
           f"window {env['MILO_TRANSLATE_BATCH_WINDOW_MS']} ms, threads "
           f"{env['MILO_TRANSLATE_THREADS'] or 'all'}, output vocabulary "
           f"{loaded.group(1) + ' of ' + loaded.group(2) if loaded else '?'}")
@@ -261,7 +265,7 @@ def vmap_sweep(model_dir: Path, args: argparse.Namespace) -> None:
     source = ["plt_Latn", *vocab[10:30], "</s>"]
     threads = args.threads or os.cpu_count() or 1
     print(f"\n== output vocabulary sweep (CTranslate2 alone, 20 input and 22 output tokens, "
-          f"beam {args.beam or 2}, {threads} threads)")
+          f"beam {args.beam or 1}, {threads} threads)")
     print(f"{'candidates':>10}{'batch 1 ms':>12}{'batch 16 ms':>13}")
     for keep in (len(vocab), 128_000, 64_000, 32_000):
         with tempfile.TemporaryDirectory(prefix="milo-bench-vmap-") as tmp:
@@ -270,7 +274,7 @@ def vmap_sweep(model_dir: Path, args: argparse.Namespace) -> None:
             (Path(tmp) / "vmap.txt").write_text("\t" + " ".join(vocab[3:keep]) + "\n")
             tr = ctranslate2.Translator(tmp, device="cpu", intra_threads=threads)
             restricted = keep < len(vocab)
-            times = [_decode_time(tr, source, bs, args.beam or 2, restricted) for bs in (1, 16)]
+            times = [_decode_time(tr, source, bs, args.beam or 1, restricted) for bs in (1, 16)]
         print(f"{keep:>10}{times[0] * 1000:>12.0f}{times[1] * 1000:>13.0f}")
 
 
@@ -294,16 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="shape model cache")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=None,
-                        help="requests per client (default: 20 demo, 2 shape; 0: skip)")
+                        help="requests per client (default: 20 demo, 3 shape; 0: skip)")
     parser.add_argument("--window-ms", type=float, default=5.0)
-    parser.add_argument("--beam", type=int, default=None, help="default: the service's (2)")
+    parser.add_argument("--beam", type=int, default=None, help="default: the service's")
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
     parser.add_argument("--no-restrict-vocab", action="store_true")
     parser.add_argument("--cache-check", action="store_true")
     parser.add_argument("--vmap-sweep", action="store_true")
     args = parser.parse_args(argv)
     demo = ensure_demo(args.demo_dir)
-    print(f"machine: {os.cpu_count()} CPU cores; service threads: {args.threads or 'all'}")
+    print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
+          f"service threads: {args.threads or 'all'}")
     shape_env = {"MILO_TRANSLATE_MAX_OUTPUT_RATIO": "1.0", "MILO_TRANSLATE_MAX_OUTPUT_EXTRA": "2"}
     for name in filter(None, args.models.split(",")):
         if name == "demo":
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             label = "demo model (random NLLB architecture, tiny)"
         elif name == "shape":
             model, env, rounds = build_shape_model(demo, args.cache / "nllb600m-shape-int8"), \
-                shape_env, 2 if args.rounds is None else args.rounds
+                shape_env, 3 if args.rounds is None else args.rounds
             label = "NLLB-600M shape (random weights, int8)"
         else:
             parser.error(f"unknown model {name!r}")

@@ -145,10 +145,13 @@ async def test_empty_strings_come_back_empty_without_the_engine(served):
     assert [t.text for t in reply.translations] == ["", ""] and len(served.engine.calls) == 1
 
 
-async def test_beam_size_defaults_to_the_server_and_can_be_asked(served):
+async def test_beam_size_defaults_to_the_server_and_can_be_asked(served, tmp_path):
     await served.translate("Eny.")
     await served.translate("Tsia.", beam_size=4)
-    assert [beam for _, beam in served.engine.calls] == [2, 4]
+    assert [beam for _, beam in served.engine.calls] == [1, 4]  # 1 on CPU by default
+    async with serve(tmp_path, beam_size=3) as configured:
+        await configured.translate("Eny.")
+        assert [beam for _, beam in configured.engine.calls] == [3]
 
 
 async def test_repeated_phrases_hit_the_cache_and_duplicates_are_translated_once(served):
@@ -225,12 +228,12 @@ async def test_different_beam_sizes_go_in_separate_engine_calls(served):
     engine.release.clear()
     first = asyncio.ensure_future(served.translate("Voalohany."))
     await wait_until(lambda: len(engine.calls) == 1)
-    calls = [asyncio.ensure_future(served.translate(f"T{i}.", beam_size=1 + i % 2))
+    calls = [asyncio.ensure_future(served.translate(f"T{i}.", beam_size=2 + i % 2))
              for i in range(4)]  # fmt: skip
     await wait_until(lambda: served.queued == 4)
     engine.release.set()
     await asyncio.gather(first, *calls)
-    assert sorted((beam, len(jobs)) for jobs, beam in engine.calls[1:]) == [(1, 2), (2, 2)]
+    assert sorted((beam, len(jobs)) for jobs, beam in engine.calls[1:]) == [(2, 2), (3, 2)]
 
 
 async def test_a_cancelled_caller_leaves_the_batch_and_the_others_get_their_results(served):
