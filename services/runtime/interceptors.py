@@ -13,7 +13,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -150,8 +150,8 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethod
     inner_stream = handler.unary_stream or handler.stream_stream
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async with call.guard(context):
-            async for item in inner_stream(request, context):
+        async with call.guard(context), aclosing(inner_stream(request, context)) as stream:
+            async for item in stream:  # aclosing: the handler's cleanup runs on cancel at once
                 yield item
 
     if handler.unary_stream:
