@@ -125,15 +125,26 @@ def build_shape_model(demo_translate: Path, dest: Path, quantization: str = "int
     return dest
 
 
-def bench_sentences(count: int) -> list[str]:
-    """Reply-length sentences: pairs of demo-corpus sentences joined into one."""
+def bench_sentences(count: int, spm: Path, tokens: int = 0) -> list[str]:
+    """Reply-length sentences: pairs of demo-corpus sentences joined into one.
+
+    With `tokens`, each is cut (at a word) to at most that many SentencePiece pieces: a
+    random model never stops early, so a batch would otherwise decode as long as its
+    longest input allows, where a real model's short outputs leave the batch at </s>.
+    """
+    import sentencepiece
+
     from services.models.demo_corpus import corpus_sentences
 
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm))
     lines = corpus_sentences()
     out = []
     for i in range(count):
-        a, b = lines[(2 * i) % len(lines)], lines[(2 * i + 1) % len(lines)]
-        out.append(f"{a.rstrip('.?!')}, {b[0].lower()}{b[1:]}")
+        a, b, c = (lines[(3 * i + k) % len(lines)] for k in range(3))
+        text = f"{a.rstrip('.?!')}, {b[0].lower()}{b[1:].rstrip('.?!')}, {c[0].lower()}{c[1:]}"
+        while tokens and len(sp.encode(text)) > tokens and " " in text:
+            text = text.rsplit(" ", 1)[0]
+        out.append(text)
     return out
 
 
@@ -201,7 +212,7 @@ def batch_metrics(log_text: str) -> tuple[float, float]:
 
 
 def run_model(label: str, model_dir: Path, args: argparse.Namespace, rounds: int,
-              env: dict[str, str]) -> None:  # fmt: skip
+              equal_tokens: int, env: dict[str, str]) -> None:  # fmt: skip
     from procs import ServiceProcess
 
     env = {"MILO_TRANSLATE_MODEL_DIR": str(model_dir), "MILO_TRANSLATE_CACHE_SIZE": "0",
@@ -210,7 +221,8 @@ def run_model(label: str, model_dir: Path, args: argparse.Namespace, rounds: int
            "MILO_TRANSLATE_RESTRICT_VOCAB": str(not args.no_restrict_vocab).lower(), **env}
     if args.beam is not None:
         env["MILO_TRANSLATE_BEAM_SIZE"] = str(args.beam)
-    sentences = bench_sentences(args.clients * rounds)
+    sentences = bench_sentences(args.clients * rounds, model_dir / "sentencepiece.bpe.model",
+                                equal_tokens)  # fmt: skip
     with ServiceProcess("services.translate", env, prefix="MILO_TRANSLATE_",
                         startup_timeout=600) as svc:  # fmt: skip
         asyncio.run(one_at_a_time(svc.address, sentences[:2]))  # warm the connection path
@@ -299,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=None,
                         help="requests per client (default: 20 demo, 3 shape; 0: skip)")
+    parser.add_argument("--tokens", type=int, default=20,
+                        help="shape model: sentences of this many pieces (0: as they come)")
     parser.add_argument("--window-ms", type=float, default=5.0)
     parser.add_argument("--beam", type=int, default=None, help="default: the service's")
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
@@ -321,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unknown model {name!r}")
         if rounds > 0:
-            run_model(label, model, args, rounds, env)
+            run_model(label, model, args, rounds, 0 if name == "demo" else args.tokens, env)
         if args.cache_check:
             cache_check(model, args, env)
     if args.vmap_sweep:
