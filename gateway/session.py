@@ -96,12 +96,13 @@ class Session:
     # ---- turns --------------------------------------------------------------------------
 
     def barge_in(self, reason: int = Reason.REASON_BARGED_IN) -> None:
-        """Stop the reply in progress at once; no further audio of it is sent."""
-        turn = self._turn
-        if turn is None or not self.replying:
+        """Stop the reply in progress at once; no further audio of it is sent. A turn is
+        stopped once: a second barge-in while it winds down does nothing."""
+        turn, task = self._turn, self._task
+        if turn is None or task is None or task.done():
             return
-        assert self._task is not None
-        self._task.cancel()
+        self._turn = None
+        task.cancel()
         self.outbox.stop_reply(turn.id)
         metrics.BARGE_INS.inc()
         if reason == Reason.REASON_BARGED_IN:
@@ -124,11 +125,14 @@ class Session:
         self._run(turn, self._speak_turn(turn, _once(text)))
 
     async def _settle(self) -> None:
-        if self._task is not None and not self._task.done():
-            if self.options.barge_in:
-                self.barge_in()
-            else:
-                await asyncio.wait({self._task})
+        """Before a new turn: stop the reply in progress (or, without barge-in, let it end),
+        and let a stopped turn finish winding down, so turns never overlap."""
+        task = self._task
+        if task is None or task.done():
+            return
+        if self.options.barge_in:
+            self.barge_in()
+        await asyncio.wait({task})
 
     def _new_turn(self, turn_id: int, t0: float) -> Turn:
         return Turn(turn_id, self.options, self.backends, self.settings, self.outbox.put, t0)

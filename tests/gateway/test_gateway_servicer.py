@@ -136,6 +136,25 @@ async def test_barge_in_stops_the_reply_and_generation(stack):
     conv.close()
 
 
+async def test_barge_in_then_a_new_turn_at_once_ends_each_turn_exactly_once(stack):
+    fakes, stub = stack
+    fakes.llm.gate = asyncio.Event()
+    conv = Conversation(stub, gw.SessionConfig())
+    conv.send(text=gw.UserText(text="Salama"))
+    await conv.until("audio")
+    fakes.llm.gate = None
+    conv.send(control=gw.Control(action=gw.Control.ACTION_BARGE_IN))
+    conv.send(text=gw.UserText(text="Indray"))  # while turn 1 is still winding down
+    conv.send(control=gw.Control(action=gw.Control.ACTION_BARGE_IN))  # turn 2, or nothing
+    conv.send(text=gw.UserText(text="Fahatelo"))
+    await conv.until("turn_ended", turn_id=3)
+    ended = [e for e in conv.events if e.HasField("turn_ended")]
+    assert sorted(e.turn_id for e in ended) == [1, 2, 3]
+    assert ended[-1].turn_ended.reason == gw.TurnEnded.REASON_COMPLETED
+    assert all(k == "turn_ended" for k in conv.kinds(1)[conv.kinds(1).index("turn_ended"):])
+    conv.close()
+
+
 async def test_translate_down_gives_in_band_error_and_the_session_goes_on(stack):
     fakes, stub = stack
     fakes.translate.fail = grpc.StatusCode.UNAVAILABLE
