@@ -76,6 +76,7 @@ class Ct2Engine:
         self.vocab_size = len(self.vocabulary)
         start = time.monotonic()
         self._translator, self.output_vocab_size = self._load_translator(ct2)
+        self._vmap_targets = frozenset(lang.model_code for lang in config.restrict_to)
         self.compute_type: str = str(self._translator.compute_type)
         self._sp = spm.SentencePieceProcessor(model_file=str(folder / SPM_FILE))
         self._pieces = _decodable_pieces(self._sp)
@@ -96,7 +97,8 @@ class Ct2Engine:
             overlay = Path(tmp)
             for path in cfg.model_dir.iterdir():  # the model's files, read where they are
                 (overlay / path.name).symlink_to(path.resolve())
-            write_vmap(overlay / "vmap.txt", self.vocabulary, allowed)
+            codes = [lang.model_code for lang in cfg.restrict_to]
+            write_vmap(overlay / "vmap.txt", self.vocabulary, allowed, codes)
             return ct2.Translator(str(overlay), **kwargs), len(allowed)
 
     @property
@@ -118,7 +120,7 @@ class Ct2Engine:
             no_repeat_ngram_size=cfg.no_repeat_ngram_size,
             repetition_penalty=cfg.repetition_penalty,
             return_end_token=True,
-            use_vmap=self.restricted,
+            use_vmap=self.restricted and all(job.target in self._vmap_targets for job in jobs),
         )
         return [self._output(r.hypotheses[0][1:], limit, len(p))
                 for r, limit, p in zip(results, limits, pieces, strict=True)]  # fmt: skip

@@ -8,9 +8,11 @@ Malagasy output need not score Cyrillic, Arabic or CJK pieces.
 A piece is kept when each of its letters belongs to a target language: Milo's own
 languages (mg, fr, en) by their alphabets, the others by their script. Digits, punctuation
 and symbols are always kept, and every source piece can be copied to the output (names,
-numbers, URLs), through an identity entry for each piece that is not kept. Language codes
-and special tokens (<pad>, <mask>...) are never candidates: CTranslate2 adds the target
-code and </s> itself.
+numbers, URLs), through an identity entry for each piece that is not kept. Special tokens
+(<pad>, <mask>...) and language codes are not candidates, except the target languages'
+codes: CTranslate2 (4.8) is meant to add each call's target prefix to the candidates, but
+when a prefix is not in the map, a call after one with another prefix fails with
+"vector::_M_range_check" (seen with mg->fr and fr->mg batches one after the other).
 """
 
 from __future__ import annotations
@@ -70,11 +72,14 @@ def allowed_pieces(vocabulary: Sequence[str], languages: Iterable[Language]) -> 
     return [piece for piece in vocabulary if keep_piece(piece, test)]
 
 
-def write_vmap(path: Path, vocabulary: Sequence[str], allowed: Sequence[str]) -> None:
-    """A CTranslate2 vocabulary map: `allowed` always, any other piece when in the source."""
-    kept = set(allowed)
+def write_vmap(path: Path, vocabulary: Sequence[str], allowed: Sequence[str],
+               target_codes: Sequence[str]) -> None:  # fmt: skip
+    """A CTranslate2 vocabulary map: `allowed` and `target_codes` always, any other piece
+    when it is in the source."""
+    always = [p for p in (*allowed, *target_codes) if _mappable(p)]
+    kept = set(always)
     with path.open("w", encoding="utf-8") as out:
-        out.write("\t" + " ".join(p for p in allowed if _mappable(p)) + "\n")
+        out.write("\t" + " ".join(always) + "\n")
         for piece in vocabulary:
             if piece not in kept and _mappable(piece) and not _SPECIAL.match(piece):
                 out.write(f"{piece}\t{piece}\n")

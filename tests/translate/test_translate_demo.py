@@ -64,6 +64,22 @@ def test_a_batch_gives_what_each_sentence_gives_alone(engine):
     assert len({o.text for o in batch}) > len(TEXTS) // 2  # outputs do tell inputs apart
 
 
+def test_batches_in_both_directions_one_after_the_other(engine):
+    """Regression: with the output vocabulary restricted, an fr->mg call after a mixed one
+    failed inside CTranslate2 (vector::_M_range_check), until the target codes were put
+    in the vocabulary map. Found by the load test."""
+    mg, fr = "plt_Latn", "fra_Latn"
+    mixed = [Job("Aiza ny tsena akaiky indrindra?", mg, fr),
+             Job("Le marché ouvre à six heures du matin.", fr, mg),
+             Job("Te hividy vary sy trondro aho anio.", mg, fr),
+             Job("Je voudrais réserver une chambre pour deux nuits.", fr, mg)]  # fmt: skip
+    to_mg = [Job(text, fr, mg) for text in ("Mon fils est malade, nous cherchons un médecin.",
+                                            "Je voudrais réserver une chambre pour deux nuits.",
+                                            "Où se trouve la gare routière ?")]  # fmt: skip
+    for batch in (mixed, to_mg, mixed[:2], to_mg[:2], [mixed[0]], to_mg):
+        assert len(engine.translate(batch, beam_size=1)) == len(batch)
+
+
 def test_the_length_guard_stops_a_runaway_model(model_dir):
     short = Ct2Engine(EngineConfig(model_dir, threads=1, length=LengthLimit(0.5, 1),
                                    no_repeat_ngram_size=0))  # fmt: skip

@@ -166,11 +166,11 @@ def test_output_vocabulary_keeps_target_alphabets_and_drops_specials():
 
 def test_vmap_lists_kept_pieces_always_and_others_only_from_the_source(tmp_path):
     path = tmp_path / "vmap.txt"
-    write_vmap(path, VOCAB, ["▁Salama", "!"])
+    write_vmap(path, VOCAB, ["▁Salama", "!"], ["plt_Latn"])
     lines = path.read_text("utf-8").splitlines()
-    assert lines[0] == "\t▁Salama !"
+    assert lines[0] == "\t▁Salama ! plt_Latn"  # the target codes too: see vocab.py
     assert "▁Привет\t▁Привет" in lines and "▁Salama\t▁Salama" not in lines
-    assert not any(line.startswith(("plt_Latn", "<mask>")) for line in lines)
+    assert not any(line.startswith(("plt_Latn", "fra_Latn", "<mask>")) for line in lines)
 
 
 # --- batching policy ---------------------------------------------------------------------
