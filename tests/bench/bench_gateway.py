@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import grpc
 
 from gateway.client import MiloClient
 from gateway.sentences import SentenceCutter
-from gateway.up import plan, stop_all, wait_serving
+from gateway.up import local_stack
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.llm.v1 import llm_pb2, llm_pb2_grpc
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc
@@ -83,12 +82,6 @@ async def direct(addresses: dict[str, str], max_tokens: int, max_chars: int) -> 
     return time.perf_counter() - start
 
 
-def free_base_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return 40000 + s.getsockname()[1] % 20000
-
-
 async def measure(args: argparse.Namespace, addresses: dict[str, str]) -> None:
     gateway = addresses["gateway"]
     await through_gateway(gateway, args.max_tokens)  # warm-up
@@ -119,20 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.models == Path("models/demo"):
         build_demo(args.models)
-    children = plan(args.models, "127.0.0.1", "en", free_base_port())
-    children[-1].env["MILO_GATEWAY_MAX_SENTENCE_CHARS"] = str(args.max_sentence_chars)
-    for child in children:
-        child.env[f"MILO_{child.name.upper()}_LOG_LEVEL"] = "WARNING"
-    try:
-        deadline = time.monotonic() + 300
-        for child in children:
-            child.start()
-            wait_serving(child, deadline)
-        addresses = {c.name: f"127.0.0.1:{c.port}" for c in children}
+    gateway_env = {"MILO_GATEWAY_MAX_SENTENCE_CHARS": str(args.max_sentence_chars)}
+    with local_stack(args.models, gateway_env=gateway_env) as addresses:
         asyncio.run(measure(args, addresses))
-    finally:
-        stop_all(children)
-
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,7 @@ import httpx
 import websockets
 
 from gateway.client import MiloClient
-from gateway.up import plan, stop_all, wait_serving
+from gateway.up import local_stack
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
 from milo.llm.v1 import llm_pb2
@@ -179,21 +179,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.models == Path("models/demo"):
         build_demo(args.models)
-    children = plan(args.models, "127.0.0.1", "en", 40000 + free_port() % 20000)
     http_port = free_port()
-    children[-1].env["MILO_GATEWAY_HTTP_PORT"] = str(http_port)
-    for child in children:
-        child.env[f"MILO_{child.name.upper()}_LOG_LEVEL"] = "WARNING"
-    try:
-        deadline = time.monotonic() + 300
-        for child in children:
-            child.start()
-            wait_serving(child, deadline)
-        addresses = {c.name: f"127.0.0.1:{c.port}" for c in children}
+    gateway_env = {"MILO_GATEWAY_HTTP_PORT": str(http_port)}
+    with local_stack(args.models, gateway_env=gateway_env) as addresses:
         asyncio.run(measure(args, addresses, http_port))
-    finally:
-        stop_all(children)
-
 
 if __name__ == "__main__":
     main()
