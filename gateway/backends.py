@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -27,7 +27,7 @@ from milo.tts.v1 import tts_pb2, tts_pb2_grpc
 log = logging.getLogger(__name__)
 
 NAMES = ("stt", "translate", "llm", "tts")
-_SERVICE_NAMES = {
+SERVICE_NAMES = {
     "stt": stt_pb2.DESCRIPTOR.services_by_name["Stt"].full_name,
     "translate": translate_pb2.DESCRIPTOR.services_by_name["Translator"].full_name,
     "llm": llm_pb2.DESCRIPTOR.services_by_name["Llm"].full_name,
@@ -38,7 +38,7 @@ _IDEMPOTENT = {"stt": ["Recognize", "Describe"], "translate": ["Translate", "Des
 
 
 def _service_config(name: str, retries: int) -> str:
-    methods = [{"service": _SERVICE_NAMES[name], "method": m} for m in _IDEMPOTENT[name]]
+    methods = [{"service": SERVICE_NAMES[name], "method": m} for m in _IDEMPOTENT[name]]
     policy = {
         "maxAttempts": retries + 1,
         "initialBackoff": "0.1s",
@@ -94,7 +94,7 @@ class Backends:
         self.tts = tts_pb2_grpc.TtsStub(self.deps["tts"].channel)
         self._watchers: list[asyncio.Task[None]] = []
         self._describes: set[asyncio.Task[None]] = set()
-        self.on_status: list[object] = []  # callables(name, status), set by the service
+        self.on_status: list[Callable[[str, str], None]] = []  # called on each change
 
     def start(self) -> None:
         self._watchers = [asyncio.create_task(self._watch(d)) for d in self.deps.values()]
@@ -130,7 +130,7 @@ class Backends:
         dep.changed.set()
         dep.changed = asyncio.Event()
         for callback in self.on_status:
-            callback(dep.name, status)  # type: ignore[operator]
+            callback(dep.name, status)
         if status == "SERVING" and not dep.model_id:
             task = asyncio.create_task(self._fetch_model_id(dep))
             self._describes.add(task)

@@ -3,12 +3,14 @@ servicer and the HTTP bridge, both over one GatewayCore."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 import grpc
+from grpc_health.v1 import health, health_pb2
 
-from gateway.backends import Backends
+from gateway.backends import SERVICE_NAMES, Backends
 from gateway.config import GatewaySettings
 from gateway.core import GatewayCore
 from gateway.servicer import ConversationServicer
@@ -33,6 +35,24 @@ class GatewayService:
         self.servicer: ConversationServicer | None = None
         self.http: HttpServer | None = None
         self.http_port = 0
+        self._health: health.aio.HealthServicer | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
+
+    def attach_health(self, servicer: health.aio.HealthServicer) -> None:
+        """The gateway's health reflects its dependencies: each one's full service name
+        (e.g. milo.translate.v1.Translator) is SERVING on the gateway's health service only
+        while that dependency is. The gateway's own status ("") stays SERVING: a turn that
+        needs a service that is down ends with an in-band error, and the session goes on."""
+        self._health = servicer
+
+    def _publish(self, name: str, status: str) -> None:
+        if self._health is None:
+            return
+        code = health_pb2.HealthCheckResponse.SERVING if status == "SERVING" else (
+            health_pb2.HealthCheckResponse.NOT_SERVING)
+        task = asyncio.ensure_future(self._health.set(SERVICE_NAMES[name], code))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     def register(self, server: grpc.aio.Server) -> None:
         """Called on the event loop: the channels, health watchers and HTTP live there."""
@@ -41,6 +61,7 @@ class GatewayService:
         addresses = {"stt": s.stt_address, "translate": s.translate_address,
                      "llm": s.llm_address, "tts": s.tts_address}
         self.backends = Backends(addresses, key, s.unary_retries)
+        self.backends.on_status.append(self._publish)
         self.backends.start()
         self.core = GatewayCore(s, self.backends)
         self.servicer = ConversationServicer(self.core)

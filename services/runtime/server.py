@@ -76,6 +76,9 @@ class ServiceHost:
     def __init__(self, service: Service, settings: ServiceSettings) -> None:
         self.service, self.settings = service, settings
         self.health = health.aio.HealthServicer()
+        attach = getattr(service, "attach_health", None)
+        if attach is not None:  # optional: a service that reports more names (the gateway)
+            attach(self.health)
         self.admission = Admission(
             settings.max_concurrency,
             settings.max_queue,

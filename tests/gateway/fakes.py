@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from milo.audio.v1 import audio_pb2
 from milo.llm.v1 import llm_pb2, llm_pb2_grpc
@@ -118,6 +119,9 @@ class FakeServices:
         for name, (add, servicer) in adders.items():
             server = grpc.aio.server()
             add(servicer, server)
+            status = health.aio.HealthServicer()
+            await status.set("", health_pb2.HealthCheckResponse.SERVING)
+            health_pb2_grpc.add_HealthServicer_to_server(status, server)
             port = server.add_insecure_port("127.0.0.1:0")
             await server.start()
             self.servers[name], self.addresses[name] = server, f"127.0.0.1:{port}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.config import GatewaySettings
 from gateway.service import GatewayService
@@ -35,7 +36,8 @@ async def stack():
         translate_timeout_s=3, unary_retries=1, http_port=0)
     host = ServiceHost(GatewayService(settings), settings)
     await host.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    fakes.gateway_address = f"127.0.0.1:{host.port}"
+    channel = grpc.aio.insecure_channel(fakes.gateway_address)
     yield fakes, gateway_pb2_grpc.ConversationStub(channel)
     await channel.close()
     await host.stop(grace=0)
@@ -259,6 +261,33 @@ async def test_client_mistakes_get_in_band_errors_and_the_stream_goes_on(stack):
     ended = await conv.until("turn_ended")
     assert ended.turn_ended.reason == gw.TurnEnded.REASON_COMPLETED
     conv.close()
+
+
+async def test_gateway_health_reflects_each_dependency_and_stays_serving(stack):
+    fakes, _ = stack
+    async with grpc.aio.insecure_channel(fakes.gateway_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        statuses: dict[str, int] = {}
+
+        async def refresh() -> None:
+            for name in ("", "milo.stt.v1.Stt", "milo.translate.v1.Translator"):
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+                statuses[name] = reply.status
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        translate = "milo.translate.v1.Translator"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        await refresh()
+        while statuses[translate] != serving:  # the watcher sees the fake come up
+            assert loop.time() < deadline, "translate never SERVING"
+            await refresh()
+        await fakes.servers["translate"].stop(0)
+        while statuses[translate] == serving:
+            assert loop.time() < deadline + 10, "translate still SERVING"
+            await refresh()
+        assert statuses[""] == serving  # the gateway itself goes on serving
+        assert statuses["milo.stt.v1.Stt"] == serving
 
 
 async def test_unary_routes_reach_one_service_and_pass_errors_through(stack):
