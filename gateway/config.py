@@ -8,14 +8,19 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from services.runtime.config import PORTS, ServiceSettings
+from services.runtime.config import (
+    PORTS,
+    ServiceSettings,
+    grpc_port_field,
+    metrics_port_field,
+)
 
 
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MILO_GATEWAY_")
 
-    port: int = Field(PORTS["gateway"][0], ge=0, le=65535, description="gRPC port")
-    metrics_port: int = Field(PORTS["gateway"][1], ge=0, le=65535, description="/metrics port")
+    port: int = grpc_port_field("gateway")
+    metrics_port: int = metrics_port_field("gateway")
     max_concurrency: int = Field(64, ge=1, description="conversations and calls served at once")
     stt_address: str = Field(f"127.0.0.1:{PORTS['stt'][0]}", description="STT service host:port")
     translate_address: str = Field(f"127.0.0.1:{PORTS['translate'][0]}")

@@ -17,7 +17,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.runtime.config import PORTS, ServiceSettings, models_root
+from services.runtime.config import (
+    ServiceSettings,
+    grpc_port_field,
+    metrics_port_field,
+    models_root,
+)
 
 GGUF_FILE = "model.gguf"
 
@@ -37,8 +42,8 @@ class LlmSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="MILO_LLM_")
 
-    port: int = Field(PORTS["llm"][0], ge=0, le=65535, description="gRPC port (0: a free one)")
-    metrics_port: int = Field(PORTS["llm"][1], ge=0, le=65535, description="/metrics port")
+    port: int = grpc_port_field("llm")
+    metrics_port: int = metrics_port_field("llm")
     max_concurrency: int = Field(
         64, ge=1, le=1024,
         description="calls handled at once, those waiting for the local model included",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +30,16 @@ PORTS = {
 def models_root() -> Path:
     """Where the prepared models live: $MILO_MODELS_DIR, else the demo set."""
     return Path(os.environ.get("MILO_MODELS_DIR", str(DEFAULT_MODELS_DIR)))
+
+
+def grpc_port_field(service: str) -> Any:
+    """A service's `port` field, defaulting to its port in PORTS."""
+    return Field(PORTS[service][0], ge=0, le=65535, description="gRPC port (0: a free one)")
+
+
+def metrics_port_field(service: str) -> Any:
+    """A service's `metrics_port` field, defaulting to its metrics port in PORTS."""
+    return Field(PORTS[service][1], ge=0, le=65535, description="Prometheus /metrics port")
 
 
 class ServiceSettings(BaseSettings):

@@ -14,7 +14,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.runtime.config import PORTS, ServiceSettings, models_root
+from services.runtime.config import (
+    ServiceSettings,
+    grpc_port_field,
+    metrics_port_field,
+    models_root,
+)
 
 ComputeType = Literal[
     "default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
@@ -31,8 +36,8 @@ class SttSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="MILO_STT_")
 
-    port: int = Field(PORTS["stt"][0], ge=0, le=65535, description="gRPC port (0: a free one)")
-    metrics_port: int = Field(PORTS["stt"][1], ge=0, le=65535, description="/metrics port")
+    port: int = grpc_port_field("stt")
+    metrics_port: int = metrics_port_field("stt")
 
     model_dir: Path = Field(
         default_factory=_default_model_dir,

@@ -9,7 +9,12 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from services.runtime.config import PORTS, ServiceSettings, models_root
+from services.runtime.config import (
+    ServiceSettings,
+    grpc_port_field,
+    metrics_port_field,
+    models_root,
+)
 
 Device = Literal["auto", "cpu", "cuda"]
 ComputeType = Literal[
@@ -25,8 +30,8 @@ def _default_model_dir() -> Path:
 class TranslateSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MILO_TRANSLATE_")
 
-    port: int = Field(PORTS["translate"][0], ge=0, le=65535, description="gRPC port (0: any)")
-    metrics_port: int = Field(PORTS["translate"][1], ge=0, le=65535, description="/metrics port")
+    port: int = grpc_port_field("translate")
+    metrics_port: int = metrics_port_field("translate")
     # Requests are batched together, so admitting many at once is what feeds the batcher.
     max_concurrency: int = Field(64, ge=1, le=1024, description="requests served at once")
     max_queue: int = Field(256, ge=0, le=100_000, description="requests waiting, past which 429")

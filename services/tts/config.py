@@ -8,7 +8,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.runtime.config import PORTS, ServiceSettings, models_root
+from services.runtime.config import (
+    ServiceSettings,
+    grpc_port_field,
+    metrics_port_field,
+    models_root,
+)
 
 MAX_SEED = 2**64 - 1
 
@@ -22,8 +27,8 @@ class TtsSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="MILO_TTS_")
 
-    port: int = Field(PORTS["tts"][0], ge=0, le=65535, description="gRPC port (0: a free one)")
-    metrics_port: int = Field(PORTS["tts"][1], ge=0, le=65535, description="/metrics port")
+    port: int = grpc_port_field("tts")
+    metrics_port: int = metrics_port_field("tts")
     model_dir: Path = Field(
         default_factory=_default_model_dir,
         description="transformers VITS folder (config.json, model.safetensors, vocab.json); "
