@@ -42,6 +42,19 @@ MODEL_INFO = Gauge(
 SERVING = Gauge("milo_serving", "1 while health says SERVING, else 0", ["service"])
 
 
+_GPU_WATCHED: set[str] = set()
+
+
+def watch_gpu(service: str) -> None:
+    """Export GPU memory for this service (once per process and service; silent on CPU)."""
+    if service in _GPU_WATCHED:
+        return
+    from services.runtime.gpu import GpuMemoryCollector
+
+    _GPU_WATCHED.add(service)
+    prometheus_client.REGISTRY.register(GpuMemoryCollector(service))
+
+
 class MetricsServer:
     """The /metrics HTTP endpoint on its own port (0 picks a free port)."""
 

@@ -114,6 +114,7 @@ class ServiceHost:
         await self._set_health(NOT_SERVING)
         self.port = self.server.add_insecure_port(s.address)
         await self.server.start()
+        metrics.watch_gpu(self.service.name)
         self._metrics = metrics.MetricsServer(s.metrics_host, s.metrics_port)
         self.metrics_port = self._metrics.port
         log.info("%s listening on %s:%d (NOT_SERVING until loaded)", self.service.name, s.host,
