@@ -91,10 +91,12 @@ def plan(models: Path, host: str, language: str | None, base_port: int) -> list[
     return children
 
 
-def wait_serving(child: Child, deadline: float) -> None:
+def wait_serving(child: Child, deadline: float, stop: threading.Event | None = None) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{child.port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt  # Ctrl-C while the stack starts
             if not child.alive():
                 raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")  # type: ignore[union-attr]
             try:
@@ -134,7 +136,8 @@ def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
         print(f"milo up: {why}")
     children = plan(models, host, language, base_port)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, even where SIGINT was ignored
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         return _run(children, timeout, stopping)
     except KeyboardInterrupt:
@@ -149,9 +152,9 @@ def _run(children: list[Child], timeout: float, stopping: threading.Event) -> in
     for child in children[:-1]:
         child.start()
     for child in children[:-1]:
-        wait_serving(child, deadline)
+        wait_serving(child, deadline, stopping)
     children[-1].start()
-    wait_serving(children[-1], deadline)
+    wait_serving(children[-1], deadline, stopping)
     _print_table(children)
     while not stopping.wait(0.5):
         dead = [c.name for c in children if not c.alive()]
