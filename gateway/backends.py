@@ -1,15 +1,19 @@
 """Long-lived channels to the four services, their health, and calls with deadlines.
 
-One grpc.aio channel per service for the gateway's lifetime, with keepalive, fast
-reconnect (a restarted service is reachable again within ~2 s) and a retry policy for the
-idempotent unary calls (Recognize, Translate, Describe): UNAVAILABLE and RESOURCE_EXHAUSTED
-are retried with exponential backoff, honouring the server's grpc-retry-pushback-ms.
-Streaming calls are never retried: a half-spoken reply cannot be replayed.
+One grpc.aio channel per service for the gateway's lifetime, with keepalive and fast
+reconnect (backoff at most 2 s). Before a call, `connected()` gives a channel that is not
+READY a short grace to (re)connect, so a service that has just restarted is reached, while
+one that is down still fails fast (UNAVAILABLE) instead of holding the caller to its
+deadline. The idempotent unary calls (Recognize, Translate, Describe) have a retry policy:
+UNAVAILABLE and RESOURCE_EXHAUSTED answers are retried with exponential backoff, honouring
+the server's grpc-retry-pushback-ms. Streaming calls are never retried: a half-spoken reply
+cannot be replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -95,6 +99,15 @@ class Backends:
         self._watchers: list[asyncio.Task[None]] = []
         self._describes: set[asyncio.Task[None]] = set()
         self.on_status: list[Callable[[str, str], None]] = []  # called on each change
+
+    async def connected(self, name: str, grace: float = 2.5) -> None:
+        """Give a channel that is not READY `grace` seconds to (re)connect; never raises:
+        a call on a channel still down then fails fast with UNAVAILABLE."""
+        channel = self.deps[name].channel
+        if channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.channel_ready(), grace)
 
     def start(self) -> None:
         self._watchers = [asyncio.create_task(self._watch(d)) for d in self.deps.values()]

@@ -141,6 +141,7 @@ class GatewayCore:
     # ---- one service each ---------------------------------------------------------------
 
     async def transcribe(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
+        await self.backends.connected("stt")
         try:
             return await self.backends.stt.Recognize(
                 request, timeout=self.settings.stt_timeout_s, metadata=self.backends.metadata)
@@ -149,6 +150,7 @@ class GatewayCore:
 
     async def translate(self, request: translate_pb2.TranslateRequest
                         ) -> translate_pb2.TranslateResponse:
+        await self.backends.connected("translate")
         try:
             return await self.backends.translate.Translate(
                 request, timeout=self.settings.translate_timeout_s,
@@ -158,6 +160,7 @@ class GatewayCore:
 
     async def chat(self, request: llm_pb2.ChatRequest) -> AsyncIterator[llm_pb2.ChatResponse]:
         """The LLM's stream; closing the iterator cancels generation upstream."""
+        await self.backends.connected("llm")
         call = self.backends.llm.Chat(request, timeout=self.settings.llm_timeout_s,
                                       metadata=self.backends.metadata)
         try:
@@ -171,6 +174,7 @@ class GatewayCore:
     async def speak(self, request: tts_pb2.SynthesizeRequest
                     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
         """The TTS stream; closing the iterator stops synthesis upstream."""
+        await self.backends.connected("tts")
         call = self.backends.tts.Synthesize(request, timeout=self.settings.tts_timeout_s,
                                             metadata=self.backends.metadata)
         try:

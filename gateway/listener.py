@@ -62,6 +62,7 @@ class Listener:
 
     async def _read(self, queue: asyncio.Queue[object]) -> None:
         backends = self.session.backends
+        await backends.connected("stt")
         call = backends.stt.StreamingRecognize(self._requests(queue), metadata=backends.metadata)
         try:
             async for event in call:

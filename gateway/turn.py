@@ -107,6 +107,7 @@ class Turn:
         request = translate_pb2.TranslateRequest(
             texts=[text], source_language=source, target_language=target)
         timeout = self.settings.translate_timeout_s
+        await self.backends.connected("translate")
         try:
             reply = await self.backends.translate.Translate(
                 request, timeout=timeout, metadata=self.backends.metadata)
@@ -131,6 +132,7 @@ class Turn:
         """Stream the LLM's reply; cancelling the consumer cancels the call upstream."""
         s = self.settings
         request = llm_pb2.ChatRequest(messages=messages, sampling=self.options.sampling)
+        await self.backends.connected("llm")
         call = self.backends.llm.Chat(request, timeout=s.llm_timeout_s,
                                       metadata=self.backends.metadata)
         start, first = time.monotonic(), True
@@ -214,6 +216,7 @@ class Turn:
             text=text, voice=o.voice, speed=o.speed, sample_rate_hz=o.sample_rate_hz,
             encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE)
         begin, audio_format = time.monotonic(), None
+        await self.backends.connected("tts")
         call = self.backends.tts.Synthesize(request, timeout=timeout,
                                             metadata=self.backends.metadata)
         try:

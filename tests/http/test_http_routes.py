@@ -29,14 +29,23 @@ def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
 
 async def test_healthz_and_readyz_follow_the_services(gateway_http):
     client, fakes = gateway_http.client, gateway_http.fakes
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
-    ready = await client.get("/readyz")
-    # The fakes serve no health service: the gateway cannot call them SERVING.
-    assert ready.status_code == 503
-    body = ready.json()
-    assert body["ready"] is False and set(body["not_ready"]) == {"stt", "translate", "llm", "tts"}
-    assert "stt is" in body["error"]["message"]
     assert isinstance(fakes, HttpFakes)
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (ready := await client.get("/readyz")).status_code != 200:  # watchers catch up
+        assert loop.time() < deadline, ready.json()
+        await asyncio.sleep(0.05)
+    assert ready.json()["ready"] is True
+    await fakes.servers["tts"].stop(0)
+    while (ready := await client.get("/readyz")).status_code == 200:
+        assert loop.time() < deadline + 10, "readyz still 200 with tts down"
+        await asyncio.sleep(0.05)
+    body = ready.json()
+    assert ready.status_code == 503
+    assert body["ready"] is False and body["not_ready"] == ["tts"]
+    assert "tts is" in body["error"]["message"]
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
 
 
 async def test_transcribe_returns_text_segments_and_words(gateway_http):
