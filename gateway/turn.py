@@ -10,6 +10,7 @@ go out through `emit`; the turn never touches the client stream itself. Cancelli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -174,10 +175,13 @@ class Turn:
                    start: float) -> None:
         cutter = SentenceCutter(self.settings.max_sentence_chars)
         try:
-            async for delta in deltas:
-                for sentence in cutter.feed(delta):
-                    self.timings.stage("first_sentence", time.monotonic() - start)
-                    await out.put(sentence)
+            # aclosing: a barge-in that lands between two deltas closes the stream at once,
+            # which cancels the LLM call (else it runs on until the generator is collected)
+            async with contextlib.aclosing(deltas) as stream:  # type: ignore[type-var]
+                async for delta in stream:
+                    for sentence in cutter.feed(delta):
+                        self.timings.stage("first_sentence", time.monotonic() - start)
+                        await out.put(sentence)
             for sentence in cutter.flush():
                 self.timings.stage("first_sentence", time.monotonic() - start)
                 await out.put(sentence)
