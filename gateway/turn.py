@@ -28,6 +28,7 @@ from milo.gateway.v1 import gateway_pb2 as gw
 from milo.llm.v1 import llm_pb2
 from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
+from services.runtime.wav import streaming_wav_header
 
 log = logging.getLogger(__name__)
 Stage = gw.Stage
@@ -270,14 +271,3 @@ class Turn:
             turn_total_ms=(time.monotonic() - self.timings.t0) * 1000,
             llm_completion_tokens=self.completion_tokens,
         )
-
-
-def streaming_wav_header(sample_rate: int, channels: int, bits: int = 16) -> bytes:
-    """A RIFF/WAVE header whose sizes say 'unknown' (0xFFFFFFFF), for streamed audio."""
-    import struct
-
-    block = channels * bits // 8
-    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt "
-            + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block,
-                          bits)
-            + b"data" + struct.pack("<I", 0xFFFFFFFF))

@@ -12,11 +12,11 @@ from fastapi import UploadFile
 from gateway.core import GatewayCore
 from gateway.http.errors import HttpError
 from gateway.http.streams import prime
-from gateway.turn import streaming_wav_header
 from milo.audio.v1 import audio_pb2
 from milo.stt.v1 import stt_pb2
 from milo.tts.v1 import tts_pb2
 from services.runtime.errors import InvalidArgument, Unavailable
+from services.runtime.wav import streaming_wav_header
 
 # Declared types an upload may have; the STT service reads the data itself (WAV, FLAC,
 # Ogg, MP3, WebM, MP4 audio), so the list only keeps out what is plainly not audio.

@@ -10,18 +10,16 @@ the first chunk.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from services.runtime.wav import streaming_wav_header
+
 Encoding = Literal["pcm_s16le", "pcm_f32le", "wav"]
 Samples = npt.NDArray[np.float32]
-
-UNKNOWN_LENGTH = 0xFFFFFFFF
-
 
 @dataclass(frozen=True)
 class Chunk:
@@ -29,16 +27,6 @@ class Chunk:
     index: int
     offset_ms: float
     duration_ms: float
-
-
-def wav_header(sample_rate: int, sample_width: int = 2, float_samples: bool = False) -> bytes:
-    """A 44-byte mono RIFF/WAVE header with unknown lengths, for a stream."""
-    fmt_tag = 3 if float_samples else 1  # WAVE_FORMAT_IEEE_FLOAT / WAVE_FORMAT_PCM
-    fmt = struct.pack("<HHIIHH", fmt_tag, 1, sample_rate, sample_rate * sample_width,
-                      sample_width, sample_width * 8)
-    return (b"RIFF" + struct.pack("<I", UNKNOWN_LENGTH) + b"WAVE"
-            + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-            + b"data" + struct.pack("<I", UNKNOWN_LENGTH))
 
 
 def resample(samples: Samples, in_rate: int, out_rate: int) -> Samples:
@@ -76,7 +64,7 @@ class AudioEncoder:
         return self.samples_sent * 1000.0 / self.out_rate
 
     def header(self) -> bytes:
-        return wav_header(self.out_rate) if self.encoding == "wav" else b""
+        return streaming_wav_header(self.out_rate) if self.encoding == "wav" else b""
 
     def push(self, samples: Samples) -> list[Chunk]:
         """Chunks for one segment's samples (at the model's rate), sent at once."""

@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from services.tts.audio import AudioEncoder, encode_pcm, resample, wav_header
+from services.runtime.wav import streaming_wav_header
+from services.tts.audio import AudioEncoder, encode_pcm, resample
 from services.tts.text import keep_sayable, plan_text, split_segments, split_sentences
 
 VOCAB = frozenset("abdefghijklmnoprstvyzô '-")
@@ -102,7 +103,7 @@ def test_5000_character_text_plans_into_bounded_segments() -> None:
 
 
 def test_wav_header_is_a_streaming_pcm_header() -> None:
-    header = wav_header(22050)
+    header = streaming_wav_header(22050)
     assert len(header) == 44
     riff, size, wave, fmt, fmt_len = struct.unpack("<4sI4s4sI", header[:20])
     tag, channels, rate, byte_rate, align, bits = struct.unpack("<HHIIHH", header[20:36])
@@ -110,6 +111,8 @@ def test_wav_header_is_a_streaming_pcm_header() -> None:
     assert (riff, wave, fmt, data) == (b"RIFF", b"WAVE", b"fmt ", b"data")
     assert size == data_size == 0xFFFFFFFF  # unknown length
     assert (fmt_len, tag, channels, rate, byte_rate, align, bits) == (16, 1, 1, 22050, 44100, 2, 16)
+    stereo = struct.unpack("<HHIIHH", streaming_wav_header(48000, channels=2)[20:36])
+    assert stereo == (1, 2, 48000, 192000, 4, 16)
 
 
 @pytest.mark.parametrize("rate", [16000, 22050, 24000, 48000])
