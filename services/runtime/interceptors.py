@@ -9,6 +9,7 @@ becomes INTERNAL with a generic message and a logged traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -150,10 +151,29 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethod
     inner_stream = handler.unary_stream or handler.stream_stream
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async with call.guard(context), aclosing(inner_stream(request, context)) as stream:
+        handler = inner_stream(request, context)
+        # A client cancel can land while gRPC is sending, outside the handler, leaving it
+        # suspended (and, say, an LLM generating) until the garbage collector finds it.
+        context.add_done_callback(lambda _ctx: _close_soon(handler))
+        async with call.guard(context), aclosing(handler) as stream:
             async for item in stream:  # aclosing: the handler's cleanup runs on cancel at once
                 yield item
 
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(stream_out, *serializers)
     return grpc.stream_stream_rpc_method_handler(stream_out, *serializers)
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_soon(handler: Any) -> None:
+    """The call is over: close the handler's generator now, so its cleanup runs at once."""
+
+    async def close() -> None:
+        with contextlib.suppress(RuntimeError):  # still running: the cancel reached it
+            await handler.aclose()
+
+    task = asyncio.ensure_future(close())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
