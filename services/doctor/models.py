@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.doctor.report import Finding, fail, ok, warn
-from services.models.layout import SPM_FILE, Component, Layout
+from services.models.layout import REQUIRED_FILES, SPM_FILE, Component, Layout
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,12 @@ FIX_FETCH = "milo models fetch --only {c} --dir {root}  (or `milo models demo` f
 def check_models(root: Path, *, stt_language: str, load: bool = False,
                  only: tuple[Component, ...] = ("stt", "translate", "llm", "tts")) -> list[Finding]:
     """Every component's findings, in order stt, translate, llm, tts."""
+    layout = Layout(root)
     checks: dict[Component, Callable[[], list[Finding]]] = {
-        "stt": lambda: check_stt(root, stt_language, load),
-        "translate": lambda: check_translate(root, load),
-        "llm": lambda: check_llm(root, load),
-        "tts": lambda: check_tts(root, load),
+        "stt": lambda: check_stt(layout.stt, stt_language, load),
+        "translate": lambda: check_translate(layout.translate, load),
+        "llm": lambda: check_llm(layout.llm, load),
+        "tts": lambda: check_tts(layout.tts, load),
     }
     findings: list[Finding] = []
     for component in only:
@@ -50,15 +51,14 @@ def check_models(root: Path, *, stt_language: str, load: bool = False,
     return findings
 
 
-def _missing(root: Path, component: Component) -> Finding | None:
-    layout = Layout(root)
-    folder = layout.entry_dir(component)
-    missing = layout.missing_files(component)
+def _missing(folder: Path, component: Component) -> Finding | None:
+    """A failure when `folder` (the component's entry folder) is absent or incomplete."""
+    fix = FIX_FETCH.format(c=component, root=folder.parent)
     if not folder.is_dir():
-        return fail(component, f"no model folder {folder}", FIX_FETCH.format(c=component, root=root))
+        return fail(component, f"no model folder {folder}", fix)
+    missing = [name for name in REQUIRED_FILES[component] if not (folder / name).is_file()]
     if missing:
-        return fail(component, f"{folder} lacks {', '.join(missing)}",
-                    FIX_FETCH.format(c=component, root=root))
+        return fail(component, f"{folder} lacks {', '.join(missing)}", fix)
     return None
 
 
@@ -88,12 +88,12 @@ def whisper_languages() -> frozenset[str]:
     return frozenset(_LANGUAGE_CODES)
 
 
-def check_stt(root: Path, language: str, load: bool) -> list[Finding]:
+def check_stt(folder: Path, language: str, load: bool) -> list[Finding]:
     """Files, tokenizer, the language token, and optionally a CTranslate2 load."""
-    missing = _missing(root, "stt")
+    missing = _missing(folder, "stt")
     if missing:
         return [missing]
-    folder = Layout(root).stt
+    root = folder.parent
     tokenizer, bad = _json(folder / "tokenizer.json", "stt")
     if bad:
         return [bad]
@@ -169,12 +169,12 @@ def _open_whisper(folder: Path) -> None:
 
 # --- translate ------------------------------------------------------------------------
 
-def check_translate(root: Path, load: bool) -> list[Finding]:
+def check_translate(folder: Path, load: bool) -> list[Finding]:
     """Files, the SentencePiece model, the NLLB language codes, and optionally a load."""
-    missing = _missing(root, "translate")
+    missing = _missing(folder, "translate")
     if missing:
         return [missing]
-    folder = Layout(root).translate
+    root = folder.parent
     findings = []
     try:
         import sentencepiece
@@ -222,12 +222,15 @@ def _open_translator(folder: Path) -> None:
 
 # --- llm ------------------------------------------------------------------------------
 
-def check_llm(root: Path, load: bool) -> list[Finding]:
-    """The GGUF's header, chat template and system role; optionally a vocabulary-only load."""
-    missing = _missing(root, "llm")
+def check_llm(path: Path, load: bool) -> list[Finding]:
+    """The GGUF's header, chat template and system role; optionally a vocabulary-only load.
+    `path`: the GGUF file (or the folder holding model.gguf)."""
+    if path.is_dir() or path.suffix != ".gguf":
+        path = path / REQUIRED_FILES["llm"][0]
+    missing = _missing(path.parent, "llm")
     if missing:
         return [missing]
-    path = Layout(root).llm
+    root = path.parent.parent
     try:
         metadata = gguf_metadata(path)
     except Exception as exc:  # gguf raises ValueError/struct.error/... on a damaged file
@@ -295,12 +298,12 @@ def _open_gguf(path: Path) -> None:
 
 # --- tts ------------------------------------------------------------------------------
 
-def check_tts(root: Path, load: bool, sample: str = MALAGASY_SAMPLE) -> list[Finding]:
+def check_tts(folder: Path, load: bool, sample: str = MALAGASY_SAMPLE) -> list[Finding]:
     """Config, sampling rate, vocabulary, which characters of Malagasy text it cannot say."""
-    missing = _missing(root, "tts")
+    missing = _missing(folder, "tts")
     if missing:
         return [missing]
-    folder = Layout(root).tts
+    root = folder.parent
     config, bad = _json(folder / "config.json", "tts")
     vocab, bad_vocab = _json(folder / "vocab.json", "tts")
     tokenizer_config, bad_tok = _json(folder / "tokenizer_config.json", "tts")

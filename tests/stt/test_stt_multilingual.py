@@ -57,7 +57,7 @@ def service(multilingual_models: Path):
     env = {"MILO_STT_MODEL_DIR": str(multilingual_models / "stt"), "MILO_STT_LANGUAGE": "mg",
            "MILO_STT_DEVICE": "cpu", "MILO_STT_BEAM_SIZE": "1",
            "MILO_STT_LOG_PROB_THRESHOLD": "-20", "MILO_STT_COMPRESSION_RATIO_THRESHOLD": "100"}
-    with ServiceProcess("services.stt", env=env, prefix="MILO_STT_") as svc:
+    with ServiceProcess("services.stt", env=env, prefix="MILO_STT_", startup_timeout=300) as svc:
         yield svc
 
 
@@ -77,7 +77,7 @@ def pcm(audio: bytes) -> stt_pb2.RecognizeRequest:
 
 
 def test_doctor_sees_the_malagasy_token(multilingual_models: Path) -> None:
-    findings = check_stt(multilingual_models, "mg", load=False)
+    findings = check_stt(multilingual_models / "stt", "mg", load=False)
     assert any(f.level == "ok" and "<|mg|>" in f.message for f in findings)
 
 
