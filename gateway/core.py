@@ -28,7 +28,7 @@ from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
 from services.runtime.errors import InvalidArgument, MiloError, ResourceExhausted, UpstreamError
-from services.runtime.interceptors import RETRY_PUSHBACK_KEY
+from services.runtime.interceptors import ERROR_REASON_KEY, RETRY_PUSHBACK_KEY
 
 log = logging.getLogger(__name__)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$")
@@ -74,7 +74,14 @@ def upstream(name: str, exc: grpc.aio.AioRpcError) -> MiloError:
     details = exc.details() or "no details"
     if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhausted(f"{name}: {details}", _pushback_ms(exc))
-    return UpstreamError(name, exc.code(), details)
+    return UpstreamError(name, exc.code(), details, _trailer(exc, ERROR_REASON_KEY))
+
+
+def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in exc.trailing_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
 
 
 def _pushback_ms(exc: grpc.aio.AioRpcError) -> int | None:
