@@ -14,6 +14,7 @@ class MiloError(Exception):
     """Base class: an error with a gRPC status code and a message for the caller."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    retry_after_ms: int | None = None  # a hint for the caller: when to try again
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -65,9 +66,18 @@ class Cancelled(MiloError):
 
 
 class UpstreamError(MiloError):
-    """A service this one depends on answered with an error; keeps that service's code."""
+    """A service this one depends on failed: which service, its status code, its message
+    (`details`, also in `message` after the service's name) and its retry hint, if any."""
 
-    def __init__(self, service: str, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self,
+        service: str,
+        code: grpc.StatusCode,
+        message: str,
+        retry_after_ms: int | None = None,
+    ) -> None:
         super().__init__(f"{service}: {message}")
         self.code = code
         self.service = service
+        self.details = message
+        self.retry_after_ms = retry_after_ms
