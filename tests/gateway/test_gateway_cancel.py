@@ -77,12 +77,15 @@ def check(outcomes: list[tuple[str, float]]) -> None:
 
 async def events_of(kind: str, count: int, events: AsyncIterator[tuple[str, int]],
                     turn_id: int) -> None:
-    """Read events until `count` of `kind` came for `turn_id`."""
+    """Read events until `count` of `kind` came for `turn_id`, or the turn ended sooner
+    (a stage that failed on a busy machine: its LLM call is cancelled all the same)."""
     seen = 0
     async with asyncio.timeout(60):
         async for name, turn in events:
-            seen += name == kind and turn == turn_id
-            if seen == count:
+            if turn != turn_id:
+                continue
+            seen += name == kind
+            if seen == count or name == "turn_ended":
                 return
     raise AssertionError(f"the stream ended before {count} {kind} events")
 
