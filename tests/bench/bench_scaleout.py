@@ -195,7 +195,10 @@ async def bench(args: argparse.Namespace) -> int:
             f"{what:>9} calls per replica: {', '.join(f'{v:.1%}' for v in values)} "
             f"(off even by {worst:.1%}; goal <= {GOAL:.0%}: {verdict})"
         )
-    print(f"failed turns: {failures}")
+    print(
+        f"failed turns: {failures}; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs (other work on the machine skews the throughput ratio)"
+    )
     return 0 if ok and not failures else 1
 
 

@@ -287,3 +287,12 @@ async def test_a_replica_that_goes_away_costs_no_idempotent_call(fakes, replicas
     finally:
         await channel.close()
         await host.stop(grace=0)
+
+
+def test_the_python_client_takes_several_gateway_addresses():
+    from gateway.client import _target
+
+    assert _target("127.0.0.1:50050") == "127.0.0.1:50050"
+    assert _target("dns:///milo-gateway:50050") == "dns:///milo-gateway:50050"
+    assert _target(["127.0.0.1:1", "127.0.0.2:1"]) == "ipv4:127.0.0.1:1,127.0.0.2:1"
+    assert _target("127.0.0.1:1,127.0.0.2:1") == "ipv4:127.0.0.1:1,127.0.0.2:1"
