@@ -58,6 +58,10 @@ class GatewaySettings(ServiceSettings):
     max_request_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, le=1024**3, description="largest HTTP request body (413)"
     )
+    body_read_timeout_s: float = Field(
+        15.0, gt=0, le=3600, description="longest wait for the next piece of an HTTP request "
+        "body; past it the request gets 408 and the connection is closed, so a slow or broken "
+        "client cannot hold a worker")
     max_text_chars: int = Field(
         10_000, ge=1, le=1_000_000, description="longest text in an HTTP request (400)"
     )

@@ -35,7 +35,7 @@ from services.runtime.errors import (
     Unavailable,
     UpstreamError,
 )
-from services.runtime.interceptors import RETRY_PUSHBACK_KEY
+from services.runtime.interceptors import ERROR_REASON_KEY, RETRY_PUSHBACK_KEY
 
 log = logging.getLogger(__name__)
 _DRAINING = "this gateway is shutting down: connect again and another replica will answer"
@@ -82,7 +82,14 @@ def upstream(name: str, exc: grpc.aio.AioRpcError) -> MiloError:
     details = exc.details() or "no details"
     if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhausted(f"{name}: {details}", _pushback_ms(exc))
-    return UpstreamError(name, exc.code(), details)
+    return UpstreamError(name, exc.code(), details, _trailer(exc, ERROR_REASON_KEY))
+
+
+def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in exc.trailing_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
 
 
 def _pushback_ms(exc: grpc.aio.AioRpcError) -> int | None:
