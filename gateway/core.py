@@ -27,9 +27,10 @@ from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
+_DRAINING = "this gateway is shutting down: connect again and another replica will answer"
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$")
 _RAW = (audio_pb2.AUDIO_ENCODING_PCM_S16LE, audio_pb2.AUDIO_ENCODING_PCM_F32LE)
 _OUT = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_PCM_S16LE,
@@ -74,6 +75,10 @@ class GatewayCore:
     def __init__(self, settings: GatewaySettings, backends: Backends) -> None:
         self.settings, self.backends = settings, backends
         self.upstream = backends.upstream
+        self.draining = False
+        self._sessions: set[Session] = set()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
 
     def describe(self) -> gw.DescribeResponse:
         deps = [gw.Dependency(name=d.name, address=d.address, status=d.status,
@@ -94,6 +99,8 @@ class GatewayCore:
         SessionConfig. Events end when the requests do (and the last turn is over).
         Leaving the block by any path, or the end of the task that entered it, ends the
         session at once: its turn, and so its LLM and TTS calls, are cancelled."""
+        if self.draining:
+            raise Unavailable(_DRAINING)
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("request") != "config":
             raise InvalidArgument("the first message of Converse must be a SessionConfig")
@@ -107,11 +114,13 @@ class GatewayCore:
                                                           config=first.config))
         session.bind(asyncio.current_task())
         session.run(requests)
+        self._opened(session)
         try:
             async with contextlib.aclosing(session.outbox.drain()) as events:
                 yield events
             await session.wait_read()
         finally:
+            self._closed(session)
             await session.close()
             metrics.SESSIONS.dec()
             log.info("session %s closed after %d turns", session.id, session.turns)
@@ -122,6 +131,40 @@ class GatewayCore:
         async with self.conversation(requests) as events:
             async for event in events:
                 yield event
+
+    def _opened(self, session: Session) -> None:
+        self._sessions.add(session)
+        self._no_sessions.clear()
+        if self.draining:  # a stream that opened as the drain began
+            session.go_away(_DRAINING, 0)
+
+    def _closed(self, session: Session) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._no_sessions.set()
+
+    async def drain(self, grace: float) -> None:
+        """Shutting down: refuse new conversations, tell each open one to reconnect (the
+        in-band `reconnect` event), let it finish its turns until its client half-closes,
+        and end those still open after `grace` seconds."""
+        self.draining = True
+        log.info("draining: %d conversations told to reconnect (grace %.1fs)",
+                 len(self._sessions), grace)
+        for session in list(self._sessions):
+            session.go_away(_DRAINING, int(grace * 1000))
+        if not self._sessions:
+            return
+        try:
+            async with asyncio.timeout(grace):
+                await self._no_sessions.wait()
+        except TimeoutError:
+            log.warning("drain grace over: ending %d conversations still open",
+                        len(self._sessions))
+            for session in list(self._sessions):
+                session.cut()
+            with contextlib.suppress(TimeoutError):  # they flush their last events
+                async with asyncio.timeout(1.0):
+                    await self._no_sessions.wait()
 
     # ---- one service each ---------------------------------------------------------------
 

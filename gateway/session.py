@@ -242,6 +242,17 @@ class Session:
                                             content=" ".join(sentences)))
         del self.history[: max(0, len(self.history) - 2 * max(1, self.options.max_history_turns))]
 
+    def go_away(self, reason: str, deadline_ms: int) -> None:
+        """The gateway drains: tell the client to continue on a new stream (the
+        `reconnect` event); turns in flight and what the client still sends go on."""
+        log.info("session %s: told to reconnect (%s)", self.id, reason)
+        self.emit(0, reconnect=gw.Reconnect(reason=reason, deadline_ms=deadline_ms))
+
+    def cut(self) -> None:
+        """The drain's grace is over: stop the turn in progress and end the stream."""
+        self.barge_in(reason=Reason.REASON_CANCELLED)
+        self.cancel()
+
     # ---- lifetime -----------------------------------------------------------------------
 
     def run(self, requests: AsyncIterator[gw.ConverseRequest]) -> None:
@@ -263,9 +274,14 @@ class Session:
             await asyncio.wait({self._task})
 
     async def wait_read(self) -> None:
-        """Wait for the reading of the client's messages to end; raise what ended it."""
-        if self._pump is not None:
-            await self._pump
+        """Wait for the reading of the client's messages to end; raise what ended it (not
+        a cancellation by `cancel`)."""
+        pump = self._pump
+        if pump is None:
+            return
+        await asyncio.wait({pump})
+        if not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
 
     def bind(self, task: asyncio.Task[Any] | None) -> None:
         """The session ends, at the latest, when `task` (the one reading its events) does."""

@@ -6,7 +6,10 @@ the API key, cancellation and error mapping live here and nowhere else.
   2 s apart, message sizes, and a retry policy for the idempotent unary methods, which
   retries UNAVAILABLE and RESOURCE_EXHAUSTED with backoff, honouring the server's
   grpc-retry-pushback-ms). Streaming calls are never retried: a half-spoken reply cannot
-  be replayed.
+  be replayed. Each address may name several replicas (a DNS name,
+  `dns:///headless-service:port`, or a list of IP addresses): calls are spread with
+  round_robin and a replica that reports NOT_SERVING gets no new call
+  (gateway/balancing.py).
 - Connecting: before a call, a channel that is not READY gets a short grace to
   (re)connect, so a service that has just restarted is reached, while one that is down
   still fails fast (UNAVAILABLE) instead of holding the caller to its deadline.
@@ -32,12 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from gateway.balancing import balancing_config, channel_target
 from milo.llm.v1 import llm_pb2, llm_pb2_grpc
 from milo.stt.v1 import stt_pb2, stt_pb2_grpc
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc
 from milo.tts.v1 import tts_pb2, tts_pb2_grpc
 from services.runtime.errors import UpstreamError
-from services.runtime.interceptors import RETRY_PUSHBACK_KEY
+from services.runtime.interceptors import ERROR_REASON_KEY, RETRY_PUSHBACK_KEY
 
 if TYPE_CHECKING:
     from gateway.config import GatewaySettings
@@ -71,7 +75,9 @@ def _service_config(name: str, retries: int) -> str:
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
     }
-    config = {"methodConfig": [{"name": methods, "retryPolicy": policy}]} if retries else {}
+    config = balancing_config()
+    if retries:
+        config["methodConfig"] = [{"name": methods, "retryPolicy": policy}]
     return json.dumps(config)
 
 
@@ -93,8 +99,10 @@ def channel_options(name: str, retries: int) -> list[tuple[str, object]]:
 
 
 def open_channel(name: str, address: str, retries: int) -> grpc.aio.Channel:
-    """The gateway's long-lived channel to service `name` at `address` (host:port)."""
-    return grpc.aio.insecure_channel(address, options=channel_options(name, retries))
+    """The gateway's long-lived channel to service `name` at `address` (host:port, or
+    replicas: see gateway/balancing.py)."""
+    return grpc.aio.insecure_channel(channel_target(address),
+                                     options=channel_options(name, retries))
 
 
 def deadlines(settings: GatewaySettings) -> dict[tuple[str, str], float | None]:
@@ -110,17 +118,18 @@ def deadlines(settings: GatewaySettings) -> dict[tuple[str, str], float | None]:
 
 
 def upstream_error(service: str, exc: grpc.aio.AioRpcError) -> UpstreamError:
-    """A failed call as the gateway's one error type (with the server's retry hint)."""
-    return UpstreamError(service, exc.code(), exc.details() or "no details", _pushback_ms(exc))
+    """A failed call as the gateway's one error type, with the server's retry hint
+    (grpc-retry-pushback-ms) and reason (milo-error-reason) when it sent them."""
+    pushback = _trailer(exc, RETRY_PUSHBACK_KEY)
+    return UpstreamError(service, exc.code(), exc.details() or "no details",
+                         retry_after_ms=int(pushback) if pushback and pushback.isdigit() else None,
+                         reason=_trailer(exc, ERROR_REASON_KEY))
 
 
-def _pushback_ms(exc: grpc.aio.AioRpcError) -> int | None:
-    for key, value in exc.trailing_metadata() or ():
-        if key == RETRY_PUSHBACK_KEY:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return None
+def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in exc.trailing_metadata() or ():
+        if name == key:
+            return value.decode() if isinstance(value, bytes) else str(value)
     return None
 
 

@@ -15,6 +15,9 @@ class MiloError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     retry_after_ms: int | None = None  # a hint for the caller: when to try again
+    # A machine-readable cause finer than the status code (e.g. "context_length_exceeded"),
+    # sent as the `milo-error-reason` trailer so that a front can name it to its clients.
+    reason: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -25,6 +28,12 @@ class InvalidArgument(MiloError):
     """The request is malformed or asks for something this server cannot do."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ContextLengthExceeded(InvalidArgument):
+    """The input does not fit in the model's context window (OpenAI's error code name)."""
+
+    reason = "context_length_exceeded"
 
 
 class NotFound(MiloError):
@@ -67,7 +76,8 @@ class Cancelled(MiloError):
 
 class UpstreamError(MiloError):
     """A service this one depends on failed: which service, its status code, its message
-    (`details`, also in `message` after the service's name) and its retry hint, if any."""
+    (`details`, also in `message` after the service's name), its retry hint and its
+    machine-readable reason, if it gave them."""
 
     def __init__(
         self,
@@ -75,9 +85,11 @@ class UpstreamError(MiloError):
         code: grpc.StatusCode,
         message: str,
         retry_after_ms: int | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(f"{service}: {message}")
         self.code = code
         self.service = service
         self.details = message
         self.retry_after_ms = retry_after_ms
+        self.reason = reason
