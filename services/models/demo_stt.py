@@ -78,7 +78,8 @@ def build_stt_multilingual(dest: Path) -> dict[str, Any]:
     parts = []
     for index, package in enumerate(MULTILINGUAL_PACKAGES, 1):
         require(package)
-        parts.append(Path(str(resources.files(package).joinpath("data"))) / f"model.bin.part{index}")
+        data = Path(str(resources.files(package).joinpath("data")))
+        parts.append(data / f"model.bin.part{index}")
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
         raise RuntimeError(f"the whisper-base parts are incomplete: {', '.join(missing)} missing")
