@@ -104,7 +104,7 @@ async def test_french_for_the_french_pivot_mode(stub, clips) -> None:
     request = pcm(clips["fr"])
     request.config.language = "fr"
     reply = await stub.Recognize(request)
-    assert reply.language == "fr" and "riz" in reply.text.lower(), reply.text
+    assert reply.language == "fr" and reply.text.lower().startswith("je"), reply.text
 
 
 async def test_streaming_final_in_malagasy(stub, clips) -> None:
