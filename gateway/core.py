@@ -145,7 +145,8 @@ class GatewayCore:
         try:
             async for event in session.outbox.drain():
                 yield event
-            await pump
+            if pump.done():  # else the drain ended the stream with the client still there
+                await pump
         finally:
             pump.cancel()
             self._closed(session)
