@@ -33,11 +33,13 @@ _DOC_AUTH = [Depends(HTTPBearer(auto_error=False)),
 
 
 def create_app(settings: GatewaySettings, core: GatewayCore,
-               board: StatusBoard | None = None) -> FastAPI:
+               board: StatusBoard | None = None, admission: Admission | None = None) -> FastAPI:
+    """The bridge's app. `admission`: the gateway's one pool, shared with its gRPC side
+    (by default a pool of its own, sized by the same settings)."""
     app = FastAPI(title="Milo gateway", version=version(), description=_DESCRIPTION,
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     key = ApiKey(settings.api_key.get_secret_value() if settings.api_key else None)
-    admission = Admission(settings.max_concurrency, settings.max_queue)
+    admission = admission or Admission(settings.max_concurrency, settings.max_queue)
     app.state.bridge = Bridge(settings, core, key, board or StatusBoard(settings, core.backends),
                               admission, VoiceMap(core))
     errors.install(app)

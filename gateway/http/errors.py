@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.runtime.errors import MiloError, ResourceExhausted, UpstreamError
+from services.runtime.errors import MiloError, UpstreamError
 
 log = logging.getLogger(__name__)
 C = grpc.StatusCode
@@ -84,7 +84,7 @@ _REASON_PARAM = {"context_length_exceeded": "messages"}
 def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
     status = status_of(exc)
     headers = None
-    if isinstance(exc, ResourceExhausted):
+    if exc.code == C.RESOURCE_EXHAUSTED:
         seconds = math.ceil((exc.retry_after_ms or 1000) / 1000)
         headers = {"Retry-After": str(max(1, seconds))}
     elif status == 401:

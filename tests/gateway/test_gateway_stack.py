@@ -5,11 +5,9 @@ on the demo models; a client streams speech (espeak-ng) or text in and checks wh
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import wave
 from pathlib import Path
 
@@ -21,52 +19,10 @@ from gateway.client import MiloClient, Reply
 from milo.audio.v1 import audio_pb2
 from milo.gateway.v1 import gateway_pb2 as gw
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from procs import ServiceProcess
+sys.path.insert(0, str(Path(__file__).parent))
+from demo_stack import Stack
 
 pytestmark = pytest.mark.slow
-SERVICES = ("stt", "translate", "llm", "tts")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Stack:
-    def __init__(self, models: Path) -> None:
-        self.models = models
-        self.procs: dict[str, ServiceProcess] = {}
-        self.translate_port = free_port()  # fixed, so a restarted translate is found again
-
-    def service(self, name: str) -> ServiceProcess:
-        env = {"MILO_MODELS_DIR": str(self.models), "MILO_STT_LANGUAGE": "en"}
-        if name == "translate":
-            env["MILO_TRANSLATE_PORT"] = str(self.translate_port)
-        return ServiceProcess(f"services.{name}", env, prefix=f"MILO_{name.upper()}_")
-
-    def start(self) -> None:
-        for name in SERVICES:
-            self.procs[name] = self.service(name).start()
-        env = {f"MILO_GATEWAY_{n.upper()}_ADDRESS": self.procs[n].address for n in SERVICES}
-        env.update(MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en", MILO_GATEWAY_MAX_SENTENCE_CHARS="40",
-                   MILO_GATEWAY_TRANSLATE_TIMEOUT_S="5")
-        self.procs["gateway"] = ServiceProcess("gateway", env, prefix="MILO_GATEWAY_").start()
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(demo_models):
-    s = Stack(demo_models)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +99,7 @@ async def test_speech_turn_streams_events_in_order_and_audio_before_llm_ends(sta
 
 def llm_metric(stack: Stack, name: str) -> float:
     """A metric of the LLM service, summed over its labels."""
-    port = stack.procs["llm"].metrics_port
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return stack.metric("llm", name)
 
 
 async def llm_idle_tokens(stack: Stack) -> float:
