@@ -4,9 +4,10 @@
   first text comes within the budget; if the call fails, hangs or cannot connect before
   that, the local model answers instead. A cloud failure after text was sent cannot be
   taken back: the call ends with UNAVAILABLE.
-- Local model: a bounded FIFO queue in front of it (one generation at a time, the runtime's
-  Admission), then the conversation is fitted into the context (oldest turns dropped), then
-  tokens stream from the model thread. Cancellation sets the engine's flag; the slot is
+- Local model: a bounded FIFO queue in front of it (as many generations at once as the
+  engine batches, the runtime's Admission), then the conversation is fitted into the
+  context (oldest turns dropped), then tokens stream from a model thread (one per
+  generation; the engine batches them). Cancellation sets the engine's flag; the slot is
   only given back once the model has stopped.
 """
 
@@ -62,7 +63,8 @@ class ChatRunner:
     ) -> None:
         self.engine, self.queue, self.cloud = engine, queue, cloud
         self.cloud_first_token_s = cloud_first_token_s
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="llm-model")
+        parallel = getattr(engine, "parallel", 1)  # generations the engine runs at once
+        self._model_thread = ThreadPoolExecutor(parallel, thread_name_prefix="llm-model")
 
     def close(self) -> None:
         self._model_thread.shutdown(wait=True)
@@ -150,7 +152,7 @@ class ChatRunner:
         generate. Pieces that piled up while the caller was busy come as one."""
         stream = iterate_in_thread(self._model_thread,
                                    lambda cancel: self._fit_and_generate(request, cancel))
-        metrics.GENERATING.set(1)
+        metrics.GENERATING.inc()
         try:
             async with aclosing(stream):
                 async for batch in stream:
@@ -164,7 +166,7 @@ class ChatRunner:
                         if isinstance(item, Finish):
                             yield item
         finally:
-            metrics.GENERATING.set(0)
+            metrics.GENERATING.dec()
 
     def _fit_and_generate(self, request: ChatRequest, cancel: threading.Event
                           ) -> Iterator[Fitted | Event]:

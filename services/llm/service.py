@@ -40,9 +40,11 @@ class LlmService:
         self.engine = engine or LlamaEngine(
             settings.gguf_path, settings.context_tokens, settings.gpu_layers,
             settings.threads, settings.model_id, settings.omp_wait_policy,
+            settings.parallel, settings.prefill_chunk_tokens,
         )  # fmt: skip
         self._cloud = cloud
-        self.queue = Admission(1, settings.max_queue, on_change=_on_queue_change)
+        parallel = getattr(self.engine, "parallel", 1)  # replies the engine makes at once
+        self.queue = Admission(parallel, settings.max_queue, on_change=_on_queue_change)
         self.runner: ChatRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
