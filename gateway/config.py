@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import (
     PORTS,
+    CommaList,
     ServiceSettings,
     grpc_port_field,
     metrics_port_field,
@@ -46,7 +44,7 @@ class GatewaySettings(ServiceSettings):
     http_enabled: bool = Field(True, description="serve the HTTP bridge and the web page")
     http_host: str | None = Field(None, description="HTTP address (default: the gRPC host)")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
-    cors_origins: Annotated[list[str], NoDecode] = Field(
+    cors_origins: CommaList = Field(
         default_factory=list,
         description="origins allowed to call the HTTP API from a browser ('*' for any); "
         "the page served by the gateway itself needs none",
@@ -63,16 +61,6 @@ class GatewaySettings(ServiceSettings):
     translate_metrics_address: str | None = Field(None)
     llm_metrics_address: str | None = Field(None)
     tts_metrics_address: str | None = Field(None)
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        """Accept a comma-separated string from the environment as well as a JSON list."""
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return json.loads(value)
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
 
     def metrics_address(self, name: str) -> str:
         """Where the status page reads a service's metrics."""

@@ -1,4 +1,5 @@
-"""One reply, from a validated request to text pieces and a ChatDone.
+"""The LLM service's core: one reply, from a validated request to text pieces and a
+ChatDone.
 
 - Cloud first, when configured and allowed: the reply streams from the cloud model if its
   first text comes within the budget; if the call fails, hangs or cannot connect before
@@ -29,6 +30,7 @@ from services.llm.domain import (
     ChatDone,
     ChatMessage,
     ChatRequest,
+    Defaults,
     Event,
     Finish,
     FinishReason,
@@ -52,20 +54,36 @@ class CloudModel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ChatRunner:
+class LlmCore:
+    """Replies over one engine: `load` before use, `close` (and `aclose`, for the cloud
+    client) after; see the runtime's `model_service`. `defaults` fill what requests leave
+    unset."""
+
     def __init__(
         self,
         engine: ChatEngine,
         queue: Admission,
         cloud: CloudModel | None = None,
         cloud_first_token_s: float = 1.5,
+        defaults: Defaults | None = None,
     ) -> None:
         self.engine, self.queue, self.cloud = engine, queue, cloud
         self.cloud_first_token_s = cloud_first_token_s
+        self.defaults = defaults or Defaults(Sampling(), "", engine.context_tokens)
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="llm-model")
+
+    def load(self) -> None:
+        """Load the model and warm it up (blocking)."""
+        self.engine.load()
 
     def close(self) -> None:
         self._model_thread.shutdown(wait=True)
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        """Close the cloud client, on the event loop it was used on."""
+        if self.cloud is not None:
+            await self.cloud.aclose()
 
     async def chat(
         self, request: ChatRequest, received: float
