@@ -1,4 +1,8 @@
-"""Python client for Milo's gateway, for the existing bot (install: `pip install 'milo[client]'`).
+"""`milo.client`: the Python client for Milo's gateway, for the existing bot. It needs only
+grpcio, protobuf and the wire stubs (`milo.*`): `pip install ./gateway/milo_client` (the
+`milo-client` distribution) installs exactly that.
+
+    from milo.client import MiloClient, Reply
 
     async with MiloClient("127.0.0.1:50050") as milo:
         async for event in milo.converse(microphone_chunks(), SessionConfig(...)):
@@ -33,6 +37,8 @@ from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
 
+__all__ = ["Event", "MiloClient", "Reply"]
+
 _UNARY = ("Describe", "Transcribe", "Translate")
 _RETRY = {"methodConfig": [{
     "name": [{"service": "milo.gateway.v1.Conversation", "method": m} for m in _UNARY],
@@ -66,6 +72,9 @@ def _request(item: bytes | str | Reply | int) -> gw.ConverseRequest:
 
 
 class MiloClient:
+    """One channel to the gateway at `address`; `api_key` is sent as a bearer token;
+    `timeout` (seconds) bounds each unary call; `connect_attempts` tries to reach it."""
+
     def __init__(self, address: str = "127.0.0.1:50050", api_key: str | None = None,
                  timeout: float = 60.0, connect_attempts: int = 5) -> None:
         self.timeout, self.connect_attempts = timeout, connect_attempts
