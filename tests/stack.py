@@ -1,28 +1,40 @@
-"""The demo stack for tier-3 load tests and the load-test benchmark: each service in its own
-process on the demo models (started on first use, on a free port), and the gateway over them.
+"""The demo stack for tier-4 tests and benchmarks: each service in its own process on the
+demo models (started on first use, on a free port), and the gateway over them.
+
+One stack serves the whole test session (`demo_stack` in tests/conftest.py): the tests that
+only talk to it share it; a test that stops, restarts or reconfigures a service starts its
+own process for that service (and a gateway over it) and reuses the others.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import ServiceProcess
 
 SERVICES = ("stt", "translate", "llm", "tts")
+
+# The demo STT model is English only; short sentences make several per reply.
+DEMO_ENV = {
+    "MILO_STT_LANGUAGE": "en",
+    "MILO_GATEWAY_DEFAULT_USER_LANGUAGE": "en",
+    "MILO_GATEWAY_MAX_SENTENCE_CHARS": "40",
+    "MILO_GATEWAY_HTTP_PORT": "0",
+}
 
 
 class DemoStack:
     def __init__(self, models: Path, env: dict[str, str] | None = None) -> None:
         self.models = models
-        self.env = env or {}
+        self.env = {**DEMO_ENV, **(env or {})}
         self.procs: dict[str, ServiceProcess] = {}
 
     def _env(self, name: str) -> dict[str, str]:
         prefix = f"MILO_{name.upper()}_"
-        env = {"MILO_MODELS_DIR": str(self.models), "MILO_STT_LANGUAGE": "en",
-               "MILO_GATEWAY_DEFAULT_USER_LANGUAGE": "en"}
+        env = {"MILO_MODELS_DIR": str(self.models)}
         env.update({k: v for k, v in self.env.items() if k.startswith(prefix)})
         return env
 
@@ -30,14 +42,29 @@ class DemoStack:
         """The service `name` (stt, translate, llm, tts or gateway), SERVING."""
         if name not in self.procs:
             if name == "gateway":
-                env = self._env("gateway")
-                for dep in SERVICES:
-                    env[f"MILO_GATEWAY_{dep.upper()}_ADDRESS"] = self.service(dep).address
-                self.procs[name] = ServiceProcess("gateway", env, prefix="MILO_GATEWAY_").start()
+                self.procs[name] = self.gateway_over(self.service(d) for d in SERVICES)
             else:
                 self.procs[name] = ServiceProcess(
                     f"services.{name}", self._env(name), prefix=f"MILO_{name.upper()}_").start()
         return self.procs[name]
+
+    def gateway_over(self, services: Iterable[ServiceProcess], **env: str) -> ServiceProcess:
+        """A new gateway (SERVING) over the given service processes, in SERVICES order, with
+        `env` over the stack's gateway settings; the caller stops it."""
+        gw = self._env("gateway")
+        for dep, proc in zip(SERVICES, services, strict=True):
+            gw[f"MILO_GATEWAY_{dep.upper()}_ADDRESS"] = proc.address
+            gw[f"MILO_GATEWAY_{dep.upper()}_METRICS_ADDRESS"] = f"127.0.0.1:{proc.metrics_port}"
+        return ServiceProcess("gateway", {**gw, **env}, prefix="MILO_GATEWAY_").start()
+
+    @property
+    def gateway(self) -> ServiceProcess:
+        return self.service("gateway")
+
+    def start(self) -> DemoStack:
+        """Every service and the gateway (otherwise each starts when first asked for)."""
+        self.service("gateway")
+        return self
 
     def stop(self) -> None:
         for name in ("gateway", *SERVICES):
