@@ -10,10 +10,10 @@ import pytest
 from services.runtime.errors import InvalidArgument
 from services.translate.batcher import BatchPolicy, LastCall, run_isolated
 from services.translate.cache import PhraseCache
+from services.translate.ct2_engine import input_and_decoding_limits, join_outputs, token_windows
 from services.translate.engine import Job, Output
 from services.translate.guards import LengthLimit, trim_loop
 from services.translate.languages import KNOWN, LanguageCatalog, lookup
-from services.translate.ct2_engine import input_and_decoding_limits, join_outputs, token_windows
 from services.translate.text import chop, has_words, segment, split_sentences
 from services.translate.vocab import allowed_pieces, write_vmap
 
