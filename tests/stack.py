@@ -45,7 +45,8 @@ class DemoStack:
                 self.procs[name] = self.gateway_over(self.service(d) for d in SERVICES)
             else:
                 self.procs[name] = ServiceProcess(
-                    f"services.{name}", self._env(name), prefix=f"MILO_{name.upper()}_").start()
+                    f"services.{name}", self._env(name), prefix=f"MILO_{name.upper()}_"
+                ).start()
         return self.procs[name]
 
     def gateway_over(self, services: Iterable[ServiceProcess], **env: str) -> ServiceProcess:

@@ -11,8 +11,11 @@ GEN = HERE / "gen"
 runpy.run_path(str(HERE.parents[1] / "protos" / "generate.py"))["generate"](GEN)
 
 setup(
-    packages=["milo", *("milo." + p for p in find_packages(where=str(GEN / "milo"))),
-              "milo.client"],
+    packages=[
+        "milo",
+        *("milo." + p for p in find_packages(where=str(GEN / "milo"))),
+        "milo.client",
+    ],
     package_dir={"milo": "gen/milo", "milo.client": "client"},
     package_data={"milo": ["**/*.pyi"]},
 )

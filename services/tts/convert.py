@@ -27,8 +27,10 @@ LANGUAGE = "mg"
 
 def describe(core: TtsCore) -> tts_pb2.DescribeResponse:
     engine, settings = core.engine, core.settings
-    voices = [tts_pb2.Voice(name=v, language=LANGUAGE, native_sample_rate_hz=engine.sample_rate)
-              for v in engine.voices]
+    voices = [
+        tts_pb2.Voice(name=v, language=LANGUAGE, native_sample_rate_hz=engine.sample_rate)
+        for v in engine.voices
+    ]
     return tts_pb2.DescribeResponse(
         model_id=engine.model_id, voices=voices, default_voice=engine.voices[0],
         sample_rates_hz=core.sample_rates(),
@@ -40,10 +42,14 @@ def describe(core: TtsCore) -> tts_pb2.DescribeResponse:
 def options(request: tts_pb2.SynthesizeRequest) -> Options:
     encoding = ENCODINGS.get(request.encoding)
     if encoding is None:
-        name = AudioEncoding.Name(request.encoding) if request.encoding in AudioEncoding.values() \
+        name = (
+            AudioEncoding.Name(request.encoding)
+            if request.encoding in AudioEncoding.values()
             else str(request.encoding)
-        raise InvalidArgument(f"encoding {name} is not an output encoding; use PCM_S16LE "
-                              "(default), PCM_F32LE or WAV")
+        )
+        raise InvalidArgument(
+            f"encoding {name} is not an output encoding; use PCM_S16LE (default), PCM_F32LE or WAV"
+        )
     return Options(
         text=request.text,
         voice=request.voice if request.HasField("voice") else None,
@@ -56,27 +62,35 @@ def options(request: tts_pb2.SynthesizeRequest) -> Options:
 
 def format_response(job: Job) -> tts_pb2.SynthesizeResponse:
     """The first message of a synthesis: the format of the audio that follows."""
-    fmt = audio_pb2.AudioFormat(encoding=_WIRE[job.encoding], sample_rate_hz=job.sample_rate,
-                                channels=1)
+    fmt = audio_pb2.AudioFormat(
+        encoding=_WIRE[job.encoding], sample_rate_hz=job.sample_rate, channels=1
+    )
     return tts_pb2.SynthesizeResponse(format=fmt)
 
 
 def response(event: Event) -> tts_pb2.SynthesizeResponse:
     if isinstance(event, SentencePlan):
-        sentence = tts_pb2.SentenceStarted(sentence_index=event.index, text=event.text,
-                                           normalized_text=event.normalized)
+        sentence = tts_pb2.SentenceStarted(
+            sentence_index=event.index, text=event.text, normalized_text=event.normalized
+        )
         return tts_pb2.SynthesizeResponse(sentence=sentence)
     if isinstance(event, Chunk):
-        chunk = audio_pb2.AudioChunk(data=event.data, index=event.index,
-                                     offset_ms=event.offset_ms, duration_ms=event.duration_ms)
+        chunk = audio_pb2.AudioChunk(
+            data=event.data,
+            index=event.index,
+            offset_ms=event.offset_ms,
+            duration_ms=event.duration_ms,
+        )
         return tts_pb2.SynthesizeResponse(audio=chunk)
     return _done(event)
 
 
 def _done(event: Done) -> tts_pb2.SynthesizeResponse:
     done = tts_pb2.SynthesisDone(
-        sentences=event.sentences, audio_duration_ms=event.audio_duration_ms,
-        processing_ms=event.processing_ms, first_chunk_ms=event.first_chunk_ms,
+        sentences=event.sentences,
+        audio_duration_ms=event.audio_duration_ms,
+        processing_ms=event.processing_ms,
+        first_chunk_ms=event.first_chunk_ms,
         dropped_characters=event.dropped_characters,
     )
     return tts_pb2.SynthesizeResponse(done=done)
