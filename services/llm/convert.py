@@ -149,6 +149,7 @@ def done(result: ChatDone) -> llm_pb2.ChatResponse:
 
 
 def describe(core: LlmCore) -> llm_pb2.DescribeResponse:
+    """The model, its context, the server defaults, the queue and the cloud model."""
     engine, defaults, cloud = core.engine, core.defaults, core.cloud
     return llm_pb2.DescribeResponse(
         model_id=engine.model_id,

@@ -40,6 +40,7 @@ def cloud_model(settings: LlmSettings) -> CloudModel | None:
 
 
 def default_sampling(settings: LlmSettings) -> Sampling:
+    """The sampling settings a request that sets none gets."""
     s = settings
     return Sampling(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                     repeat_penalty=s.repeat_penalty, max_tokens=s.max_tokens,

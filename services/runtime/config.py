@@ -107,6 +107,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def address(self) -> str:
+        """host:port the gRPC server binds."""
         return f"{self.host}:{self.port}"
 
 

@@ -49,7 +49,9 @@ class Core(Protocol):
     """A service's domain core, as its `ModelService` drives it."""
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> Engine:
+        """The engine the core runs on."""
+        ...
 
     def load(self) -> None:
         """Load the engine and warm it up (blocking, before SERVING)."""
@@ -79,19 +81,24 @@ class ModelService:
 
     @property
     def model_id(self) -> str:
+        """The engine's model id (final once loaded)."""
         return self.core.engine.model_id
 
     @property
     def device(self) -> str:
+        """Where the engine runs ("cpu", "cuda", ...; final once loaded)."""
         return self.core.engine.device
 
     def register(self, server: grpc.aio.Server) -> None:
+        """Add the servicer to `server` (before it starts)."""
         self._add_servicer(server)
 
     def load(self) -> None:
+        """Load and warm up the model (blocking; the runtime runs it in a thread)."""
         self.core.load()
 
     def close(self) -> None:
+        """Release the model and the core's workers (blocking)."""
         self.core.close()
 
     async def aclose(self) -> None:

@@ -21,6 +21,7 @@ SERVICE_NAME = stt_pb2.DESCRIPTOR.services_by_name["Stt"].full_name
 
 
 def defaults(settings: SttSettings) -> Defaults:
+    """The recognition defaults (language, beam, VAD, guard, limits) from the settings."""
     s = settings
     return Defaults(
         language=s.language, beam_size=s.beam_size, initial_prompt=s.initial_prompt,
@@ -36,6 +37,7 @@ def defaults(settings: SttSettings) -> Defaults:
 
 
 def whisper_config(settings: SttSettings) -> WhisperConfig:
+    """The faster-whisper engine's configuration from the settings."""
     s = settings
     return WhisperConfig(
         model_dir=s.model_dir, model_id=s.model_id, device=s.device, device_index=s.device_index,

@@ -9,6 +9,7 @@ from services.translate.engine import Output
 
 
 def describe(core: TranslateCore) -> translate_pb2.DescribeResponse:
+    """What the loaded model offers, and the server's limits."""
     engine, catalog = core.engine, core.catalog
     return translate_pb2.DescribeResponse(
         model_id=engine.model_id,
@@ -27,10 +28,12 @@ def describe(core: TranslateCore) -> translate_pb2.DescribeResponse:
 
 
 def beam_size(request: translate_pb2.TranslateRequest) -> int | None:
+    """The request's beam size; None: the server default."""
     return request.beam_size if request.HasField("beam_size") else None
 
 
 def translate_response(result: Result, processing_s: float) -> translate_pb2.TranslateResponse:
+    """One translation per text, in order; times in milliseconds."""
     return translate_pb2.TranslateResponse(
         translations=[_translation(o) for o in result.outputs],
         source_model_code=result.source.model_code,

@@ -26,6 +26,7 @@ LANGUAGE = "mg"
 
 
 def describe(core: TtsCore) -> tts_pb2.DescribeResponse:
+    """The loaded voice(s), the output formats, and the server's limits."""
     engine, settings = core.engine, core.settings
     voices = [
         tts_pb2.Voice(name=v, language=LANGUAGE, native_sample_rate_hz=engine.sample_rate)
@@ -40,6 +41,7 @@ def describe(core: TtsCore) -> tts_pb2.DescribeResponse:
 
 
 def options(request: tts_pb2.SynthesizeRequest) -> Options:
+    """The request as domain options; an encoding that is not an output is InvalidArgument."""
     encoding = ENCODINGS.get(request.encoding)
     if encoding is None:
         name = (
@@ -69,6 +71,7 @@ def format_response(job: Job) -> tts_pb2.SynthesizeResponse:
 
 
 def response(event: Event) -> tts_pb2.SynthesizeResponse:
+    """One event of a synthesis (sentence, audio chunk or done) as a message."""
     if isinstance(event, SentencePlan):
         sentence = tts_pb2.SentenceStarted(
             sentence_index=event.index, text=event.text, normalized_text=event.normalized

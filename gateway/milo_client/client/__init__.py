@@ -49,6 +49,8 @@ _RETRY = {"methodConfig": [{
 
 @dataclass(frozen=True)
 class Event:
+    """One event of a conversation: its turn, its kind (the oneof's name), its message."""
+
     turn_id: int
     kind: str
     payload: Any
@@ -95,6 +97,7 @@ class MiloClient:
         await self.close()
 
     async def close(self) -> None:
+        """Close the channel."""
         await self.channel.close()
 
     async def converse(self, inputs: AsyncIterable[bytes | str | Reply | int],
@@ -130,11 +133,13 @@ class MiloClient:
                 delay = min(delay * 2, 2.0)
 
     async def describe(self) -> gw.DescribeResponse:
+        """The gateway's Describe: its services, languages and limits."""
         return await self.stub.Describe(gw.DescribeRequest(), timeout=self.timeout,
                                         metadata=self.metadata)
 
     async def transcribe(self, audio: bytes, language: str | None = None,
                          fmt: audio_pb2.AudioFormat | None = None) -> stt_pb2.RecognizeResponse:
+        """Transcribe one clip (`fmt`: its format; unset: a container such as WAV)."""
         request = stt_pb2.RecognizeRequest(
             audio=audio, format=fmt, config=stt_pb2.RecognitionConfig(language=language))
         reply = await self.stub.Transcribe(gw.TranscribeRequest(request=request),
@@ -142,6 +147,7 @@ class MiloClient:
         return reply.response
 
     async def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
+        """One translation per text, in order (ISO 639-1 language codes)."""
         request = translate_pb2.TranslateRequest(
             texts=list(texts), source_language=source, target_language=target)
         reply = await self.stub.Translate(gw.TranslateRequest(request=request),
