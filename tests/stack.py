@@ -9,6 +9,7 @@ own process for that service (and a gateway over it) and reuses the others.
 from __future__ import annotations
 
 import sys
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,6 +67,18 @@ class DemoStack:
         """Every service and the gateway (otherwise each starts when first asked for)."""
         self.service("gateway")
         return self
+
+    def metric(self, process: str, name: str, **labels: str) -> float:
+        """A metric of one process, summed over the series that carry `labels`."""
+        port = self.procs[process].metrics_port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not (line.startswith(name + " ") or line.startswith(name + "{")):
+                continue
+            if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def stop(self) -> None:
         for name in ("gateway", *SERVICES):

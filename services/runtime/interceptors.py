@@ -21,7 +21,7 @@ import grpc
 
 from services.runtime import metrics
 from services.runtime.admission import Admission
-from services.runtime.errors import MiloError, ResourceExhausted, Unauthenticated, Unavailable
+from services.runtime.errors import MiloError, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class _Call:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: MiloError) -> None:
     trailing: tuple[tuple[str, str], ...] = ()
-    if isinstance(exc, ResourceExhausted) and exc.retry_after_ms is not None:
+    if exc.retry_after_ms is not None:
         trailing = ((RETRY_PUSHBACK_KEY, str(exc.retry_after_ms)),)
     if exc.reason:
         trailing = (*trailing, (ERROR_REASON_KEY, exc.reason))

@@ -86,6 +86,9 @@ class ServiceHost:
             settings.max_queue,
             on_change=self._on_admission_change,
         )
+        attach_admission = getattr(service, "attach_admission", None)
+        if attach_admission is not None:  # optional: a service with other fronts shares it
+            attach_admission(self.admission)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.interceptor = ServiceInterceptor(service.name, self.admission, key)
         self.server: grpc.aio.Server | None = None

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def stack(demo_stack: DemoStack) -> DemoStack:
-    return demo_stack.start()
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +108,7 @@ async def test_speech_turn_streams_events_in_order_and_audio_before_llm_ends(sta
 
 def llm_metric(stack: DemoStack, name: str) -> float:
     """A metric of the LLM service, summed over its labels."""
-    port = stack.procs["llm"].metrics_port
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return stack.metric("llm", name)
 
 
 async def llm_idle_tokens(stack: DemoStack) -> float:
