@@ -22,10 +22,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import (
-    ServiceSettings,
+    ModelServiceSettings,
     grpc_port_field,
     metrics_port_field,
-    models_root,
+    model_dir_field,
 )
 
 GGUF_FILE = "model.gguf"
@@ -37,11 +37,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-def _default_model_path() -> Path:
-    return models_root() / "llm"
-
-
-class LlmSettings(ServiceSettings):
+class LlmSettings(ModelServiceSettings):
     """The LLM service: a GGUF chat model on llama.cpp, with an optional cloud model."""
 
     model_config = SettingsConfigDict(env_prefix="MILO_LLM_")
@@ -68,13 +64,7 @@ class LlmSettings(ServiceSettings):
         "not stall the tokens of the replies in flight",
     )
 
-    model_path: Path = Field(
-        default_factory=_default_model_path,
-        description=f"GGUF file, or a folder holding {GGUF_FILE} (default: $MILO_MODELS_DIR/llm)",
-    )
-    model_id: str | None = Field(
-        None, description="model id shown in Describe (default: the GGUF's general.name)"
-    )
+    model_path: Path = model_dir_field("llm", f"GGUF file, or a folder holding {GGUF_FILE}")
     context_tokens: int = Field(
         2048, ge=128, le=131_072,
         description="context window of each sequence (prompt + reply), in tokens",

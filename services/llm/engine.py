@@ -13,23 +13,18 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from services.llm.domain import ChatMessage, Event, Sampling
+from services.runtime.model_service import Engine
 
 
 class TemplateError(Exception):
     """The model's chat template rejected the conversation (e.g. roles not alternating)."""
 
 
-class ChatEngine(Protocol):
-    model_id: str
-    device: str
+class ChatEngine(Engine, Protocol):
+    """One model (`load` loads and warms it up, `close`: see `Engine`)."""
+
     context_tokens: int  # the context window of one reply, prompt and completion together
     parallel: int  # generations it runs at once (1: one at a time)
-
-    def load(self) -> None:
-        """Load the model and warm it up (blocking)."""
-        ...
-
-    def close(self) -> None: ...
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Tokens of the prompt these messages make with the chat template.

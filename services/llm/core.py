@@ -1,4 +1,5 @@
-"""One reply, from a validated request to text pieces and a ChatDone.
+"""The LLM service's core: one reply, from a validated request to text pieces and a
+ChatDone.
 
 - Cloud first, when configured and allowed: the reply streams from the cloud model if its
   first text comes within the budget; if the call fails, hangs or cannot connect before
@@ -30,6 +31,7 @@ from services.llm.domain import (
     ChatDone,
     ChatMessage,
     ChatRequest,
+    Defaults,
     Event,
     Finish,
     FinishReason,
@@ -39,7 +41,7 @@ from services.llm.domain import (
 )
 from services.llm.engine import ChatEngine, TemplateError
 from services.runtime.admission import Admission
-from services.runtime.errors import InvalidArgument, Unavailable
+from services.runtime.errors import ContextLengthExceeded, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +55,37 @@ class CloudModel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ChatRunner:
+class LlmCore:
+    """Replies over one engine: `load` before use, `close` (and `aclose`, for the cloud
+    client) after; see the runtime's `model_service`. `defaults` fill what requests leave
+    unset."""
+
     def __init__(
         self,
         engine: ChatEngine,
         queue: Admission,
         cloud: CloudModel | None = None,
         cloud_first_token_s: float = 1.5,
+        defaults: Defaults | None = None,
     ) -> None:
         self.engine, self.queue, self.cloud = engine, queue, cloud
         self.cloud_first_token_s = cloud_first_token_s
+        self.defaults = defaults or Defaults(Sampling(), "", engine.context_tokens)
         parallel = getattr(engine, "parallel", 1)  # generations the engine runs at once
         self._model_thread = ThreadPoolExecutor(parallel, thread_name_prefix="llm-model")
 
+    def load(self) -> None:
+        """Load the model and warm it up (blocking)."""
+        self.engine.load()
+
     def close(self) -> None:
         self._model_thread.shutdown(wait=True)
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        """Close the cloud client, on the event loop it was used on."""
+        if self.cloud is not None:
+            await self.cloud.aclose()
 
     async def chat(
         self, request: ChatRequest, received: float
@@ -185,7 +203,7 @@ class ChatRunner:
         try:
             fitted = fit_conversation(request.messages, self.engine.count_prompt_tokens, budget)
         except ContextOverflow as exc:
-            raise InvalidArgument(
+            raise ContextLengthExceeded(
                 f"the last message and the system prompt take {exc.needed_tokens} tokens; with "
                 f"max_tokens {max_tokens} that exceeds the context of "
                 f"{self.engine.context_tokens} tokens: shorten the message or lower max_tokens"
