@@ -79,6 +79,32 @@ def _load(component: str, what: str, opener: Callable[[], object]) -> Finding:
     return ok(component, f"{what} loads")
 
 
+class PreflightError(RuntimeError):
+    """A model service's quick checks failed: the message is `milo doctor`'s."""
+
+
+def preflight(component: Component, path: Path) -> None:
+    """The quick checks of one service's model (no load), run as the service starts, so
+    that a container refuses to start with the same words as `milo doctor`. STT's language
+    is left to the service (an English-only model falls back to `en` with a warning).
+    Raises PreflightError naming every problem and its fix."""
+    from services.doctor.report import failed, format_report
+
+    checks: dict[Component, Callable[[], list[Finding]]] = {
+        "stt": lambda: check_stt(path, None, load=False),
+        "translate": lambda: check_translate(path, load=False),
+        "llm": lambda: check_llm(path, load=False),
+        "tts": lambda: check_tts(path, load=False),
+    }
+    findings = checks[component]()
+    for finding in findings:
+        if finding.level == "warn":
+            log.warning("%s: %s (%s)", component, finding.message, finding.fix)
+    problems = failed(findings)
+    if problems:
+        raise PreflightError(f"{component} cannot start:\n{format_report(problems)}")
+
+
 # --- stt ------------------------------------------------------------------------------
 
 def whisper_languages() -> frozenset[str]:
@@ -88,8 +114,9 @@ def whisper_languages() -> frozenset[str]:
     return frozenset(_LANGUAGE_CODES)
 
 
-def check_stt(folder: Path, language: str, load: bool) -> list[Finding]:
-    """Files, tokenizer, the language token, and optionally a CTranslate2 load."""
+def check_stt(folder: Path, language: str | None, load: bool) -> list[Finding]:
+    """Files, tokenizer, the language token (language None: not checked), and optionally
+    a CTranslate2 load."""
     missing = _missing(folder, "stt")
     if missing:
         return [missing]
@@ -110,7 +137,8 @@ def check_stt(folder: Path, language: str, load: bool) -> list[Finding]:
             "tiny to medium and wrong for large-v3 (128)",
             "copy preprocessor_config.json from the base model (`milo models convert stt "
             "CHECKPOINT --base openai/whisper-medium` does)"))
-    findings.append(_stt_language(language, multilingual, tokens))
+    if language is not None:
+        findings.append(_stt_language(language, multilingual, tokens))
     if load:
         findings.append(_load("stt", f"Whisper in {folder}", lambda: _open_whisper(folder)))
     return findings

@@ -211,3 +211,36 @@ def test_milo_up_refuses_to_start_with_the_same_message(demo_models: Path,
     assert run.returncode == 2, run.stdout + run.stderr
     assert "lacks tokenizer.json" in run.stderr
     assert "milo models fetch --only stt" in run.stderr
+
+
+@pytest.mark.parametrize(("component", "missing"), [
+    ("stt", "tokenizer.json"), ("translate", "sentencepiece.bpe.model"),
+    ("llm", "model.gguf"), ("tts", "vocab.json")])
+def test_each_service_checks_its_model_before_loading(component: str, missing: str,
+                                                      demo_models: Path,
+                                                      demo_copy_root: Path) -> None:
+    from services.doctor.models import PreflightError, preflight
+
+    root = linked_copy(demo_models, demo_copy_root / f"preflight-{component}")
+    path = root / component / ("model.gguf" if component == "llm" else "")
+    preflight(component, path)  # the demo model passes
+    remove(root / component / missing)
+    with pytest.raises(PreflightError, match=f"lacks {missing}"):
+        preflight(component, path)
+
+
+@pytest.mark.parametrize(("module", "env_name", "entry", "missing"), [
+    ("services.translate", "MILO_TRANSLATE_MODEL_DIR", "translate", "sentencepiece.bpe.model"),
+    ("services.llm", "MILO_LLM_MODEL_PATH", "llm", "model.gguf")])
+def test_a_container_entry_point_refuses_to_start_with_the_doctor_message(
+        module: str, env_name: str, entry: str, missing: str, demo_models: Path,
+        demo_copy_root: Path) -> None:
+    root = linked_copy(demo_models, demo_copy_root / f"container-{entry}")
+    remove(root / entry / missing)
+    prefix = env_name.rsplit("_", 2)[0] + "_"
+    env = {**os.environ, env_name: str(root / entry), f"{prefix}PORT": "0",
+           f"{prefix}METRICS_PORT": "0", f"{prefix}HOST": "127.0.0.1"}
+    run = subprocess.run([sys.executable, "-m", module], env=env, capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode != 0
+    assert f"lacks {missing}" in run.stderr and "milo models fetch --only" in run.stderr
