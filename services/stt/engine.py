@@ -92,4 +92,7 @@ class SttEngine(Protocol):
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript: ...
 
+    # Optional: `transcribe_batch(audios, options) -> list[Transcript]`, the same results
+    # as `transcribe` of each, in one model call; the core uses it when the engine has it.
+
     def close(self) -> None: ...

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import grpc
 
 from milo.stt.v1 import stt_pb2, stt_pb2_grpc
+from services.stt.batching import BatchPolicy
 from services.stt.config import SttSettings
 from services.stt.convert import ServerInfo
 from services.stt.core import Defaults, SttCore
@@ -59,7 +60,9 @@ class SttService:
         self.device: str = settings.device
         config = whisper_config(settings, self.model_id)
         self.core = SttCore(make_engine or (lambda: WhisperEngine(config)), make_detector,
-                            defaults(settings), workers=settings.num_workers)
+                            defaults(settings), workers=settings.num_workers,
+                            batching=BatchPolicy(max_batch=settings.max_batch,
+                                                 window_s=settings.batch_window_ms / 1000))
         self.servicer = SttServicer(self.core, ServerInfo(
             max_concurrent_streams=settings.max_concurrency,
             partial_results=settings.partial_results))

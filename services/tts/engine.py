@@ -8,9 +8,20 @@ give the same samples for the same (text, voice, speed, seed).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.tts.audio import Samples
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of text to speak (normalized, filtered to the engine's vocab)."""
+
+    text: str
+    voice: str
+    speed: float
+    seed: int
 
 
 class SpeechEngine(Protocol):
@@ -39,5 +50,8 @@ class SpeechEngine(Protocol):
     def synthesize(self, text: str, voice: str, speed: float, seed: int) -> Samples:
         """Float32 samples in [-1, 1] at `sample_rate` (blocking; thread-safe)."""
         ...
+
+    # Optional: `synthesize_batch(segments: Sequence[Segment]) -> list[Samples]`, the same
+    # samples as `synthesize` of each, in one model call; the batcher uses it when present.
 
     def close(self) -> None: ...

@@ -37,6 +37,7 @@ class TtsService:
         self.engine.load()
 
     def close(self) -> None:
+        self.servicer.batcher.stop_threadsafe()
         self.engine.close()
 
 

@@ -11,6 +11,7 @@ from milo.tts.v1 import tts_pb2, tts_pb2_grpc
 from services.runtime.errors import InvalidArgument
 from services.tts import synthesis
 from services.tts.audio import Chunk, Encoding
+from services.tts.batcher import BatchPolicy, SynthesisBatcher
 from services.tts.config import TtsSettings
 from services.tts.engine import SpeechEngine
 from services.tts.text import SentencePlan
@@ -33,6 +34,8 @@ LANGUAGE = "mg"
 class TtsServicer(tts_pb2_grpc.TtsServicer):
     def __init__(self, engine: SpeechEngine, settings: TtsSettings) -> None:
         self.engine, self.settings = engine, settings
+        self.batcher = SynthesisBatcher(engine, BatchPolicy(
+            max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000))
 
     async def Describe(
         self, request: tts_pb2.DescribeRequest, context: grpc.aio.ServicerContext
@@ -54,7 +57,7 @@ class TtsServicer(tts_pb2_grpc.TtsServicer):
         fmt = audio_pb2.AudioFormat(encoding=_WIRE[job.encoding], sample_rate_hz=job.sample_rate,
                                     channels=1)
         yield tts_pb2.SynthesizeResponse(format=fmt)
-        async for event in synthesis.stream(job, self.engine, self.settings):
+        async for event in synthesis.stream(job, self.engine, self.settings, self.batcher):
             yield _response(event)
 
 
