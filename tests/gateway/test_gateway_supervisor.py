@@ -50,6 +50,8 @@ def test_a_crashing_child_is_restarted_then_given_up_on(monkeypatch, name):
     assert len(crashes) == 3
     assert "exited with status 3" in crashes[0] and "the model file is corrupt" in crashes[0]
     assert [m for m in said if m.startswith("restarting")] == [
-        f"restarting {name} in 0.25s", f"restarting {name} in 0.5s"]
+        f"restarting {name} in 0.25s",
+        f"restarting {name} in 0.5s",
+    ]
     assert "giving up" in said[-1]
     assert keep_going == (name != "gateway")  # giving up on the gateway stops the stack
