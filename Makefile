@@ -1,6 +1,7 @@
 # Milo on a new machine (Debian/Ubuntu, Python >= 3.10, root or sudo for apt):
 #   make up     set up, build the offline demo models, run the whole stack (Ctrl-C stops it)
 #   make test   set up, build the demo models, lint, run every test tier
+#   make test-fast   tiers 1 and 2 only (no models, no processes): the inner loop
 # Each step is idempotent; `make setup` alone prepares the virtual environment.
 
 VENV ?= .venv
@@ -11,7 +12,11 @@ APT_PACKAGES := espeak-ng sox prometheus chromium fonts-dejavu-core
 TORCH_PIN ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo up test lint unit clean
+# checkov (Kubernetes manifest linter) pins many packages that fight ours: its own venv.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_PIN ?= checkov==3.3.30
+
+.PHONY: setup system-packages demo up test test-fast lint unit clean checkov
 
 setup: $(VENV)/.installed
 
@@ -40,10 +45,22 @@ lint: setup
 	$(BIN)/ruff check services gateway tests protos/generate.py setup.py
 	$(BIN)/mypy
 
-unit: demo
-	MILO_DEMO_MODELS=$(DEMO) $(BIN)/python -m pytest -q -rs
+$(CHECKOV_VENV)/.installed:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -U pip
+	$(CHECKOV_VENV)/bin/pip install -q $(CHECKOV_PIN)
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed
+
+unit: demo checkov
+	MILO_DEMO_MODELS=$(DEMO) $(BIN)/python -m pytest -q -rs --durations=25 $(ARGS)
+
+# Tiers 1 and 2: pure logic and servicers on port 0 (tests/conftest.py marks the tiers).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "tier1 or tier2" --durations=10 $(ARGS)
 
 test: lint unit
 
 clean:
-	rm -rf $(VENV) protos/gen build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) protos/gen build *.egg-info

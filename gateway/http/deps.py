@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -11,7 +11,9 @@ from starlette.requests import HTTPConnection
 from gateway.config import GatewaySettings
 from gateway.core import GatewayCore
 from gateway.http.auth import ApiKey
+from gateway.http.realtime.secrets import ClientSecrets
 from gateway.http.status import StatusBoard
+from gateway.http.voices import VoiceMap
 from services.runtime.admission import Admission
 from services.runtime.errors import InvalidArgument
 
@@ -34,6 +36,8 @@ class Bridge:
     api_key: ApiKey
     board: StatusBoard
     admission: Admission
+    voices: VoiceMap
+    secrets: ClientSecrets = field(default_factory=ClientSecrets)
 
 
 def bridge(conn: HTTPConnection) -> Bridge:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from services.runtime.logs import setup_logging
 log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_DRAIN_MARGIN_S = 2.0  # after a service's own drain, before the server cancels what is left
 
 
 class Service(Protocol):
@@ -84,6 +86,9 @@ class ServiceHost:
             settings.max_queue,
             on_change=self._on_admission_change,
         )
+        attach_admission = getattr(service, "attach_admission", None)
+        if attach_admission is not None:  # optional: a service with other fronts shares it
+            attach_admission(self.admission)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.interceptor = ServiceInterceptor(service.name, self.admission, key)
         self.server: grpc.aio.Server | None = None
@@ -105,6 +110,7 @@ class ServiceHost:
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                *s.connection_options(),
             ],
         )
         self.service.register(self.server)
@@ -145,8 +151,18 @@ class ServiceHost:
         log.info("%s draining (grace %.1fs)", self.service.name, grace)
         await self.health.enter_graceful_shutdown()
         metrics.SERVING.labels(self.service.name).set(0)
+        # Optional hook (the gateway): long-lived streams are asked to wind down while the
+        # server refuses new calls; the server's own cut comes a little after the grace.
+        drain = getattr(self.service, "drain", None)
         if self.server is not None:
-            await self.server.stop(grace)
+            stopping = asyncio.ensure_future(
+                self.server.stop(grace + (_DRAIN_MARGIN_S if drain is not None else 0)))
+            if drain is not None:
+                await drain(grace)
+            await stopping
+        aclose = getattr(self.service, "aclose", None)
+        if aclose is not None:  # optional: what the service keeps on the event loop
+            await aclose()
         await asyncio.to_thread(self.service.close)
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.close)  # shutdown() waits out a 0.5 s poll
@@ -211,3 +227,14 @@ def run(
     service = make_service(settings)
     asyncio.run(ServiceHost(service, settings).serve())
     return 0
+
+
+def entry_point(
+    make_service: Callable[[S], Service], settings_cls: type[S], prog: str
+) -> Callable[..., int]:
+    """A service's `main(argv=None, prog=...)`: `milo serve <name>` and `python -m` call it."""
+
+    def main(argv: Sequence[str] | None = None, prog: str = prog) -> int:
+        return run(make_service, settings_cls, sys.argv[1:] if argv is None else argv, prog)
+
+    return main

@@ -8,7 +8,6 @@ once. `transcribe_batch` decodes several utterances in one model call (whisper_b
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from services.runtime.model_folder import manifest_model_id
 from services.stt import metrics
 from services.stt.engine import SAMPLE_RATE, DecodeOptions, Segment, Transcript, Word
 from services.stt.whisper_batch import settings_from_kwargs, transcribe_batch
@@ -30,7 +30,7 @@ _INSTALL_HINT = "the STT engine needs faster-whisper: pip install 'milo[stt]'"
 @dataclass(frozen=True)
 class WhisperConfig:
     model_dir: Path
-    model_id: str
+    model_id: str | None = None  # None: the manifest's, else the folder's name
     device: str = "auto"
     device_index: int = 0
     compute_type: str = "auto"
@@ -49,18 +49,6 @@ def resolve_device(device: str) -> str:
     import ctranslate2
 
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-
-
-def read_model_id(model_dir: Path) -> str:
-    """The id recorded in `<models>/manifest.json` for stt, else the folder's name."""
-    try:
-        manifest = json.loads((model_dir.parent / "manifest.json").read_text(encoding="utf-8"))
-        entry = manifest.get("stt", {}) if isinstance(manifest, dict) else {}
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
-            return str(entry["id"])
-    except (OSError, ValueError):
-        pass
-    return model_dir.resolve().name
 
 
 def transcribe_kwargs(config: WhisperConfig, options: DecodeOptions) -> dict[str, Any]:
@@ -84,14 +72,24 @@ def transcribe_kwargs(config: WhisperConfig, options: DecodeOptions) -> dict[str
 
 
 class WhisperEngine:
-    """`SttEngine` over faster_whisper.WhisperModel. Constructing it loads the model."""
+    """`SttEngine` over faster_whisper.WhisperModel; `load` reads the model."""
 
     def __init__(self, config: WhisperConfig) -> None:
+        self.config = config
+        self.model_id = (config.model_id or manifest_model_id(config.model_dir, "stt")
+                         or config.model_dir.resolve().name)
+        self.device = config.device
+        self.compute_type = config.compute_type
+        self.multilingual = False
+        self.languages: tuple[str, ...] = ("en",)
+
+    def load(self) -> None:
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.tokenizer import _LANGUAGE_CODES
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(_INSTALL_HINT) from exc
+        config = self.config
         if not (config.model_dir / "model.bin").is_file():
             raise FileNotFoundError(
                 f"no faster-whisper model in {config.model_dir} (model.bin missing); "
@@ -99,8 +97,6 @@ class WhisperEngine:
             )
         # faster-whisper logs every call at INFO; the service logs what matters itself.
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-        self.config = config
-        self.model_id = config.model_id
         self.device = resolve_device(config.device)
         start = time.monotonic()
         self.model = WhisperModel(
@@ -110,9 +106,7 @@ class WhisperEngine:
         )
         self.compute_type = str(getattr(self.model.model, "compute_type", config.compute_type))
         self.multilingual = bool(self.model.model.is_multilingual)
-        self.languages: tuple[str, ...] = (
-            tuple(sorted(_LANGUAGE_CODES)) if self.multilingual else ("en",)
-        )
+        self.languages = tuple(sorted(_LANGUAGE_CODES)) if self.multilingual else ("en",)
         log.info("loaded %s from %s on %s (%s) in %.2fs; multilingual=%s", self.model_id,
                  config.model_dir, self.device, self.compute_type, time.monotonic() - start,
                  self.multilingual)

@@ -142,12 +142,23 @@ def speech(tmp_path_factory) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def engine(demo_models):
+def core(demo_models):
+    from services.stt.core import Defaults, SttCore
+    from services.stt.vad import SileroDetector
     from services.stt.whisper_engine import WhisperConfig, WhisperEngine
 
-    engine = WhisperEngine(WhisperConfig(demo_models / "stt", "tiny.en", device="cpu"))
-    yield engine
-    engine.close()
+    engine = WhisperEngine(WhisperConfig(demo_models / "stt", device="cpu"))
+    core = SttCore(
+        engine, SileroDetector, Defaults(language="en"), batching=BatchPolicy(window_s=0)
+    )
+    core.load()
+    yield core
+    core.close()
+
+
+@pytest.fixture(scope="module")
+def engine(core):
+    return core.engine
 
 
 def words(transcript):
@@ -178,19 +189,11 @@ def batches_of_four_or_more() -> float:
     return count - (REGISTRY.get_sample_value("milo_stt_batch_size_bucket", {"le": "3.0"}) or 0.0)
 
 
-async def test_four_streams_ending_together_give_the_finals_of_each_run_alone(engine, speech):
+async def test_four_streams_ending_together_give_the_finals_of_each_run_alone(core, speech):
     from services.stt.audio import AudioSpec
-    from services.stt.core import Defaults, RequestOptions, SttCore
+    from services.stt.core import RequestOptions
     from services.stt.stream import Result, run_stream
-    from services.stt.vad import SileroDetector
 
-    core = SttCore(
-        lambda: engine,
-        SileroDetector,
-        Defaults(language="en"),
-        batching=BatchPolicy(max_batch=8, window_s=0),
-    )
-    core.load()
     tail = np.zeros(16_000, np.float32)
     pcm = [(np.concatenate([clip, tail]) * 32767).astype("<i2").tobytes() for clip in speech]
 
@@ -233,7 +236,6 @@ async def test_four_streams_ending_together_give_the_finals_of_each_run_alone(en
             await asyncio.sleep(0.01)
     gate.set()
     together = await asyncio.wait_for(asyncio.gather(*streams), 120)
-    core.scheduler.close()
     assert batches_of_four_or_more() == before + 1
     assert together == alone
     assert [len(f) for f in alone] == [1, 1, 1, 1] and all(f[0][1] for f in alone)

@@ -20,8 +20,8 @@ from services.runtime.server import ServiceHost
 from services.tts.batcher import BatchPolicy, SynthesisBatcher
 from services.tts.config import TtsSettings
 from services.tts.engine import Segment
-from services.tts.service import TtsService
-from services.tts.vits import VitsEngine
+from services.tts.service import make_service
+from services.tts.vits_engine import VitsEngine
 
 TEXTS = [
     "manao ahoana tompoko",
@@ -183,10 +183,10 @@ async def test_concurrent_requests_get_their_lone_audio_in_order(demo_models: Pa
         batch_window_ms=50,
     )
     engine = VitsEngine(demo_models / "tts", threads=1)
-    service = TtsService(engine, settings)
+    service = make_service(settings, engine)
     host = ServiceHost(service, settings)
     await host.start()
-    batcher = service.servicer.batcher
+    batcher = service.core.batcher
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
             stub = tts_pb2_grpc.TtsStub(channel)
