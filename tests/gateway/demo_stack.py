@@ -36,8 +36,11 @@ class Stack:
         for name in SERVICES:
             self.procs[name] = self.service(name).start()
         env = {f"MILO_GATEWAY_{n.upper()}_ADDRESS": self.procs[n].address for n in SERVICES}
-        env.update(MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en", MILO_GATEWAY_MAX_SENTENCE_CHARS="40",
-                   MILO_GATEWAY_TRANSLATE_TIMEOUT_S="5")
+        env.update(
+            MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en",
+            MILO_GATEWAY_MAX_SENTENCE_CHARS="40",
+            MILO_GATEWAY_TRANSLATE_TIMEOUT_S="5",
+        )
         self.procs["gateway"] = ServiceProcess("gateway", env, prefix="MILO_GATEWAY_").start()
 
     def stop(self) -> None:
