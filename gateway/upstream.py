@@ -19,10 +19,11 @@ the API key, cancellation and error mapping live here and nowhere else.
   service, its status code, its message and its retry hint.
 - Cancellation: a stream is an async context manager; leaving it by any path (end, error,
   the caller's task cancelled) cancels the call upstream at once, so the LLM stops
-  generating and TTS stops synthesizing. Waits are bounded with `asyncio.timeout`, never
-  `asyncio.wait_for`: on Python 3.11, wait_for swallows a cancellation that lands as the
-  awaited read completes (CPython gh-86296), and a barged-in turn then read the LLM's
-  reply to its end.
+  generating and TTS stops synthesizing; and a call never outlives the task that opened
+  it, even inside a generator its consumer dropped without closing. Waits are bounded
+  with `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11, wait_for swallows a
+  cancellation that lands as the awaited read completes (CPython gh-86296), and a
+  barged-in turn then read the LLM's reply to its end.
 """
 
 from __future__ import annotations
@@ -240,15 +241,26 @@ class Upstream:
     ) -> AsyncIterator[Replies]:
         """A server- or bidi-streaming call (`request` is a message or an async iterator of
         them) for the block's duration: `async with up.stream("llm", "Chat", r) as replies:
-        async for reply in replies: ...`. Leaving the block cancels the call upstream."""
+        async for reply in replies: ...`. Leaving the block cancels the call upstream; so
+        does the end of the task that opened it, should the block be left suspended (a
+        generator around it that its consumer dropped without closing)."""
         await self.connected(service)
         call = self._method(service, method)(
             request, timeout=self.timeouts.get((service, method)), metadata=self.metadata
         )
+        task = asyncio.current_task()
+
+        def opener_done(_task: asyncio.Task[Any]) -> None:
+            call.cancel()
+
+        if task is not None:
+            task.add_done_callback(opener_done)
         try:
             yield Replies(service, call, first_read_s)
         finally:
             call.cancel()
+            if task is not None:
+                task.remove_done_callback(opener_done)
 
     async def close(self) -> None:
         for channel in self.channels.values():

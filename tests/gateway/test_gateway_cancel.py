@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 RUNS = 50
 MAX_TOKENS = 1500  # seconds of generation on the demo model: a leak cannot hide
 REASONS = ("stop", "length", "cancelled", "error")
+PIVOT = "fr"  # the user speaks the LLM's language: no translation, the reply goes to TTS
 # (event kind, how many of them) after which a client acts: during the LLM's first
 # deltas, as the first sentences go out, and after the first audio chunks.
 POINTS = [("llm_delta", n) for n in (1, 2, 3, 5, 8, 13)] + [
@@ -107,7 +108,7 @@ async def events_of(
 class GrpcClient:
     def __init__(self, stub: gateway_pb2_grpc.ConversationStub, seed: int) -> None:
         self.outgoing: asyncio.Queue[gw.ConverseRequest] = asyncio.Queue()
-        config = gw.SessionConfig()
+        config = gw.SessionConfig(user_language=PIVOT)
         config.sampling.max_tokens, config.sampling.seed = MAX_TOKENS, seed
         config.sampling.temperature = 0.9
         self.outgoing.put_nowait(gw.ConverseRequest(config=config))
@@ -140,7 +141,8 @@ class WsClient:
     @classmethod
     async def open(cls, url: str, seed: int) -> WsClient:
         ws = await websockets.connect(url, max_size=None)
-        await ws.send(json.dumps({"config": {"sampling": sampling(seed)}}))
+        config = {"user_language": PIVOT, "sampling": sampling(seed)}
+        await ws.send(json.dumps({"config": config}))
         return cls(ws)
 
     async def text(self, text: str) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from milo.audio.v1 import audio_pb2
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
+from milo.llm.v1 import llm_pb2
 from milo.translate.v1 import translate_pb2
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -161,6 +162,25 @@ async def test_a_session_ends_with_the_task_that_reads_it_even_if_its_stream_is_
 
     await asyncio.create_task(reader())
     await asyncio.wait_for(fakes.llm.cancelled.wait(), 5)  # generation stopped upstream
+
+
+async def test_an_llm_stream_ends_with_the_task_that_opened_it_even_if_left_open(stack):
+    # The HTTP routes relay core.chat: a response abandoned mid-stream must not leave the
+    # LLM generating until the garbage collector finds the generator.
+    fakes, _ = stack
+    fakes.llm.gate = asyncio.Event()
+    left_open = []
+    request = llm_pb2.ChatRequest(
+        messages=[llm_pb2.Message(role=llm_pb2.ROLE_USER, content="Salama")]
+    )
+
+    async def reader() -> None:
+        stream = fakes.core.chat(request)
+        left_open.append(stream)
+        await anext(stream)
+
+    await asyncio.create_task(reader())
+    await asyncio.wait_for(fakes.llm.cancelled.wait(), 5)
 
 
 async def test_a_client_brain_turn_never_answered_ends_when_the_next_starts(stack):
