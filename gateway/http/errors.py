@@ -42,7 +42,7 @@ _OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error",
 _CODE_NAME = {401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
               413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
               422: "VALIDATION_ERROR", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
-OPENAI_PREFIXES = ("/v1/audio/", "/v1/chat/completions", "/v1/models")
+OPENAI_PREFIXES = ("/v1/audio/", "/v1/chat/completions", "/v1/models", "/v1/realtime")
 
 
 class HttpError(Exception):

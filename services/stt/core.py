@@ -63,21 +63,16 @@ class Recognition:
 
 
 class SttCore:
-    def __init__(self, make_engine: Callable[[], SttEngine],
-                 make_detector: Callable[[], SpeechDetector], defaults: Defaults,
-                 workers: int = 1) -> None:
-        self._make_engine, self._make_detector = make_engine, make_detector
+    """Recognition over one engine: `load` before use, `close` after (see the runtime's
+    `model_service`); the VAD detector is made on load."""
+
+    def __init__(self, engine: SttEngine, make_detector: Callable[[], SpeechDetector],
+                 defaults: Defaults, workers: int = 1) -> None:
+        self.engine, self._make_detector = engine, make_detector
         self.defaults = defaults
         self.scheduler = DecodeScheduler(workers)
-        self._engine: SttEngine | None = None
         self._detector: SpeechDetector | None = None
         self.default_language = defaults.language
-
-    @property
-    def engine(self) -> SttEngine:
-        if self._engine is None:
-            raise FailedPrecondition("the STT model is not loaded")
-        return self._engine
 
     @property
     def detector(self) -> SpeechDetector:
@@ -88,7 +83,8 @@ class SttCore:
     def load(self) -> None:
         """Load the engine and the VAD, settle the default language, warm both up. Blocks."""
         self._detector = self._make_detector()
-        self._engine = engine = self._make_engine()
+        engine = self.engine
+        engine.load()
         if self.defaults.language not in engine.languages:
             if engine.multilingual:
                 raise ValueError(f"default language {self.defaults.language!r} is not one "
@@ -110,9 +106,7 @@ class SttCore:
 
     def close(self) -> None:
         self.scheduler.close()
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        self.engine.close()
 
     def decode_options(self, req: RequestOptions) -> DecodeOptions:
         """Validated options, defaults filled in; InvalidArgument says what is wrong."""

@@ -9,35 +9,27 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import (
-    ServiceSettings,
+    Device,
+    ModelServiceSettings,
     grpc_port_field,
     metrics_port_field,
-    models_root,
+    model_dir_field,
 )
 
 MAX_SEED = 2**64 - 1
 
 
-def _default_model_dir() -> Path:
-    return models_root() / "tts"
-
-
-class TtsSettings(ServiceSettings):
+class TtsSettings(ModelServiceSettings):
     """Text to speech: MMS-TTS (VITS) for Malagasy."""
 
     model_config = SettingsConfigDict(env_prefix="MILO_TTS_")
 
     port: int = grpc_port_field("tts")
     metrics_port: int = metrics_port_field("tts")
-    model_dir: Path = Field(
-        default_factory=_default_model_dir,
-        description="transformers VITS folder (config.json, model.safetensors, vocab.json); "
-        "default: $MILO_MODELS_DIR/tts, else models/demo/tts",
+    model_dir: Path = model_dir_field(
+        "tts", "transformers VITS folder (config.json, model.safetensors, vocab.json)"
     )
-    model_id: str | None = Field(
-        None, description="model id to report (default: the models manifest, else the folder)"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    device: Device = Field(
         "auto", description="torch device; auto: cuda when available"
     )
     dtype: Literal["auto", "float32", "float16"] = Field(

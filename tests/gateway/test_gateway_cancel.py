@@ -25,8 +25,8 @@ from milo.gateway.v1 import gateway_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from demo_stack import Stack
 from procs import wait_until
+from stack import DemoStack
 
 pytestmark = pytest.mark.slow
 RUNS = 50
@@ -51,7 +51,7 @@ def sampling(seed: int) -> dict[str, Any]:
 class LlmReplies:
     """The LLM's finished replies by finish_reason, and its generated tokens."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: DemoStack) -> None:
         self.stack = stack
         self.counts = self.now()
         self.tokens = self._tokens()
@@ -166,7 +166,7 @@ Open = Callable[[int], Awaitable[Any]]
 
 
 @pytest.fixture(params=["grpc", "websocket"])
-async def connect(request, stack: Stack) -> AsyncIterator[Open]:
+async def connect(request, stack: DemoStack) -> AsyncIterator[Open]:
     gateway = stack.procs["gateway"]
     if request.param == "websocket":
         url = f"ws://127.0.0.1:{gateway.http_port}/v1/converse"

@@ -8,7 +8,6 @@ time; the runtime's admission control queues the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from services.runtime.model_folder import manifest_model_id
 from services.tts.audio import Samples
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ class VitsEngine:
         self._want_device, self._want_dtype, self._threads = device, dtype, threads
         self._voice = voice
         self._noise = (noise_scale, noise_scale_duration)
-        self.model_id = model_id or _model_id(self.model_dir)
+        self.model_id = (model_id or manifest_model_id(self.model_dir, "tts")
+                         or self.model_dir.resolve().name)
         self.device = device
         self._lock = threading.Lock()
         self._model: Any = None
@@ -169,15 +170,3 @@ def sayable_symbols(tokenizer: Any) -> frozenset[str]:
     if isinstance(pad, str) and len(pad) == 1 and not pad.isalpha() and pad != " ":
         symbols.discard(pad)
     return frozenset(symbols)
-
-
-def _model_id(model_dir: Path) -> str:
-    """The id in the models manifest next to the folder, else the folder's name."""
-    try:
-        manifest = json.loads((model_dir.parent / "manifest.json").read_text("utf-8"))
-        entry = manifest.get(model_dir.name, {})
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-            return str(entry["id"])
-    except (OSError, ValueError, AttributeError):
-        pass
-    return model_dir.resolve().name

@@ -1,6 +1,6 @@
-"""One synthesis, as a stream of events: validate the options, plan the text, synthesize
-segment after segment in a worker thread, and send each segment's audio as soon as it is
-ready.
+"""The TTS service's core. One synthesis, as a stream of events: validate the options, plan
+the text, synthesize segment after segment in a worker thread, and send each segment's audio
+as soon as it is ready.
 
 A producer task runs the engine one segment ahead of what the client has taken (a queue of
 one), so synthesis overlaps sending without running away from a slow reader. When the
@@ -184,3 +184,29 @@ async def _next(queue: asyncio.Queue[tuple[SentencePlan, int, Samples]],
         return getter.result()
     producer.result()  # raises what the producer raised
     raise RuntimeError("the synthesis producer stopped early")
+
+
+class TtsCore:
+    """Synthesis over one engine: `load` before use, `close` after (see the runtime's
+    `model_service`)."""
+
+    def __init__(self, engine: SpeechEngine, settings: TtsSettings) -> None:
+        self.engine, self.settings = engine, settings
+
+    def load(self) -> None:
+        """Load the model and warm it up (blocking)."""
+        self.engine.load()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def sample_rates(self) -> list[int]:
+        return sample_rates(self.engine)
+
+    def prepare(self, options: Options) -> Job:
+        """Check a request and plan its text; InvalidArgument says what is wrong."""
+        return prepare(options, self.engine, self.settings)
+
+    def stream(self, job: Job) -> AsyncIterator[Event]:
+        """The events of one synthesis (see `stream`)."""
+        return stream(job, self.engine, self.settings)
