@@ -92,3 +92,6 @@ class SttEngine(Engine, Protocol):
     languages: tuple[str, ...]  # ISO 639-1 codes it accepts
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript: ...
+
+    # Optional: `transcribe_batch(audios, options) -> list[Transcript]`, the same results
+    # as `transcribe` of each, in one model call; the core uses it when the engine has it.
