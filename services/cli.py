@@ -4,6 +4,7 @@
     milo models demo|fetch|convert                     prepare models
     milo up                                            the whole stack as local processes
     milo converse | eval | loadtest                    talk to a running stack
+    milo train stt [export]                            fine-tune Whisper, put it in service
 
 Each component registers its own commands; heavy imports happen only when a command runs.
 """
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     "services.stt.cli",
     "gateway.cli",
     "services.loadtest.cli",
+    "services.train.cli",
 )
 
 
