@@ -11,7 +11,11 @@ APT_PACKAGES := espeak-ng sox prometheus chromium fonts-dejavu-core
 TORCH_PIN ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo up test lint unit clean
+# checkov (Kubernetes manifest linter) pins many packages that fight ours: its own venv.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_PIN ?= checkov==3.3.30
+
+.PHONY: setup system-packages demo up test lint unit clean checkov
 
 setup: $(VENV)/.installed
 
@@ -40,10 +44,18 @@ lint: setup
 	$(BIN)/ruff check services gateway tests protos/generate.py setup.py
 	$(BIN)/mypy
 
-unit: demo
+$(CHECKOV_VENV)/.installed:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -U pip
+	$(CHECKOV_VENV)/bin/pip install -q $(CHECKOV_PIN)
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed
+
+unit: demo checkov
 	MILO_DEMO_MODELS=$(DEMO) $(BIN)/python -m pytest -q -rs
 
 test: lint unit
 
 clean:
-	rm -rf $(VENV) protos/gen build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) protos/gen build *.egg-info

@@ -8,6 +8,10 @@ deadline. The idempotent unary calls (Recognize, Translate, Describe) have a ret
 UNAVAILABLE and RESOURCE_EXHAUSTED answers are retried with exponential backoff, honouring
 the server's grpc-retry-pushback-ms. Streaming calls are never retried: a half-spoken reply
 cannot be replayed.
+
+Each address may name several replicas (a DNS name, `dns:///headless-service:port`, or a
+list of IP addresses): calls are spread with round_robin and a replica that reports
+NOT_SERVING gets no new call (gateway/balancing.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import metrics
+from gateway.balancing import balancing_config, channel_target
 from milo.llm.v1 import llm_pb2, llm_pb2_grpc
 from milo.stt.v1 import stt_pb2, stt_pb2_grpc
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc
@@ -50,7 +55,9 @@ def _service_config(name: str, retries: int) -> str:
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
     }
-    config = {"methodConfig": [{"name": methods, "retryPolicy": policy}]} if retries else {}
+    config = balancing_config()
+    if retries:
+        config["methodConfig"] = [{"name": methods, "retryPolicy": policy}]
     return json.dumps(config)
 
 
@@ -86,7 +93,7 @@ class Backends:
     def __init__(self, addresses: dict[str, str], api_key: str | None, retries: int) -> None:
         self.deps = {
             name: Dependency(name, addr, grpc.aio.insecure_channel(
-                addr, options=channel_options(name, retries)))
+                channel_target(addr), options=channel_options(name, retries)))
             for name, addr in addresses.items()
         }
         self.metadata: Sequence[tuple[str, str]] = (
@@ -122,13 +129,22 @@ class Backends:
         return {name: dep.status for name, dep in self.deps.items()}
 
     async def _watch(self, dep: Dependency) -> None:
-        """Follow the dependency's health forever; UNREACHABLE while the watch cannot connect."""
+        """Follow the dependency's health forever; UNREACHABLE while the watch cannot connect.
+        The watch runs on one replica: when it says NOT_SERVING (draining, loading), the
+        watch is opened again, and lands on a replica that serves if there is one."""
         stub = health_pb2_grpc.HealthStub(dep.channel)
         request = health_pb2.HealthCheckRequest(service="")
         while True:
             try:
-                async for reply in stub.Watch(request, wait_for_ready=True):
-                    self._set(dep, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+                call = stub.Watch(request, wait_for_ready=True)
+                try:
+                    async for reply in call:
+                        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                        self._set(dep, status)
+                        if status != "SERVING":
+                            break
+                finally:
+                    call.cancel()
             except grpc.aio.AioRpcError as exc:
                 self._set(dep, "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE
                           else "UNKNOWN")

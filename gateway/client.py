@@ -13,12 +13,21 @@ barged_in, turn_ended, ...) and `payload` is its typed protobuf message. If the 
 cannot be reached when the conversation opens, it retries with backoff; a stream that breaks
 mid-way raises `grpc.aio.AioRpcError` (a half-spoken turn cannot be replayed). The unary
 helpers retry UNAVAILABLE with backoff (a gRPC retry policy on the channel).
+
+Several gateways: `address` may be a list of IP `host:port`, or a DNS name resolving to
+every replica (`dns:///milo-gateway:50050`); calls are spread over the replicas that say
+SERVING. When a gateway shuts down, it sends a `reconnect` event: `converse()` yields it,
+stops sending on that stream (inputs wait), lets the turns in flight finish, then opens a
+new stream with the same config on another replica and goes on with the inputs, so the
+caller's loop sees one conversation (its LLM history starts afresh).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +43,29 @@ from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
 
 _UNARY = ("Describe", "Transcribe", "Translate")
-_RETRY = {"methodConfig": [{
-    "name": [{"service": "milo.gateway.v1.Conversation", "method": m} for m in _UNARY],
-    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.2s", "maxBackoff": "2s",
-                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-}]}
+_SERVICE_CONFIG = {
+    # Spread calls over every replica the address names; skip one that is NOT_SERVING.
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [{
+        "name": [{"service": "milo.gateway.v1.Conversation", "method": m} for m in _UNARY],
+        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.2s", "maxBackoff": "2s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+}
+
+
+def _target(address: str | Sequence[str]) -> str:
+    """A gRPC target: one `host:port` or `dns:///name:port` as is; a list of IP
+    `host:port` (a sequence or comma-separated) as an `ipv4:`/`ipv6:` target."""
+    parts = [address] if isinstance(address, str) else list(address)
+    parts = [p.strip() for part in parts for p in part.split(",") if p.strip()]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        raise ValueError("no gateway address given")
+    v6 = parts[0].startswith("[")
+    return ("ipv6:" if v6 else "ipv4:") + ",".join(parts)
 
 
 @dataclass(frozen=True)
@@ -66,15 +93,16 @@ def _request(item: bytes | str | Reply | int) -> gw.ConverseRequest:
 
 
 class MiloClient:
-    def __init__(self, address: str = "127.0.0.1:50050", api_key: str | None = None,
-                 timeout: float = 60.0, connect_attempts: int = 5) -> None:
+    def __init__(self, address: str | Sequence[str] = "127.0.0.1:50050",
+                 api_key: str | None = None, timeout: float = 60.0,
+                 connect_attempts: int = 5) -> None:
         self.timeout, self.connect_attempts = timeout, connect_attempts
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        self.channel = grpc.aio.insecure_channel(address, options=[
+        self.channel = grpc.aio.insecure_channel(_target(address), options=[
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.enable_retries", 1),
-            ("grpc.service_config", json.dumps(_RETRY)),
+            ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ])
         self.stub = gateway_pb2_grpc.ConversationStub(self.channel)
@@ -92,20 +120,50 @@ class MiloClient:
                        config: gw.SessionConfig | None = None,
                        timeout: float | None = None,  # noqa: ASYNC109 (the gRPC deadline)
                        ) -> AsyncIterator[Event]:
-        """One session: yields events until the inputs end and the last turn is over."""
-        await self._wait_ready()
+        """One session: yields events until the inputs end and the last turn is over.
+        On a `reconnect` event (yielded too) it goes on over a new stream: see above."""
+        pending = _Inputs(inputs)
+        refused = 0
+        try:
+            while True:
+                await self._wait_ready()
+                call = self.stub.Converse(metadata=self.metadata, timeout=timeout)
+                reconnect = opened = False
+                try:
+                    async for event in self._one_stream(call, config, pending):
+                        opened = True
+                        reconnect = reconnect or event.kind == "reconnect"
+                        yield event
+                except grpc.aio.AioRpcError as exc:
+                    # A gateway that drains refuses new streams: try another (with backoff).
+                    refused += 1
+                    if (opened or exc.code() != grpc.StatusCode.UNAVAILABLE
+                            or refused >= self.connect_attempts):
+                        raise
+                    await asyncio.sleep(min(0.2 * 2**refused, 2.0))
+                    continue
+                if not reconnect or pending.finished:
+                    return
+        finally:
+            pending.close()
 
-        async def requests() -> AsyncIterator[gw.ConverseRequest]:
-            yield gw.ConverseRequest(config=config or gw.SessionConfig())
-            async for item in inputs:
-                yield _request(item)
-
-        call = self.stub.Converse(requests(), metadata=self.metadata, timeout=timeout)
+    async def _one_stream(self, call: Any, config: gw.SessionConfig | None,
+                          pending: _Inputs) -> AsyncIterator[Event]:
+        """Events of one Converse stream, while a task writes the inputs to it; after a
+        `reconnect` event the writer stops (unsent inputs wait) and the stream half-closes."""
+        stop = asyncio.Event()
+        writer = asyncio.create_task(
+            pending.write(call, gw.ConverseRequest(config=config or gw.SessionConfig()), stop))
         try:
             async for reply in call:
                 kind = reply.WhichOneof("event")
+                if kind == "reconnect":
+                    stop.set()
                 yield Event(reply.turn_id, kind or "", getattr(reply, kind) if kind else None)
+            stop.set()  # the stream is over: what the writer still holds waits
+            await writer
         finally:
+            writer.cancel()
             call.cancel()
 
     async def _wait_ready(self) -> None:
@@ -159,3 +217,60 @@ class MiloClient:
                                            timeout=self.timeout, metadata=self.metadata):
             if reply.response.HasField("audio"):
                 yield reply.response.audio.data
+
+
+_END = object()
+# What writing to a stream that has already ended raises.
+_ENDED = (grpc.aio.UsageError, grpc.aio.AioRpcError, asyncio.InvalidStateError)
+
+
+class _Inputs:
+    """The caller's inputs, read ahead into a buffer so that a stream that must end (the
+    gateway's `reconnect`) leaves what it has not sent for the next stream."""
+
+    def __init__(self, source: AsyncIterable[bytes | str | Reply | int]) -> None:
+        self._buffer: deque[object] = deque()
+        self._more = asyncio.Event()
+        self.finished = False  # the source is exhausted and every input was sent
+        self._reader = asyncio.create_task(self._read(source))
+
+    async def _read(self, source: AsyncIterable[bytes | str | Reply | int]) -> None:
+        try:
+            async for item in source:
+                self._buffer.append(item)
+                self._more.set()
+        finally:
+            self._buffer.append(_END)
+            self._more.set()
+
+    async def write(self, call: Any, first: gw.ConverseRequest, stop: asyncio.Event) -> None:
+        """Send `first`, then the inputs, until they end (half-close) or `stop` is set."""
+        await call.write(first)
+        while not stop.is_set():
+            if not self._buffer:
+                self._more.clear()
+                await _first_of(self._more, stop)
+                continue
+            item = self._buffer.popleft()
+            if item is _END:
+                self.finished = True
+                break
+            try:
+                await call.write(_request(item))  # type: ignore[arg-type]
+            except _ENDED:
+                self._buffer.appendleft(item)  # the stream ended first: keep it for the next
+                return
+        with contextlib.suppress(*_ENDED):
+            await call.done_writing()
+
+    def close(self) -> None:
+        self._reader.cancel()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

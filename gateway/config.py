@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from gateway.balancing import AddressError, channel_target, first_host
 from services.runtime.config import (
     PORTS,
     ServiceSettings,
@@ -22,7 +23,10 @@ class GatewaySettings(ServiceSettings):
     port: int = grpc_port_field("gateway")
     metrics_port: int = metrics_port_field("gateway")
     max_concurrency: int = Field(64, ge=1, description="conversations and calls served at once")
-    stt_address: str = Field(f"127.0.0.1:{PORTS['stt'][0]}", description="STT service host:port")
+    # Each address: host:port, dns:///name:port (every replica the name resolves to, e.g.
+    # a headless Service) or a comma-separated list of IP host:port (gateway/balancing.py).
+    stt_address: str = Field(f"127.0.0.1:{PORTS['stt'][0]}", description="STT service "
+                             "host:port, dns:///name:port or a list of IP host:port")
     translate_address: str = Field(f"127.0.0.1:{PORTS['translate'][0]}")
     llm_address: str = Field(f"127.0.0.1:{PORTS['llm'][0]}")
     tts_address: str = Field(f"127.0.0.1:{PORTS['tts'][0]}")
@@ -54,6 +58,10 @@ class GatewaySettings(ServiceSettings):
     max_request_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, le=1024**3, description="largest HTTP request body (413)"
     )
+    body_read_timeout_s: float = Field(
+        15.0, gt=0, le=3600, description="longest wait for the next piece of an HTTP request "
+        "body; past it the request gets 408 and the connection is closed, so a slow or broken "
+        "client cannot hold a worker")
     max_text_chars: int = Field(
         10_000, ge=1, le=1_000_000, description="longest text in an HTTP request (400)"
     )
@@ -63,6 +71,16 @@ class GatewaySettings(ServiceSettings):
     translate_metrics_address: str | None = Field(None)
     llm_metrics_address: str | None = Field(None)
     tts_metrics_address: str | None = Field(None)
+
+    @field_validator("stt_address", "translate_address", "llm_address", "tts_address")
+    @classmethod
+    def _valid_target(cls, value: str) -> str:
+        """Refuse at start-up an address gRPC could not use (e.g. a list of host names)."""
+        try:
+            channel_target(value)
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -79,7 +97,8 @@ class GatewaySettings(ServiceSettings):
         given = getattr(self, f"{name}_metrics_address")
         if given:
             return str(given)
-        host = str(getattr(self, f"{name}_address")).rsplit(":", 1)[0]
+        host = first_host(str(getattr(self, f"{name}_address")))
+        host = f"[{host}]" if ":" in host else host
         return f"{host}:{PORTS[name][1]}"
 
     @property

@@ -10,6 +10,7 @@ one set of errors to its own shapes: gRPC status codes, or HTTP statuses and JSO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -27,10 +28,17 @@ from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
-from services.runtime.errors import InvalidArgument, MiloError, ResourceExhausted, UpstreamError
-from services.runtime.interceptors import RETRY_PUSHBACK_KEY
+from services.runtime.errors import (
+    InvalidArgument,
+    MiloError,
+    ResourceExhausted,
+    Unavailable,
+    UpstreamError,
+)
+from services.runtime.interceptors import ERROR_REASON_KEY, RETRY_PUSHBACK_KEY
 
 log = logging.getLogger(__name__)
+_DRAINING = "this gateway is shutting down: connect again and another replica will answer"
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$")
 _RAW = (audio_pb2.AUDIO_ENCODING_PCM_S16LE, audio_pb2.AUDIO_ENCODING_PCM_F32LE)
 _OUT = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_PCM_S16LE,
@@ -74,7 +82,14 @@ def upstream(name: str, exc: grpc.aio.AioRpcError) -> MiloError:
     details = exc.details() or "no details"
     if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhausted(f"{name}: {details}", _pushback_ms(exc))
-    return UpstreamError(name, exc.code(), details)
+    return UpstreamError(name, exc.code(), details, _trailer(exc, ERROR_REASON_KEY))
+
+
+def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in exc.trailing_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
 
 
 def _pushback_ms(exc: grpc.aio.AioRpcError) -> int | None:
@@ -92,6 +107,10 @@ class GatewayCore:
 
     def __init__(self, settings: GatewaySettings, backends: Backends) -> None:
         self.settings, self.backends = settings, backends
+        self.draining = False
+        self._sessions: set[Session] = set()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
 
     def describe(self) -> gw.DescribeResponse:
         deps = [gw.Dependency(name=d.name, address=d.address, status=d.status,
@@ -108,6 +127,8 @@ class GatewayCore:
                        ) -> AsyncIterator[gw.ConverseResponse]:
         """One session: the first request must be a SessionConfig; events stream out until
         the requests end (and the last turn is over) or the consumer stops reading."""
+        if self.draining:
+            raise Unavailable(_DRAINING)
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("request") != "config":
             raise InvalidArgument("the first message of Converse must be a SessionConfig")
@@ -120,15 +141,49 @@ class GatewayCore:
         session.emit(0, session_started=gw.SessionStarted(session_id=session.id,
                                                           config=first.config))
         pump = asyncio.create_task(self._pump(session, requests))
+        self._opened(session)
         try:
             async for event in session.outbox.drain():
                 yield event
             await pump
         finally:
             pump.cancel()
+            self._closed(session)
             await session.close()
             metrics.SESSIONS.dec()
             log.info("session %s closed after %d turns", session.id, session._turns)
+
+    def _opened(self, session: Session) -> None:
+        self._sessions.add(session)
+        self._no_sessions.clear()
+        if self.draining:  # a stream that opened as the drain began
+            session.go_away(_DRAINING, 0)
+
+    def _closed(self, session: Session) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._no_sessions.set()
+
+    async def drain(self, grace: float) -> None:
+        """Shutting down: refuse new conversations, tell each open one to reconnect (the
+        in-band `reconnect` event), let it finish its turns until its client half-closes,
+        and end those still open after `grace` seconds."""
+        self.draining = True
+        log.info("draining: %d conversations told to reconnect (grace %.1fs)",
+                 len(self._sessions), grace)
+        for session in list(self._sessions):
+            session.go_away(_DRAINING, int(grace * 1000))
+        if not self._sessions:
+            return
+        try:
+            await asyncio.wait_for(self._no_sessions.wait(), grace)
+        except TimeoutError:
+            log.warning("drain grace over: ending %d conversations still open",
+                        len(self._sessions))
+            for session in list(self._sessions):
+                session.cut()
+            with contextlib.suppress(TimeoutError):  # they flush their last events
+                await asyncio.wait_for(self._no_sessions.wait(), 1.0)
 
     async def _pump(self, session: Session, requests: AsyncIterator[gw.ConverseRequest]) -> None:
         try:

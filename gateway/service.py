@@ -62,6 +62,8 @@ class GatewayService:
                      "llm": s.llm_address, "tts": s.tts_address}
         self.backends = Backends(addresses, key, s.unary_retries)
         self.backends.on_status.append(self._publish)
+        for name in addresses:  # known names from the start, NOT_SERVING until seen up
+            self._publish(name, "UNKNOWN")
         self.backends.start()
         self.core = GatewayCore(s, self.backends)
         self.servicer = ConversationServicer(self.core)
@@ -80,6 +82,12 @@ class GatewayService:
         self.http = HttpServer(create_app(self.settings, core), host, port,
                                self.settings.shutdown_grace_s)
         self.http.start()
+
+    async def drain(self, grace: float) -> None:
+        """SIGTERM (called by the runtime as the server stops taking calls): open
+        conversations get the `reconnect` event and `grace` seconds to finish their turns."""
+        if self.core is not None:
+            await self.core.drain(grace)
 
     def load(self) -> None:
         """No model: the gateway serves once HTTP listens too; each dependency's health is

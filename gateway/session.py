@@ -194,6 +194,17 @@ class Session:
                                             content=" ".join(sentences)))
         del self.history[: max(0, len(self.history) - 2 * max(1, self.options.max_history_turns))]
 
+    def go_away(self, reason: str, deadline_ms: int) -> None:
+        """The gateway drains: tell the client to continue on a new stream (the
+        `reconnect` event); turns in flight and what the client still sends go on."""
+        log.info("session %s: told to reconnect (%s)", self.id, reason)
+        self.emit(0, reconnect=gw.Reconnect(reason=reason, deadline_ms=deadline_ms))
+
+    def cut(self) -> None:
+        """The drain's grace is over: stop the turn in progress and end the stream."""
+        self.barge_in(reason=Reason.REASON_CANCELLED)
+        self.outbox.close()
+
     async def finish(self) -> None:
         """The client half-closed: let the last utterance and the turn in progress finish."""
         await self.listener.finish()

@@ -15,8 +15,9 @@ from gateway.core import GatewayCore, version
 from gateway.http import converse_ws, errors, native, openai_routes, operations
 from gateway.http.auth import ApiKey
 from gateway.http.deps import Bridge
-from gateway.http.middleware import Admitted, BodyLimit, Metrics, RequireKey
+from gateway.http.middleware import Admitted, BodyLimit, BodyTimeout, Metrics, RequireKey
 from gateway.http.status import StatusBoard
+from gateway.http.voices import VoiceMap
 from services.runtime.admission import Admission
 
 WEB = Path(__file__).parent / "web"
@@ -38,7 +39,7 @@ def create_app(settings: GatewaySettings, core: GatewayCore,
     key = ApiKey(settings.api_key.get_secret_value() if settings.api_key else None)
     admission = Admission(settings.max_concurrency, settings.max_queue)
     app.state.bridge = Bridge(settings, core, key, board or StatusBoard(settings, core.backends),
-                              admission)
+                              admission, VoiceMap(core))
     errors.install(app)
     for router in (native.router, openai_routes.router):
         app.include_router(router, dependencies=_DOC_AUTH)
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings, core: GatewayCore,
     # Added innermost first: CORS (outermost) answers preflights before the key is asked.
     app.add_middleware(Admitted, admission=admission)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyTimeout, timeout_s=settings.body_read_timeout_s)
     app.add_middleware(RequireKey, api_key=key)
     app.add_middleware(Metrics)
     if settings.cors_origins:

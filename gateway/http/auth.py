@@ -37,9 +37,12 @@ class ApiKey:
         return self._key is not None
 
     def check(self, conn: HTTPConnection, allow_query: bool = False) -> None:
+        self.check_value(given_key(conn, allow_query))
+
+    def check_value(self, given: str | None) -> None:
+        """Unauthenticated unless `given` is the key (or no key is configured)."""
         if self._key is None:
             return
-        given = given_key(conn, allow_query)
         if given is None or not hmac.compare_digest(given.encode(), self._key):
             raise Unauthenticated(_MESSAGE)
 

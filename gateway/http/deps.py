@@ -12,6 +12,7 @@ from gateway.config import GatewaySettings
 from gateway.core import GatewayCore
 from gateway.http.auth import ApiKey
 from gateway.http.status import StatusBoard
+from gateway.http.voices import VoiceMap
 from services.runtime.admission import Admission
 from services.runtime.errors import InvalidArgument
 
@@ -34,6 +35,7 @@ class Bridge:
     api_key: ApiKey
     board: StatusBoard
     admission: Admission
+    voices: VoiceMap
 
 
 def bridge(conn: HTTPConnection) -> Bridge:

@@ -77,6 +77,10 @@ def error_response(path: str, status: int, code: str, message: str,
                         headers=headers)
 
 
+# Reasons (MiloError.reason) that OpenAI's API names, and the parameter at fault.
+_REASON_PARAM = {"context_length_exceeded": "messages"}
+
+
 def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
     status = status_of(exc)
     headers = None
@@ -85,6 +89,9 @@ def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
         headers = {"Retry-After": str(max(1, seconds))}
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    if exc.reason in _REASON_PARAM and path.startswith(OPENAI_PREFIXES):
+        return error_response(path, status, exc.reason, exc.message, headers,
+                              param=_REASON_PARAM[exc.reason])
     return error_response(path, status, exc.code.name, exc.message, headers)
 
 

@@ -1,15 +1,17 @@
 """Audio in and out over HTTP, shared by the native and the OpenAI-compatible routes:
 an uploaded file to a RecognizeRequest (415 for what is not audio), and a TTS stream to
-streamed WAV or raw PCM."""
+streamed WAV, raw PCM, or MP3 / Ogg Opus / AAC / FLAC encoded as it comes (encode.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import UploadFile
 
 from gateway.core import GatewayCore
+from gateway.http.encode import CODECS, SpeechEncoder
 from gateway.http.errors import HttpError
 from gateway.http.streams import prime
 from milo.audio.v1 import audio_pb2
@@ -59,19 +61,39 @@ class Speech:
 async def start_speech(core: GatewayCore, request: tts_pb2.SynthesizeRequest,
                        container: str) -> Speech:
     """Call TTS and wait for its format (errors before it raise here); `container` is
-    'wav' (streamed WAV, sizes unknown) or 'pcm' (raw s16le)."""
+    'wav' (streamed WAV, sizes unknown), 'pcm' (raw s16le) or a key of encode.CODECS."""
     request.encoding = audio_pb2.AUDIO_ENCODING_PCM_S16LE
     first, stream = await prime(core.speak(request))
     if first is None or not first.HasField("format"):
         raise Unavailable("tts: the stream did not start with its audio format")
     rate, channels = first.format.sample_rate_hz, first.format.channels or 1
 
-    async def body() -> AsyncIterator[bytes]:
-        if container == "wav":
-            yield streaming_wav_header(rate, channels)
+    async def pcm() -> AsyncIterator[bytes]:
         async for reply in stream:
             if reply.HasField("audio") and reply.audio.data:
                 yield reply.audio.data
 
+    if container in CODECS:
+        codec = CODECS[container]
+        return Speech(codec.media_type, codec.rate, encoded(pcm(), container, rate))
+
+    async def body() -> AsyncIterator[bytes]:
+        if container == "wav":
+            yield streaming_wav_header(rate, channels)
+        async for data in pcm():
+            yield data
+
     media = "audio/wav" if container == "wav" else f"audio/L16;rate={rate};channels={channels}"
     return Speech(media, rate, body())
+
+
+async def encoded(pcm: AsyncIterator[bytes], fmt: str, rate: int) -> AsyncIterator[bytes]:
+    """PCM chunks (s16le mono at `rate`) encoded in `fmt` as they come, off the event loop."""
+    encoder = await asyncio.to_thread(SpeechEncoder, fmt, rate)
+    async for data in pcm:
+        out = await asyncio.to_thread(encoder.encode, data)
+        if out:
+            yield out
+    tail = await asyncio.to_thread(encoder.finish)
+    if tail:
+        yield tail

@@ -1,4 +1,5 @@
-"""ASGI middleware: request size limit (413), admission (429) and per-route metrics.
+"""ASGI middleware: request size limit (413), body read timeout (408), admission (429) and
+per-route metrics.
 
 Pure ASGI (not BaseHTTPMiddleware), so streamed responses flow through untouched and an
 admission slot is held until the last byte of a streamed reply has gone out.
@@ -6,6 +7,7 @@ admission slot is held until the last byte of a streamed reply has gone out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -52,6 +54,60 @@ class BodyLimit:
 
     def _message(self) -> str:
         return f"the request body is over the gateway's limit of {self.max_bytes} bytes"
+
+
+class BodyTimeout:
+    """Each read of the request body waits at most `timeout_s` for the client; past it the
+    app sees the client as gone, and the client gets 408 (whatever the app answers) on a
+    connection that is then closed. Without it a body shorter than its Content-Length held
+    a worker until the client gave up."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app, self.timeout_s = app, timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = body_done = timed_out = False
+
+        async def timed() -> Message:
+            nonlocal body_done, timed_out
+            if body_done or started:  # e.g. a streamed reply waiting for the disconnect
+                return await receive()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                timed_out = True
+                return {"type": "http.disconnect"}
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                await answer_408()
+                return  # the app's own answer to the "disconnect" is dropped
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        async def answer_408() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                message = (f"the request body did not arrive: nothing for {self.timeout_s:g} "
+                           "s before the announced Content-Length was reached")
+                await _send_json(send, scope["path"], 408, "REQUEST_TIMEOUT", message,
+                                 close=True)
+
+        try:
+            await self.app(scope, timed, sending)
+        except Exception:
+            if not timed_out:
+                raise
+        if timed_out:
+            await answer_408()
 
 
 class RequireKey:
@@ -147,9 +203,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_json(send: Send, path: str, status: int, code: str, message: str) -> None:
+async def _send_json(send: Send, path: str, status: int, code: str, message: str,
+                     close: bool = False) -> None:
     body: Any = json.dumps(error_body(path, status, code, message)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

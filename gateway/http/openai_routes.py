@@ -14,14 +14,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from gateway.core import GatewayCore
 from gateway.http import openai_schemas as o
+from gateway.http import subtitles
 from gateway.http.deps import ERRORS, bridge, check_text, core
 from gateway.http.media import recognize_request, start_speech
-from gateway.http.native import _AUDIO_DOC
 from gateway.http.streams import SSE_EVENT, prime, sse, sse_guard
 from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.tts.v1 import tts_pb2
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import ContextLengthExceeded, InvalidArgument
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
 Core = Annotated[GatewayCore, Depends(core)]
@@ -30,12 +30,21 @@ _ROLES = {"system": llm_pb2.ROLE_SYSTEM, "developer": llm_pb2.ROLE_SYSTEM,
 _FINISH = {llm_pb2.FINISH_REASON_LENGTH: "length"}
 _PCM_RATE = 24000  # OpenAI's pcm is 24 kHz s16le mono
 _TRANSCRIPTION_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "json: {text}; verbose_json: segments and words in seconds; text: plain",
+    "description": "json: {text}; verbose_json: segments and words in seconds; text: plain; "
+    "srt and vtt: subtitles, one cue per segment",
     "content": {
         "application/json": {"schema": {"anyOf": [
             {"$ref": "#/components/schemas/TranscriptionOut"},
             {"$ref": "#/components/schemas/VerboseTranscription"}]}},
-        "text/plain": {"schema": {"type": "string"}}}}}
+        "text/plain": {"schema": {"type": "string"}},
+        "text/vtt": {"schema": {"type": "string"}}}}}
+
+
+_SPEECH_DOC: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the speech, streamed: mp3 (audio/mpeg), opus (audio/ogg), aac "
+    "(audio/aac), flac (audio/flac), wav (audio/wav) or pcm (s16le mono, 24 kHz)",
+    "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in (
+        "audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/L16")}}}
 
 
 def verbose(reply: stt_pb2.RecognizeResponse) -> o.VerboseTranscription:
@@ -57,7 +66,8 @@ async def transcriptions(
     model: Annotated[str, Form(max_length=200, description="any name")],
     language: Annotated[str | None, Form(pattern=r"^[a-z]{2,3}$")] = None,
     prompt: Annotated[str | None, Form(max_length=2000)] = None,
-    response_format: Annotated[Literal["json", "text", "verbose_json"], Form()] = "json",
+    response_format: Annotated[Literal["json", "text", "verbose_json", "srt", "vtt"],
+                               Form()] = "json",
     temperature: Annotated[float | None, Form(ge=0, le=1, description="ignored")] = None,
     granularities: Annotated[list[Literal["word", "segment"]] | None,
                              Form(alias="timestamp_granularities[]")] = None,
@@ -67,20 +77,26 @@ async def transcriptions(
     reply = await core.transcribe(request)
     if response_format == "text":
         return PlainTextResponse(reply.text)
+    if response_format == "srt":
+        return PlainTextResponse(subtitles.srt(reply.segments))
+    if response_format == "vtt":
+        return PlainTextResponse(subtitles.vtt(reply.segments), media_type="text/vtt")
     if words:
         return JSONResponse(verbose(reply).model_dump())
     return JSONResponse(o.TranscriptionOut(text=reply.text).model_dump())
 
 
 @router.post("/audio/speech", summary="OpenAI: text to speech (streamed)",
-             response_class=StreamingResponse, responses=_AUDIO_DOC)
+             response_class=StreamingResponse, responses=_SPEECH_DOC)
 async def speech(body: o.SpeechIn, request: Request, core: Core) -> StreamingResponse:
-    check_text(body.input, bridge(request).settings, "input")
-    voice = None if body.voice.lower() in o.OPENAI_VOICES else body.voice
+    b = bridge(request)
+    check_text(body.input, b.settings, "input")
+    speed = None if body.speed is None else min(max(body.speed, o.MIN_SPEED), o.MAX_SPEED)
+    fmt = body.response_format
     tts_request = tts_pb2.SynthesizeRequest(
-        text=body.input, voice=voice, speed=body.speed,
-        sample_rate_hz=_PCM_RATE if body.response_format == "pcm" else None)
-    speech = await start_speech(core, tts_request, body.response_format)
+        text=body.input, voice=await b.voices.resolve(body.voice), speed=speed,
+        sample_rate_hz=None if fmt == "wav" else _PCM_RATE)
+    speech = await start_speech(core, tts_request, fmt)
     return StreamingResponse(speech.body, media_type=speech.media_type, headers=speech.headers)
 
 
@@ -88,9 +104,9 @@ def llm_request(body: o.ChatCompletionIn, max_chars: int) -> llm_pb2.ChatRequest
     messages = []
     for m in body.messages:
         text = m.text()
-        if len(text) > max_chars:
-            raise InvalidArgument(f"a message has {len(text)} characters; the limit is "
-                                  f"{max_chars}")
+        if len(text) > max_chars:  # past the gateway's text limit: no model context holds it
+            raise ContextLengthExceeded(f"a message has {len(text)} characters; the gateway "
+                                        f"takes at most {max_chars} per message")
         messages.append(llm_pb2.Message(role=_ROLES[m.role], content=text))
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stop) > 4:

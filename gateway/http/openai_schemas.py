@@ -7,9 +7,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# OpenAI's stock voice names: they take Milo's default voice.
-OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx",
-                           "sage", "shimmer", "verse", "marin", "cedar"})
+from services.runtime.errors import InvalidArgument
+
+# OpenAI's stock voice names, in a fixed order: voices.py maps them onto the TTS model's.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
+                 "shimmer", "verse", "marin", "cedar")
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+# Milo's TTS speaks at 0.5x to 2x; OpenAI takes 0.25 to 4.0: the rest is clamped.
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+# The LLM service accepts up to 1000 messages and trims the oldest turns to fit its
+# context; the HTTP route takes as many (services/llm/convert.py MAX_MESSAGES).
+MAX_MESSAGES = 1000
 
 
 class SpeechIn(BaseModel):
@@ -18,31 +26,44 @@ class SpeechIn(BaseModel):
     model: str = Field(max_length=200, examples=["milo-tts"], description="any name")
     input: str = Field(min_length=1, max_length=100_000, examples=["Manao ahoana ianao?"])
     voice: str = Field(max_length=100, examples=["alloy"],
-                       description="a Milo voice; OpenAI's names take the default voice")
-    response_format: Literal["wav", "pcm"] = Field(
-        "wav", description="wav (streamed) or pcm (raw s16le, 24 kHz mono as OpenAI's)")
-    speed: float | None = Field(None, ge=0.5, le=2.0, description="1.0 is normal")
+                       description="a voice of the TTS model, 'default', or any OpenAI voice "
+                       "name (mapped onto the model's voices, see the README)")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
+        "mp3", description="mp3 (default, as OpenAI's), opus (in Ogg), aac (ADTS), flac, "
+        "wav (streamed) or pcm (raw s16le, 24 kHz mono as OpenAI's); all streamed")
+    speed: float | None = Field(
+        None, ge=0.25, le=4.0, description="1.0 is normal; OpenAI's range 0.25 to 4.0 is "
+        f"accepted and clamped to what the TTS does, {MIN_SPEED} to {MAX_SPEED}")
     instructions: str | None = Field(None, max_length=10_000, description="ignored")
 
 
-class TextPart(BaseModel):
+class ContentPart(BaseModel):
+    """A part of a message: only `text` parts are read; the others (image_url,
+    input_audio, file) get a 400 that says so."""
+
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["text"]
-    text: str = Field(max_length=100_000)
+    type: str = Field(max_length=100)
+    text: str | None = Field(None, max_length=100_000)
 
 
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = Field(None)
+    content: str | list[ContentPart] | None = Field(None)
     name: str | None = Field(None, max_length=200)
 
     def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
+        """The message's text; InvalidArgument for a part that is not text."""
+        if not isinstance(self.content, list):
+            return self.content or ""
+        for part in self.content:
+            if part.type != "text":
+                what = "images are" if part.type == "image_url" else f"{part.type} parts are"
+                raise InvalidArgument(f"{what} not supported: Milo's language model reads "
+                                      "text only; send the content as text parts")
+        return "".join(part.text or "" for part in self.content)
 
 
 class StreamOptions(BaseModel):
@@ -55,7 +76,9 @@ class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(max_length=200, examples=["milo"])
-    messages: list[ChatMessageIn] = Field(min_length=1, max_length=256)
+    messages: list[ChatMessageIn] = Field(
+        min_length=1, max_length=MAX_MESSAGES,
+        description="the oldest turns are dropped to fit the model's context, as gRPC Chat does")
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)

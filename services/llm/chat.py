@@ -38,7 +38,7 @@ from services.llm.domain import (
 )
 from services.llm.engine import ChatEngine, TemplateError
 from services.runtime.admission import Admission
-from services.runtime.errors import InvalidArgument, Unavailable
+from services.runtime.errors import ContextLengthExceeded, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class ChatRunner:
         try:
             fitted = fit_conversation(request.messages, self.engine.count_prompt_tokens, budget)
         except ContextOverflow as exc:
-            raise InvalidArgument(
+            raise ContextLengthExceeded(
                 f"the last message and the system prompt take {exc.needed_tokens} tokens; with "
                 f"max_tokens {max_tokens} that exceeds the context of "
                 f"{self.engine.context_tokens} tokens: shorten the message or lower max_tokens"

@@ -63,6 +63,16 @@ class ServiceSettings(BaseSettings):
     max_concurrency: int = Field(4, ge=1, le=1024, description="requests served at once")
     max_queue: int = Field(32, ge=0, le=100_000, description="requests waiting, past which 429")
     shutdown_grace_s: float = Field(10.0, ge=0, le=600, description="drain time on SIGTERM")
+    # Connection recycling, for clients that balance over replicas (the gateway's
+    # round_robin): a connection older than this gets a GOAWAY (gRPC adds +-10 % jitter), so
+    # the client re-resolves its address and new replicas get traffic. Calls in flight go on
+    # for up to the grace; unset grace: until they end (an STT stream lasts a conversation).
+    max_connection_age_s: float | None = Field(
+        300.0, gt=0, le=86_400, description="recycle client connections after this long "
+        "(unset: never)")
+    max_connection_age_grace_s: float | None = Field(
+        None, ge=0, le=86_400, description="time calls in flight keep on a recycled "
+        "connection (unset: until they end)")
     max_message_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, le=1024**3, description="largest gRPC message"
     )
@@ -71,3 +81,13 @@ class ServiceSettings(BaseSettings):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def connection_options(self) -> list[tuple[str, int]]:
+        """grpc server options for `max_connection_age_s` and its grace (milliseconds)."""
+        options = []
+        if self.max_connection_age_s is not None:
+            options.append(("grpc.max_connection_age_ms", int(self.max_connection_age_s * 1000)))
+        if self.max_connection_age_grace_s is not None:
+            options.append(
+                ("grpc.max_connection_age_grace_ms", int(self.max_connection_age_grace_s * 1000)))
+        return options

@@ -14,6 +14,9 @@ class MiloError(Exception):
     """Base class: an error with a gRPC status code and a message for the caller."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    # A machine-readable cause finer than the status code (e.g. "context_length_exceeded"),
+    # sent as the `milo-error-reason` trailer so that a front can name it to its clients.
+    reason: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -24,6 +27,12 @@ class InvalidArgument(MiloError):
     """The request is malformed or asks for something this server cannot do."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ContextLengthExceeded(InvalidArgument):
+    """The input does not fit in the model's context window (OpenAI's error code name)."""
+
+    reason = "context_length_exceeded"
 
 
 class NotFound(MiloError):
@@ -67,7 +76,9 @@ class Cancelled(MiloError):
 class UpstreamError(MiloError):
     """A service this one depends on answered with an error; keeps that service's code."""
 
-    def __init__(self, service: str, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, service: str, code: grpc.StatusCode, message: str,
+                 reason: str | None = None) -> None:
         super().__init__(f"{service}: {message}")
         self.code = code
         self.service = service
+        self.reason = reason

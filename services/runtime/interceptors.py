@@ -26,6 +26,7 @@ from services.runtime.errors import MiloError, ResourceExhausted, Unauthenticate
 log = logging.getLogger(__name__)
 
 RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"  # the key gRPC retry policies read
+ERROR_REASON_KEY = "milo-error-reason"  # MiloError.reason, when the error has one
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
@@ -132,6 +133,8 @@ async def _abort(context: grpc.aio.ServicerContext, exc: MiloError) -> None:
     trailing: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, ResourceExhausted) and exc.retry_after_ms is not None:
         trailing = ((RETRY_PUSHBACK_KEY, str(exc.retry_after_ms)),)
+    if exc.reason:
+        trailing = (*trailing, (ERROR_REASON_KEY, exc.reason))
     await context.abort(exc.code, exc.message, trailing)
 
 

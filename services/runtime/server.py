@@ -29,6 +29,7 @@ from services.runtime.logs import setup_logging
 log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_DRAIN_MARGIN_S = 2.0  # after a service's own drain, before the server cancels what is left
 
 
 class Service(Protocol):
@@ -105,6 +106,7 @@ class ServiceHost:
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                *s.connection_options(),
             ],
         )
         self.service.register(self.server)
@@ -145,8 +147,15 @@ class ServiceHost:
         log.info("%s draining (grace %.1fs)", self.service.name, grace)
         await self.health.enter_graceful_shutdown()
         metrics.SERVING.labels(self.service.name).set(0)
+        # Optional hook (the gateway): long-lived streams are asked to wind down while the
+        # server refuses new calls; the server's own cut comes a little after the grace.
+        drain = getattr(self.service, "drain", None)
         if self.server is not None:
-            await self.server.stop(grace)
+            stopping = asyncio.ensure_future(
+                self.server.stop(grace + (_DRAIN_MARGIN_S if drain is not None else 0)))
+            if drain is not None:
+                await drain(grace)
+            await stopping
         await asyncio.to_thread(self.service.close)
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.close)  # shutdown() waits out a 0.5 s poll

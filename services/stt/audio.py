@@ -1,7 +1,10 @@
 """Audio in: any encoded clip PyAV decodes, or raw PCM with a declared format, turned into
 16 kHz mono float32 (the engine's input). Bad input raises InvalidArgument saying what is
-wrong. Channels are averaged; resampling uses PyAV's resampler (libswresample), which keeps
-its state between chunks, so a stream converted chunk by chunk equals the whole converted.
+wrong; non-finite samples (NaN, infinity) are refused on every path, raw PCM, WAV and any
+container, as soon as they are seen (a NaN fed to the model costs seconds of decoding and
+gives nothing). Channels are averaged; resampling uses PyAV's resampler (libswresample),
+which keeps its state between chunks, so a stream converted chunk by chunk equals the whole
+converted.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ def decode_clip(data: bytes, spec: AudioSpec, max_samples: int) -> np.ndarray:
         audio = _decode_container(data, max_samples)
     if audio.size == 0:
         raise InvalidArgument("audio is empty: it decoded to no samples")
+    if not np.all(np.isfinite(audio)):  # whatever the decoder: never hand NaN to the model
+        raise InvalidArgument("the audio holds non-finite samples (NaN or infinity): it "
+                              "cannot be transcribed")
     if audio.size > max_samples:
         raise InvalidArgument(
             f"audio is {audio.size * 1000 // SAMPLE_RATE} ms long; the limit is "
@@ -94,6 +100,7 @@ def _decode_container(data: bytes, max_samples: int) -> np.ndarray:
             if not container.streams.audio:
                 raise InvalidArgument("the data holds no audio stream")
             for frame in container.decode(audio=0):
+                _check_frame(frame)
                 frame.pts = None
                 parts.append(_frames_to_array(resampler.resample(frame)))
                 total += parts[-1].size
@@ -160,6 +167,19 @@ class PcmConverter:
         frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = self.spec.rate
         return _frames_to_array(self._resampler.resample(frame))
+
+
+_FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
+
+
+def _check_frame(frame: Any) -> None:
+    """A decoded frame of float samples (float WAV, FLAC is integer only, Opus/Vorbis/AAC
+    decode to float) must be finite: resampling would smear a NaN over its neighbours."""
+    if frame.format.name in _FLOAT_FORMATS and not np.all(np.isfinite(frame.to_ndarray())):
+        raise InvalidArgument(
+            "the audio holds non-finite samples (NaN or infinity): it cannot be transcribed; "
+            "check the encoder that wrote the file"
+        )
 
 
 def _frames_to_array(frames: list[Any]) -> np.ndarray:

@@ -14,6 +14,8 @@ engine is free, the `BatchPolicy` says whether to go now or wait a few ms for co
 
 Each caller awaits its own futures; a caller that goes away (cancelled RPC) has its
 sentences dropped from the queue, or its results discarded, without touching the others.
+A failed engine call is retried in halves (`run_isolated`) until the failing sentences are
+alone, so one caller's bad input fails that caller only, never the others batched with it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,24 @@ from services.translate.engine import Job, Output
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[list[Job], int], list[Output]]
+
+
+def run_isolated(run: RunBatch, jobs: list[Job], beam: int) -> list[Output | Exception]:
+    """`run(jobs, beam)`; if it fails, each half again, down to single jobs, so that only
+    the jobs that fail on their own get an exception (blocking; in the worker thread)."""
+    try:
+        outputs = run(jobs, beam)
+        if len(outputs) != len(jobs):
+            raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(jobs)} jobs")
+        return list(outputs)
+    except Exception as exc:
+        if len(jobs) == 1:
+            log.warning("translation of one sentence (%d characters) failed: %r",
+                        len(jobs[0].text), exc)
+            metrics.FAILED_SENTENCES.inc()
+            return [exc]
+    half = len(jobs) // 2
+    return [*run_isolated(run, jobs[:half], beam), *run_isolated(run, jobs[half:], beam)]
 
 
 @dataclass(frozen=True)
@@ -157,19 +177,21 @@ class MicroBatcher:
             metrics.BATCH_WAIT.observe(start - entry.queued)
         served = {e.caller for e in batch}
         try:
-            outputs = await asyncio.to_thread(self._run, [e.job for e in batch], batch[0].beam)
-            if len(outputs) != len(batch):
-                raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(batch)} jobs")
-        except Exception as exc:  # every caller of this batch gets the error, the loop goes on
-            for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(exc)
-            return
+            outputs = await asyncio.to_thread(run_isolated, self._run, [e.job for e in batch],
+                                              batch[0].beam)
+        except Exception as exc:  # run_isolated itself failed: every caller gets the error
+            outputs = [exc] * len(batch)
         finally:
             waiting = {e.caller for e in self._pending if not e.future.done()}
             end = time.monotonic()
             self._last = LastCall(end, end - start, len(served | waiting))
-        metrics.observe_batch(outputs, len(served), self._last.duration)
+        done = [o for o in outputs if isinstance(o, Output)]
+        if done:
+            metrics.observe_batch(done, len(served), self._last.duration)
         for entry, output in zip(batch, outputs, strict=True):
-            if not entry.future.done():  # a cancelled caller's result is dropped
+            if entry.future.done():  # a cancelled caller's result is dropped
+                continue
+            if isinstance(output, Exception):
+                entry.future.set_exception(output)
+            else:
                 entry.future.set_result(output)

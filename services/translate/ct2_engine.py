@@ -5,6 +5,13 @@
 The output is bounded by the length guard (CTranslate2's `max_decoding_length` is per call,
 so it is set for the longest input of the batch and each output is then cut to its own
 limit), `no_repeat_ngram_size`, and the loop trimmer.
+
+Lengths never pass what the model supports: the number of positions is read from the model
+(`ct2_model.max_positions`: 1024 on NLLB-200 600M, 512 on the demo model); an input longer
+than `max_input_tokens` (itself at most positions - 2, for the language code and </s>) is
+translated in windows of that many tokens whose outputs are joined, and the decoding length
+is clamped so that no position past the table is ever asked for. Without the clamp a single
+over-long input failed the whole CTranslate2 batch, other callers' sentences included.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from services.translate.ct2_model import max_positions
 from services.translate.engine import Job, Output
 from services.translate.guards import LengthLimit, trim_loop
 from services.translate.languages import Language
@@ -80,9 +88,14 @@ class Ct2Engine:
         self.compute_type: str = str(self._translator.compute_type)
         self._sp = spm.SentencePieceProcessor(model_file=str(folder / SPM_FILE))
         self._pieces = _decodable_pieces(self._sp)
-        log.info("loaded %s from %s on %s (%s) in %.2fs; output vocabulary %d of %d pieces",
+        self.max_positions = max_positions(folder)
+        self.max_input_tokens, self.max_decoding = input_and_decoding_limits(
+            config.max_input_tokens, self.max_positions)
+        log.info("loaded %s from %s on %s (%s) in %.2fs; output vocabulary %d of %d pieces; "
+                 "%s positions, inputs cut in windows of %d tokens",
                  self.model_id, folder, self.device, self.compute_type, time.monotonic() - start,
-                 self.output_vocab_size, self.vocab_size)  # fmt: skip
+                 self.output_vocab_size, self.vocab_size, self.max_positions or "unbounded",
+                 self.max_input_tokens)  # fmt: skip
 
     def _load_translator(self, ct2: Any) -> tuple[Any, int]:
         cfg = self.config
@@ -110,11 +123,13 @@ class Ct2Engine:
 
     def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
         cfg = self.config
-        pieces = [self._sp.encode(job.text, out_type=str)[: cfg.max_input_tokens] for job in jobs]
-        limits = [cfg.length.max_output(len(p)) for p in pieces]
+        windows = [(i, w) for i, job in enumerate(jobs)
+                   for w in token_windows(self._sp.encode(job.text, out_type=str),
+                                          self.max_input_tokens)]  # fmt: skip
+        limits = [self._limit(len(w)) for _, w in windows]
         results = self._translator.translate_batch(
-            [[job.source, *p, EOS] for job, p in zip(jobs, pieces, strict=True)],
-            target_prefix=[[job.target] for job in jobs],
+            [[jobs[i].source, *w, EOS] for i, w in windows],
+            target_prefix=[[jobs[i].target] for i, _ in windows],
             beam_size=beam_size,
             max_decoding_length=max(limits) + 1,  # + the target code
             no_repeat_ngram_size=cfg.no_repeat_ngram_size,
@@ -122,8 +137,14 @@ class Ct2Engine:
             return_end_token=True,
             use_vmap=self.restricted and all(job.target in self._vmap_targets for job in jobs),
         )
-        return [self._output(r.hypotheses[0][1:], limit, len(p))
-                for r, limit, p in zip(results, limits, pieces, strict=True)]  # fmt: skip
+        parts: list[list[Output]] = [[] for _ in jobs]
+        for (i, w), r, limit in zip(windows, results, limits, strict=True):
+            parts[i].append(self._output(r.hypotheses[0][1:], limit, len(w)))
+        return [join_outputs(p) for p in parts]
+
+    def _limit(self, input_tokens: int) -> int:
+        """Output tokens allowed for an input: the length guard, within the model."""
+        return min(self.config.length.max_output(input_tokens), self.max_decoding)
 
     def _output(self, tokens: list[str], limit: int, input_tokens: int) -> Output:
         ended = bool(tokens) and tokens[-1] == EOS
@@ -136,6 +157,30 @@ class Ct2Engine:
 
     def close(self) -> None:
         self._translator.unload_model()
+
+
+def input_and_decoding_limits(max_input_tokens: int, positions: int | None) -> tuple[int, int]:
+    """(input tokens per window, output tokens per input) that fit in `positions`: the
+    source adds the language code and </s>; the decoding length counts the target code
+    too (measured on the demo model: 510 input pieces and a decoding length of 512 pass,
+    one more fails); one position is kept spare on the output side."""
+    if positions is None:
+        return max(1, max_input_tokens), 1 << 30
+    return max(1, min(max_input_tokens, positions - 2)), max(1, positions - 2)
+
+
+def token_windows(pieces: list[str], size: int) -> list[list[str]]:
+    """`pieces` in consecutive windows of at most `size` (one empty window for none)."""
+    return [pieces[i : i + size] for i in range(0, len(pieces), size)] or [[]]
+
+
+def join_outputs(parts: Sequence[Output]) -> Output:
+    """The outputs of one input's windows as one output."""
+    if len(parts) == 1:
+        return parts[0]
+    return Output(" ".join(p.text for p in parts if p.text),
+                  sum(p.input_tokens for p in parts), sum(p.output_tokens for p in parts),
+                  truncated=any(p.truncated for p in parts))
 
 
 def _check_folder(folder: Path) -> None:

@@ -33,6 +33,14 @@ TOKENS_PER_SECOND = Histogram(
 TRUNCATED = Counter(
     "milo_translate_truncated_sentences", "Sentences cut short by the length or loop guard"
 )
+FAILED_SENTENCES = Counter(
+    "milo_translate_failed_sentences",
+    "Sentences the engine failed on alone (after retrying their batch without them)",
+)
+PASSED_THROUGH = Counter(
+    "milo_translate_passed_through_segments",
+    "Segments with nothing to translate (punctuation, numbers, symbols) returned unchanged",
+)
 CACHE = Counter("milo_translate_cache_lookups", "Phrase cache lookups", ["result"])
 
 

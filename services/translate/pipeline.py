@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.runtime.errors import InvalidArgument
+from services.translate import metrics
 from services.translate.batcher import MicroBatcher
 from services.translate.cache import PhraseCache
 from services.translate.engine import Job, Output
 from services.translate.languages import Language, LanguageCatalog
-from services.translate.text import Segmented, segment
+from services.translate.text import Segmented, has_words, segment
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,18 @@ class TextTranslator:
 
     async def translate(self, texts: Sequence[str], source: str, target: str,
                         beam_size: int | None = None) -> Result:  # fmt: skip
-        """One output per text, in order. Empty or blank texts come back as they are."""
+        """One output per text, in order. Empty or blank texts, and sentences with no
+        letter in them (punctuation, numbers, emoji), come back as they are."""
         self._check(texts)
         beam = self._beam(beam_size)
         src, tgt = self.catalog.resolve_pair(source, target)
         docs = [segment(text, self.limits.max_sentence_chars) for text in texts]
-        jobs = list(dict.fromkeys(Job(s, src.model_code, tgt.model_code)
-                                  for doc in docs for s in doc.sentences))  # fmt: skip
+        jobs = list(dict.fromkeys(
+            Job(s, src.model_code, tgt.model_code)
+            for doc in docs for s in doc.sentences if has_words(s)))  # fmt: skip
+        kept = sum(not has_words(s) for doc in docs for s in doc.sentences)
+        if kept:
+            metrics.PASSED_THROUGH.inc(kept)
         done, queue_s = await self._translate_jobs(jobs, beam)
         return Result([_assemble(doc, done, src, tgt) for doc in docs], src, tgt, queue_s)
 
@@ -92,7 +98,8 @@ class TextTranslator:
 
 
 def _assemble(doc: Segmented, done: dict[Job, Output], src: Language, tgt: Language) -> Output:
-    outs = [done[Job(s, src.model_code, tgt.model_code)] for s in doc.sentences]
+    outs = [done[Job(s, src.model_code, tgt.model_code)] if has_words(s) else Output(s, 0, 0)
+            for s in doc.sentences]
     return Output(
         text=doc.join([o.text for o in outs]),
         input_tokens=sum(o.input_tokens for o in outs),

@@ -9,6 +9,7 @@ never sees an input far longer than the sentences it was trained on.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,6 +82,14 @@ def _is_boundary(line: str, end: re.Match[str]) -> bool:
         if word and (word.group(1).lower() in _ABBREVIATIONS or len(word.group(1)) == 1):
             return False  # "M. Rakoto", "J. R. R. Tolkien"
     return True
+
+
+def has_words(segment: str) -> bool:
+    """Whether `segment` holds any letter (of any script). Segments without one ("...",
+    "?", "42", an emoji) have nothing to translate: models invent words for them (the
+    demo model turned "..." into "m"; NLLB is known to do the same), so they are kept as
+    they are."""
+    return any(unicodedata.category(ch).startswith("L") for ch in segment)
 
 
 def chop(sentence: str, max_chars: int) -> list[str]:

@@ -143,6 +143,9 @@ async def test_message_too_long_for_the_context_is_invalid_argument(llm_server):
             await collect(s.stub.Chat(chat(user("mot " * 80), max_tokens=8)))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "exceeds the context of 64 tokens" in err.value.details()
+        # the cause, for fronts that name it (OpenAI's context_length_exceeded)
+        assert ("milo-error-reason", "context_length_exceeded") in tuple(
+            err.value.trailing_metadata() or ())
         assert await s.serving()
 
 

@@ -110,3 +110,53 @@ def test_compressed_browser_and_phone_formats_decode(container, codec, rate):
     audio = decode_clip(encode_with_av(container, codec, rate), AudioSpec(), LIMIT)
     assert abs(len(audio) - 16_000) <= 1_000  # encoder delay and padding aside
     assert dominant_hz(audio) == pytest.approx(440, abs=2)
+
+
+def float_file(container: str, codec: str, bad: float, rate: int = 16_000) -> bytes:
+    """One second of a 440 Hz tone in a float PCM codec, one sample set to `bad`."""
+    import io
+
+    import av
+
+    samples = (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    samples[rate // 2] = bad
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+# Containers that can carry float samples: WAV (format tag 3, 32 and 64 bit), AIFF-C,
+# Matroska, CAF, Sun AU. FLAC is integer only; lossy codecs cannot carry a NaN through.
+FLOAT_CONTAINERS = [("wav", "pcm_f32le"), ("wav", "pcm_f64le"), ("aiff", "pcm_f32be"),
+                    ("matroska", "pcm_f32le"), ("caf", "pcm_f32le"), ("au", "pcm_f32be")]
+
+
+@pytest.mark.parametrize(("container", "codec"), FLOAT_CONTAINERS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_samples_are_refused_in_every_container(container, codec, bad):
+    with pytest.raises(InvalidArgument, match="non-finite samples"):
+        decode_clip(float_file(container, codec, bad), AudioSpec(), LIMIT)
+
+
+@pytest.mark.parametrize(("container", "codec"), FLOAT_CONTAINERS)
+def test_finite_float_files_decode(container, codec):
+    audio = decode_clip(float_file(container, codec, 0.25), AudioSpec(), LIMIT)
+    assert abs(len(audio) - 16_000) <= 16 and np.all(np.isfinite(audio))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_samples_are_refused_on_the_declared_wav_and_raw_paths(bad):
+    wav = float_file("wav", "pcm_f32le", bad)
+    assert wav[20:22] == b"\x03\x00"  # WAVE_FORMAT_IEEE_FLOAT
+    with pytest.raises(InvalidArgument, match="non-finite samples"):
+        decode_clip(wav, AudioSpec("wav"), LIMIT)
+    raw_f32 = np.array([0.1, bad, 0.2] * 100, np.float32).tobytes()
+    for rate in (16_000, 8_000):
+        with pytest.raises(InvalidArgument, match="not float samples"):
+            decode_clip(raw_f32, AudioSpec("f32le", rate, 1), LIMIT)

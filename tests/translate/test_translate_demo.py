@@ -89,6 +89,23 @@ def test_the_length_guard_stops_a_runaway_model(model_dir):
         assert 0 < output.output_tokens <= LengthLimit(0.5, 1).max_output(output.input_tokens)
 
 
+def test_the_length_limit_is_read_from_the_model(engine):
+    assert engine.max_positions == 512  # the demo model's position table
+    assert (engine.max_input_tokens, engine.max_decoding) == (256, 510)
+
+
+@pytest.mark.parametrize("letters", [251, 600, 2000])
+@pytest.mark.parametrize(("source", "target"), [("plt_Latn", "fra_Latn"), ("fra_Latn", "plt_Latn")])
+def test_an_unbroken_run_past_the_model_limit_is_translated_in_windows(engine, letters, source,
+                                                                       target):  # fmt: skip
+    """Regression: 251 letters with no space made CTranslate2 ask for position 512 and fail
+    the whole batch ("No position encodings are defined for positions >= 512")."""
+    batch = [Job("a" * letters, source, target), *jobs(TEXTS[:3])]
+    outputs = engine.translate(batch, beam_size=2)
+    assert len(outputs) == 4 and outputs[0].input_tokens >= letters // 2
+    assert outputs[1:] == engine.translate(jobs(TEXTS[:3]), beam_size=2)
+
+
 # --- the service in its own process -------------------------------------------------------
 
 
@@ -183,3 +200,23 @@ def test_bad_input_is_invalid_argument_and_the_service_stays_serving(service, te
     assert message in err.value.details()
     assert serving(service)
     assert call(service, "", "Salama.").translations[0].text == ""
+
+
+@pytest.mark.parametrize("callers", [1, 8, 30])
+@pytest.mark.parametrize(("src", "tgt"), [("mg", "fr"), ("fr", "mg")])
+def test_over_long_inputs_never_fail_the_callers_batched_with_them(service, callers, src, tgt):
+    async def burst() -> list[pb.TranslateResponse]:
+        async with grpc.aio.insecure_channel(service.address) as channel:
+            stub = pb_grpc.TranslatorStub(channel)
+            texts = [("x" * 251 if i % 4 == 0 else TEXTS[i]) for i in range(callers)]
+            requests = [pb.TranslateRequest(texts=[t], source_language=src, target_language=tgt)
+                        for t in texts]
+            return await asyncio.gather(*(stub.Translate(r, timeout=60) for r in requests))
+
+    replies = asyncio.run(burst())
+    assert len(replies) == callers and all(len(r.translations) == 1 for r in replies)
+
+
+def test_segments_with_nothing_to_translate_pass_through(service):
+    texts = ["...", "?", "😀", "42"]
+    assert [t.text for t in call(service, *texts).translations] == texts

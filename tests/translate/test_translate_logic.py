@@ -8,12 +8,13 @@ import math
 import pytest
 
 from services.runtime.errors import InvalidArgument
-from services.translate.batcher import BatchPolicy, LastCall
+from services.translate.batcher import BatchPolicy, LastCall, run_isolated
 from services.translate.cache import PhraseCache
+from services.translate.ct2_engine import input_and_decoding_limits, join_outputs, token_windows
 from services.translate.engine import Job, Output
 from services.translate.guards import LengthLimit, trim_loop
 from services.translate.languages import KNOWN, LanguageCatalog, lookup
-from services.translate.text import chop, segment, split_sentences
+from services.translate.text import chop, has_words, segment, split_sentences
 from services.translate.vocab import allowed_pieces, write_vmap
 
 MILO_CODES = ["plt_Latn", "fra_Latn", "eng_Latn"]
@@ -231,3 +232,62 @@ def test_cache_skips_long_sentences_and_size_zero():
     off = PhraseCache(size=0, max_chars=100)
     off.put(short_job, 1, Output("x", 1, 1))
     assert off.get(short_job, 1) is None
+
+
+# --- nothing to translate, model limits, failure isolation ------------------------------
+
+
+@pytest.mark.parametrize("segment_text", ["...", "?", "!?", "42", "3,14 %", "😀", "👍🏽 🎉",
+                                          "— 1 —", "#", "(...)"])
+def test_segments_without_letters_have_nothing_to_translate(segment_text):
+    assert not has_words(segment_text)
+
+
+@pytest.mark.parametrize("segment_text", ["Salama.", "M.", "ok 👍", "Été", "日本", "١٢ كتاب"])
+def test_segments_with_letters_in_any_script_are_translated(segment_text):
+    assert has_words(segment_text)
+
+
+@pytest.mark.parametrize(("positions", "inputs", "outputs"),
+                         [(512, 256, 510), (1024, 256, 1022), (100, 98, 98), (None, 256, 1 << 30)])
+def test_lengths_are_clamped_to_the_model_positions(positions, inputs, outputs):
+    assert input_and_decoding_limits(256, positions) == (inputs, outputs)
+
+
+def test_long_inputs_are_cut_in_windows_and_their_outputs_joined():
+    assert token_windows(list("abcdefg"), 3) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+    assert token_windows([], 3) == [[]]
+    joined = join_outputs([Output("un", 3, 2), Output("", 3, 0), Output("deux", 1, 1, True)])
+    assert joined == Output("un deux", 7, 3, truncated=True)
+
+
+class Picky:
+    """An engine that fails any batch holding a job whose text starts with 'BAD'."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, jobs: list[Job], beam: int) -> list[Output]:
+        self.calls.append(len(jobs))
+        if any(j.text.startswith("BAD") for j in jobs):
+            raise RuntimeError("position 512")
+        return [Output(j.text.upper(), 1, 1) for j in jobs]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 32])
+@pytest.mark.parametrize("bad", [[0], [-1], [0, -1], "all"])
+def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_is_retried(size, bad):
+    jobs = [Job(f"job {i}", "plt_Latn", "fra_Latn") for i in range(size)]
+    bad_at = set(range(size)) if bad == "all" else {b % size for b in bad}
+    for i in bad_at:
+        jobs[i] = Job(f"BAD {i}", "fra_Latn", "plt_Latn")
+    run = Picky()
+    results = run_isolated(run, jobs, 1)
+    assert len(results) == size
+    for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        if i in bad_at:
+            assert isinstance(result, RuntimeError)
+        else:
+            assert result == Output(job.text.upper(), 1, 1)
+    if not bad_at - {0, size - 1} and len(bad_at) == 1:  # one bad job: a bisection, not N calls
+        assert len(run.calls) <= 1 + 2 * math.ceil(math.log2(size)) + 1

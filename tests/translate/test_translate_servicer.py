@@ -49,7 +49,7 @@ class FakeEngine:
     def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
         self.calls.append((list(jobs), beam_size))
         assert self.release.wait(timeout=30), "test never released the engine"
-        if self.fail:
+        if self.fail or any("BOOM" in j.text for j in jobs):
             raise RuntimeError("engine exploded: secret detail")
         return [Output(expected(j.text, j.target), len(j.text), len(j.text)) for j in jobs]
 
@@ -270,6 +270,42 @@ async def test_an_engine_failure_is_internal_for_its_batch_only(served):
     served.engine.fail = False
     assert (await served.translate("Eny.")).translations[0].text == expected("Eny.")
     assert await served.serving()
+
+
+@pytest.mark.parametrize("others", [1, 3, 15])
+@pytest.mark.parametrize(("src", "tgt"), [("mg", "fr"), ("fr", "mg")])
+async def test_one_callers_failing_sentence_never_fails_the_callers_batched_with_it(
+    served, others, src, tgt
+):
+    engine = served.engine
+    engine.release.clear()
+    first = asyncio.ensure_future(served.translate("Voalohany.", src=src, tgt=tgt))
+    await wait_until(lambda: len(engine.calls) == 1)
+    texts = [f"Mpanjifa {i}." for i in range(others)]
+    bad = asyncio.ensure_future(served.translate("BOOM.", "Tsara.", src=src, tgt=tgt))
+    good = [asyncio.ensure_future(served.translate(t, src=src, tgt=tgt)) for t in texts]
+    await wait_until(lambda: served.queued == others + 2)
+    engine.release.set()
+    await first
+    code = "fra_Latn" if tgt == "fr" else "plt_Latn"
+    replies = await asyncio.gather(*good)
+    assert [r.translations[0].text for r in replies] == [expected(t, code) for t in texts]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await bad
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert len(engine.calls[1][0]) == others + 2  # they were batched together, then retried
+    assert await served.serving()
+
+
+async def test_segments_with_nothing_to_translate_come_back_unchanged(served):
+    texts = ["...", "?", "😀", "42", "Salama... Veloma!", "Eny. 42. ?"]
+    reply = await served.translate(*texts)
+    assert [t.text for t in reply.translations] == [
+        "...", "?", "😀", "42", f"{expected('Salama...')} {expected('Veloma!')}",
+        f"{expected('Eny.')} 42. ?"]
+    sent = [j.text for jobs, _ in served.engine.calls for j in jobs]
+    assert sorted(sent) == ["Eny.", "Salama...", "Veloma!"]
+    assert reply.translations[0].input_tokens == 0 and not reply.translations[0].truncated
 
 
 # --- bad input ----------------------------------------------------------------------------
