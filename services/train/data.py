@@ -112,7 +112,10 @@ def open_dataset(spec: DatasetSpec) -> Any:
     local = Path(spec.source).expanduser()
     if local.is_dir():
         if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
-            loaded = datasets.load_from_disk(str(local))
+            try:
+                loaded = datasets.load_from_disk(str(local))
+            except (IndexError, ValueError, OSError) as exc:  # an empty split, a bad file
+                raise TrainError(f"cannot read the save_to_disk folder {local}: {exc!r}") from exc
             if isinstance(loaded, datasets.Dataset):
                 loaded = datasets.DatasetDict({"train": loaded})
             return loaded
@@ -146,6 +149,9 @@ def load_audiofolder(datasets: Any, folder: Path, spec: DatasetSpec) -> Any:
         if name in splits:
             raise TrainError(f"{folder}: two metadata files for the split {name!r}")
         kind = "csv" if meta.suffix == ".csv" else "json"
+        rows = [line for line in meta.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(rows) <= (1 if kind == "csv" else 0):
+            raise TrainError(f"the {name} split of {folder} is empty: {meta} lists no clip")
         part = _load(datasets, kind, spec, data_files=str(meta), split="train")
         if "file_name" not in part.column_names:
             raise TrainError(

