@@ -212,10 +212,17 @@ def _train(args: argparse.Namespace) -> int:
         else f"done: {outcome.global_step} steps",
         flush=True,
     )
-    if args.no_export or outcome.best_checkpoint is None:
+    chosen = outcome.best_checkpoint or outcome.last_checkpoint
+    if args.no_export or chosen is None:
         return 0
+    if outcome.best_checkpoint is None:
+        print(
+            f"no checkpoint scored better than the base model; exporting the last one, "
+            f"{chosen.name}",
+            flush=True,
+        )
     _free_gpu()
-    _export(args, outcome.best_checkpoint, args.model)
+    _export(args, chosen, args.model)
     return 0
 
 

@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import OVERFIT_STEPS, STEPS, StopAt, base_config
 
 CHILD = Path(__file__).parent / "train_child.py"
+# The first test that needs the trained fixture pays for its training (minutes on a busy
+# shared machine, well under one on a quiet one).
+pytestmark = pytest.mark.timeout(1200)
 
 
 class SignalAt(TrainerCallback):
@@ -53,7 +56,7 @@ def test_a_tiny_set_is_overfit(trained):
     assert evals[0]["step"] == 0  # scored before the first step: the random model
     start, best = evals[0]["eval_wer"], min(e["eval_wer"] for e in evals)
     assert start >= 90, evals
-    assert best <= start / 3, evals
+    assert best <= min(start / 3, 75), evals
     assert outcome.global_step == OVERFIT_STEPS and outcome.best_wer == best
     assert outcome.best_checkpoint is not None and outcome.best_checkpoint.is_dir()
     generation = json.loads((outcome.best_checkpoint / "generation_config.json").read_text())
