@@ -20,6 +20,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +127,10 @@ def measure(args: argparse.Namespace) -> None:
             logging_steps=10**6,
             gradient_checkpointing="on" if args.gradient_checkpointing else "off",
         )
-        targs = training_arguments(cfg, precision, args.gradient_checkpointing, 0, 32)
-        targs.eval_strategy = "no"
-        targs.load_best_model_at_end = False
-        targs.save_strategy = "no"
+        targs = replace(
+            training_arguments(cfg, precision, args.gradient_checkpointing, 0, 32),
+            eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+        )  # fmt: skip
         data = Synthetic(args.batch_size * (args.steps + args.warmup), args.label_tokens, 51_865)
         timer = Timer()
         trainer = Seq2SeqTrainer(
