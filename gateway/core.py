@@ -2,9 +2,9 @@
 thin adapters over `GatewayCore`.
 
 Each method takes and returns the services' own protobuf types and raises
-services.runtime.errors types (UpstreamError keeps a dependency's status code; a full queue
-upstream becomes ResourceExhausted with the dependency's retry hint), so each front maps
-one set of errors to its own shapes: gRPC status codes, or HTTP statuses and JSON.
+services.runtime.errors types (UpstreamError keeps a dependency's name, status code and
+retry hint), so each front maps one set of errors to its own shapes: gRPC status codes, or
+HTTP statuses and JSON. Every call to a service goes through the gateway's `Upstream`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
-
-import grpc
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from gateway import metrics
 from gateway.backends import Backends
@@ -28,14 +27,7 @@ from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
 from milo.tts.v1 import tts_pb2
-from services.runtime.errors import (
-    InvalidArgument,
-    MiloError,
-    ResourceExhausted,
-    Unavailable,
-    UpstreamError,
-)
-from services.runtime.interceptors import ERROR_REASON_KEY, RETRY_PUSHBACK_KEY
+from services.runtime.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 _DRAINING = "this gateway is shutting down: connect again and another replica will answer"
@@ -77,36 +69,12 @@ def session_options(config: gw.SessionConfig, settings: GatewaySettings) -> Sess
     )
 
 
-def upstream(name: str, exc: grpc.aio.AioRpcError) -> MiloError:
-    """A dependency's failure as a typed error that keeps its status code (and retry hint)."""
-    details = exc.details() or "no details"
-    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ResourceExhausted(f"{name}: {details}", _pushback_ms(exc))
-    return UpstreamError(name, exc.code(), details, _trailer(exc, ERROR_REASON_KEY))
-
-
-def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
-    for name, value in exc.trailing_metadata() or ():
-        if name == key:
-            return str(value)
-    return None
-
-
-def _pushback_ms(exc: grpc.aio.AioRpcError) -> int | None:
-    for key, value in exc.trailing_metadata() or ():
-        if key == RETRY_PUSHBACK_KEY:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
 class GatewayCore:
     """Sessions and the unary routes over the gateway's Backends."""
 
     def __init__(self, settings: GatewaySettings, backends: Backends) -> None:
         self.settings, self.backends = settings, backends
+        self.upstream = backends.upstream
         self.draining = False
         self._sessions: set[Session] = set()
         self._no_sessions = asyncio.Event()
@@ -123,35 +91,46 @@ class GatewayCore:
 
     # ---- conversations ------------------------------------------------------------------
 
-    async def converse(self, requests: AsyncIterator[gw.ConverseRequest]
-                       ) -> AsyncIterator[gw.ConverseResponse]:
-        """One session: the first request must be a SessionConfig; events stream out until
-        the requests end (and the last turn is over) or the consumer stops reading."""
+    @contextlib.asynccontextmanager
+    async def conversation(self, requests: AsyncIterator[gw.ConverseRequest]
+                           ) -> AsyncIterator[AsyncIterator[gw.ConverseResponse]]:
+        """One session, for the block's duration: `async with core.conversation(requests)
+        as events: async for event in events: ...`. The first request must be a
+        SessionConfig. Events end when the requests do (and the last turn is over).
+        Leaving the block by any path, or the end of the task that entered it, ends the
+        session at once: its turn, and so its LLM and TTS calls, are cancelled."""
         if self.draining:
             raise Unavailable(_DRAINING)
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("request") != "config":
             raise InvalidArgument("the first message of Converse must be a SessionConfig")
         options = session_options(first.config, self.settings)
-        session = Session(self.settings, self.backends, first.config, options)
+        session = Session(self.settings, self.upstream, first.config, options)
         log.info("session %s opened: %s -> %s, audio out %s, client brain %s", session.id,
                  options.user_language, options.pivot_language, options.audio_out,
                  options.client_brain)
         metrics.SESSIONS.inc()
         session.emit(0, session_started=gw.SessionStarted(session_id=session.id,
                                                           config=first.config))
-        pump = asyncio.create_task(self._pump(session, requests))
+        session.bind(asyncio.current_task())
+        session.run(requests)
         self._opened(session)
         try:
-            async for event in session.outbox.drain():
-                yield event
-            await pump
+            async with contextlib.aclosing(session.outbox.drain()) as events:
+                yield events
+            await session.wait_read()
         finally:
-            pump.cancel()
             self._closed(session)
             await session.close()
             metrics.SESSIONS.dec()
-            log.info("session %s closed after %d turns", session.id, session._turns)
+            log.info("session %s closed after %d turns", session.id, session.turns)
+
+    async def converse(self, requests: AsyncIterator[gw.ConverseRequest]
+                       ) -> AsyncIterator[gw.ConverseResponse]:
+        """`conversation` as one stream of events (iterate it with contextlib.aclosing)."""
+        async with self.conversation(requests) as events:
+            async for event in events:
+                yield event
 
     def _opened(self, session: Session) -> None:
         self._sessions.add(session)
@@ -176,69 +155,43 @@ class GatewayCore:
         if not self._sessions:
             return
         try:
-            await asyncio.wait_for(self._no_sessions.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._no_sessions.wait()
         except TimeoutError:
             log.warning("drain grace over: ending %d conversations still open",
                         len(self._sessions))
             for session in list(self._sessions):
                 session.cut()
             with contextlib.suppress(TimeoutError):  # they flush their last events
-                await asyncio.wait_for(self._no_sessions.wait(), 1.0)
-
-    async def _pump(self, session: Session, requests: AsyncIterator[gw.ConverseRequest]) -> None:
-        try:
-            async for request in requests:
-                await session.handle(request)
-            await session.finish()
-        finally:
-            session.outbox.close()
+                async with asyncio.timeout(1.0):
+                    await self._no_sessions.wait()
 
     # ---- one service each ---------------------------------------------------------------
 
     async def transcribe(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
-        await self.backends.connected("stt")
-        try:
-            return await self.backends.stt.Recognize(
-                request, timeout=self.settings.stt_timeout_s, metadata=self.backends.metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream("stt", exc) from exc
+        reply: stt_pb2.RecognizeResponse = await self.upstream.unary("stt", "Recognize", request)
+        return reply
 
     async def translate(self, request: translate_pb2.TranslateRequest
                         ) -> translate_pb2.TranslateResponse:
-        await self.backends.connected("translate")
-        try:
-            return await self.backends.translate.Translate(
-                request, timeout=self.settings.translate_timeout_s,
-                metadata=self.backends.metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream("translate", exc) from exc
+        reply: translate_pb2.TranslateResponse = await self.upstream.unary(
+            "translate", "Translate", request)
+        return reply
 
-    async def chat(self, request: llm_pb2.ChatRequest) -> AsyncIterator[llm_pb2.ChatResponse]:
+    def chat(self, request: llm_pb2.ChatRequest) -> AsyncGenerator[llm_pb2.ChatResponse, None]:
         """The LLM's stream; closing the iterator cancels generation upstream."""
-        await self.backends.connected("llm")
-        call = self.backends.llm.Chat(request, timeout=self.settings.llm_timeout_s,
-                                      metadata=self.backends.metadata)
-        try:
-            async for reply in call:
-                yield reply
-        except grpc.aio.AioRpcError as exc:
-            raise upstream("llm", exc) from exc
-        finally:
-            call.cancel()
+        return self._relay("llm", "Chat", request)
 
-    async def speak(self, request: tts_pb2.SynthesizeRequest
-                    ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+    def speak(self, request: tts_pb2.SynthesizeRequest
+              ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
         """The TTS stream; closing the iterator stops synthesis upstream."""
-        await self.backends.connected("tts")
-        call = self.backends.tts.Synthesize(request, timeout=self.settings.tts_timeout_s,
-                                            metadata=self.backends.metadata)
-        try:
-            async for reply in call:
+        return self._relay("tts", "Synthesize", request)
+
+    async def _relay(self, service: str, method: str, request: Any
+                     ) -> AsyncGenerator[Any, None]:
+        async with self.upstream.stream(service, method, request) as replies:
+            async for reply in replies:
                 yield reply
-        except grpc.aio.AioRpcError as exc:
-            raise upstream("tts", exc) from exc
-        finally:
-            call.cancel()
 
 
 def version() -> str:

@@ -3,7 +3,8 @@
 Opened on the first audio chunk (after a failure, on the next one). STT events become
 session events: speech started (which barges in on a reply in progress), partial and final
 transcripts; each final transcript starts a turn. END_OF_UTTERANCE half-closes the STT
-stream, which makes it finalize what it heard; the next audio opens a new one.
+stream, which makes it finalize what it heard; the next audio opens a new one. The
+listener knows its session only through the small `SessionPort` protocol.
 """
 
 from __future__ import annotations
@@ -11,38 +12,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
-import grpc
-
-from gateway import metrics
+from gateway.turn import StageFailure
+from gateway.upstream import Upstream, UpstreamError
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.stt.v1 import stt_pb2
 
-if TYPE_CHECKING:
-    from gateway.session import Session
-
 log = logging.getLogger(__name__)
 _END = object()
+Reason = gw.TurnEnded.Reason
+
+
+class SessionPort(Protocol):
+    """What the listener needs of its session."""
+
+    id: str
+
+    def next_turn_id(self) -> int: ...
+    def emit(self, turn_id: int, **event: Any) -> None: ...
+    def barge_in(self) -> None: ...
+    async def start_turn(self, turn_id: int, text: str, t0: float,
+                         stt_final_s: float | None = None) -> None: ...
+    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None
+                 ) -> None: ...
 
 
 class Listener:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, session: SessionPort, upstream: Upstream,
+                 config: stt_pb2.StreamingConfig, barge_in: bool) -> None:
+        self.session, self.upstream = session, upstream
+        self._config = stt_pb2.StreamingRecognizeRequest(config=config)
+        self._barge_in = barge_in
         self._audio: asyncio.Queue[object] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._utterance_turn = 0  # turn id of the utterance being heard, 0 when none
         self._speech_ended_at: float | None = None
-
-    def _stream_config(self) -> stt_pb2.StreamingRecognizeRequest:
-        c, o = self.session.config, self.session.options
-        config = stt_pb2.StreamingConfig(
-            format=c.input_format,
-            recognition=stt_pb2.RecognitionConfig(language=o.user_language),
-            vad=c.vad,
-            partial_results=c.partial_results if c.HasField("partial_results") else True,
-        )
-        return stt_pb2.StreamingRecognizeRequest(config=config)
 
     async def feed(self, audio: bytes) -> None:
         if self._audio is None:
@@ -55,39 +61,36 @@ class Listener:
         self._audio = queue
         self._reader = asyncio.create_task(self._read(queue))
 
-    async def _requests(self, queue: asyncio.Queue[object]):  # type: ignore[no-untyped-def]
-        yield self._stream_config()
+    async def _requests(self, queue: asyncio.Queue[object]
+                        ) -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+        yield self._config
         while (chunk := await queue.get()) is not _END:
             yield stt_pb2.StreamingRecognizeRequest(audio=chunk)  # type: ignore[arg-type]
 
     async def _read(self, queue: asyncio.Queue[object]) -> None:
-        backends = self.session.backends
-        await backends.connected("stt")
-        call = backends.stt.StreamingRecognize(self._requests(queue), metadata=backends.metadata)
         try:
-            async for event in call:
-                await self._on_event(event)
-        except grpc.aio.AioRpcError as exc:
+            async with self.upstream.stream("stt", "StreamingRecognize",
+                                            self._requests(queue)) as events:
+                async for event in events:
+                    await self._on_event(event)
+        except UpstreamError as exc:
             self._failed(exc)
         finally:
-            call.cancel()
             if self._audio is queue:
                 self._audio = None
 
-    def _failed(self, exc: grpc.aio.AioRpcError) -> None:
+    def _failed(self, exc: UpstreamError) -> None:
         turn_id = self._utterance_turn or self.session.next_turn_id()
         self._utterance_turn = 0
-        log.info("session %s: STT stream failed: %s %s", self.session.id, exc.code().name,
-                 exc.details())
-        metrics.TURN_ERRORS.labels("STAGE_STT", exc.code().name).inc()
-        self.session.emit(turn_id, error=gw.TurnError(
-            stage=gw.STAGE_STT, code=exc.code().name, message=f"stt: {exc.details()}"))
-        self.session.emit(turn_id, turn_ended=gw.TurnEnded(reason=gw.TurnEnded.REASON_ERROR))
+        log.info("session %s: STT stream failed: %s %s", self.session.id, exc.code.name,
+                 exc.details)
+        failure = StageFailure(gw.STAGE_STT, exc.code.name, exc.message)
+        self.session.end_turn(turn_id, Reason.REASON_ERROR, failure)
 
     async def _on_event(self, event: stt_pb2.StreamingRecognizeResponse) -> None:
         kind, s = event.WhichOneof("event"), self.session
         if kind == "speech_started":
-            if s.options.barge_in:
+            if self._barge_in:
                 s.barge_in()
             self._utterance_turn = s.next_turn_id()
             self._speech_ended_at = None
@@ -114,7 +117,7 @@ class Listener:
         now = time.monotonic()
         t0 = self._speech_ended_at or now
         if not result.text.strip():
-            self.session.emit(turn_id, turn_ended=gw.TurnEnded(reason=gw.TurnEnded.REASON_EMPTY))
+            self.session.end_turn(turn_id, Reason.REASON_EMPTY)
             return
         await self.session.start_turn(turn_id, result.text, t0, stt_final_s=now - t0)
 
@@ -130,6 +133,11 @@ class Listener:
         if self._reader is not None:
             await asyncio.wait({self._reader})
 
-    async def close(self) -> None:
+    def cancel(self) -> None:
+        """Stop listening now (the STT call is cancelled as the reader unwinds)."""
         if self._reader is not None:
             self._reader.cancel()
+
+    @property
+    def reader(self) -> asyncio.Task[None] | None:
+        return self._reader

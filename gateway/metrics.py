@@ -28,3 +28,9 @@ SESSIONS = Gauge("milo_gateway_sessions_active", "Open Converse streams")
 DEPENDENCY_UP = Gauge(
     "milo_gateway_dependency_up", "1 while the dependency's health is SERVING", ["dependency"]
 )
+UNSPOKEN_SENTENCES = Counter(
+    "milo_gateway_unspoken_sentences",
+    "Reply sentences skipped by the voice: nothing_to_say (only emoji, symbols or "
+    "punctuation) or tts_refused (TTS answered INVALID_ARGUMENT); the rest is spoken",
+    ["reason"],
+)

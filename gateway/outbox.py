@@ -10,7 +10,7 @@ is what the conversation history keeps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from milo.gateway.v1 import gateway_pb2 as gw
 
@@ -38,7 +38,7 @@ class Outbox:
     def close(self) -> None:
         self._queue.put_nowait(_DONE)
 
-    async def drain(self) -> AsyncIterator[gw.ConverseResponse]:
+    async def drain(self) -> AsyncGenerator[gw.ConverseResponse, None]:
         while (item := await self._queue.get()) is not _DONE:
             assert isinstance(item, gw.ConverseResponse)
             kind = item.WhichOneof("event")

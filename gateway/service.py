@@ -14,7 +14,9 @@ from gateway.backends import SERVICE_NAMES, Backends
 from gateway.config import GatewaySettings
 from gateway.core import GatewayCore
 from gateway.servicer import ConversationServicer
+from gateway.upstream import Upstream
 from milo.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from services.runtime.admission import Admission
 
 if TYPE_CHECKING:
     from gateway.http.server import HttpServer
@@ -36,6 +38,7 @@ class GatewayService:
         self.http: HttpServer | None = None
         self.http_port = 0
         self._health: health.aio.HealthServicer | None = None
+        self._admission: Admission | None = None
         self._health_updates: set[asyncio.Task[None]] = set()
 
     def attach_health(self, servicer: health.aio.HealthServicer) -> None:
@@ -44,6 +47,12 @@ class GatewayService:
         while that dependency is. The gateway's own status ("") stays SERVING: a turn that
         needs a service that is down ends with an in-band error, and the session goes on."""
         self._health = servicer
+
+    def attach_admission(self, admission: Admission) -> None:
+        """One admission pool for the whole gateway: the gRPC calls (the runtime's
+        interceptor) and the HTTP bridge's requests and WebSockets all take their slots
+        from the host's pool, so at most `max_concurrency` run at once in all."""
+        self._admission = admission
 
     def _publish(self, name: str, status: str) -> None:
         if self._health is None:
@@ -57,12 +66,9 @@ class GatewayService:
     def register(self, server: grpc.aio.Server) -> None:
         """Called on the event loop: the channels, health watchers and HTTP live there."""
         s = self.settings
-        key = s.backend_api_key.get_secret_value() if s.backend_api_key else None
-        addresses = {"stt": s.stt_address, "translate": s.translate_address,
-                     "llm": s.llm_address, "tts": s.tts_address}
-        self.backends = Backends(addresses, key, s.unary_retries)
+        self.backends = Backends(Upstream.from_settings(s))
         self.backends.on_status.append(self._publish)
-        for name in addresses:  # known names from the start, NOT_SERVING until seen up
+        for name in self.backends.deps:  # known names from the start, NOT_SERVING until seen up
             self._publish(name, "UNKNOWN")
         self.backends.start()
         self.core = GatewayCore(s, self.backends)
@@ -79,8 +85,8 @@ class GatewayService:
             raise RuntimeError(f"the HTTP bridge needs {exc.name}: pip install 'milo[gateway]' "
                                "(or run with --http-enabled false)") from exc
         host, port = self.settings.http_address
-        self.http = HttpServer(create_app(self.settings, core), host, port,
-                               self.settings.shutdown_grace_s)
+        app = create_app(self.settings, core, admission=self._admission)
+        self.http = HttpServer(app, host, port, self.settings.shutdown_grace_s)
         self.http.start()
 
     async def drain(self, grace: float) -> None:

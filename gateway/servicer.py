@@ -2,18 +2,22 @@
 
 Each RPC unwraps the gateway's request message, calls the core (the same code the HTTP
 bridge calls) and wraps the answer; the core's typed errors become status codes in the
-runtime's interceptor.
+runtime's interceptor. Every stream from the core is closed explicitly when the call ends
+(`conversation` is a context manager, the others are iterated under `aclosing`), so a
+client that goes away cancels the LLM and TTS calls at once, not when the garbage
+collector finds the abandoned stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
-from gateway.core import GatewayCore, session_options, upstream
+from gateway.core import GatewayCore
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
 
-__all__ = ["ConversationServicer", "session_options", "upstream"]
+__all__ = ["ConversationServicer"]
 
 
 class ConversationServicer(gateway_pb2_grpc.ConversationServicer):
@@ -24,8 +28,9 @@ class ConversationServicer(gateway_pb2_grpc.ConversationServicer):
         return self.core.describe()
 
     async def Converse(self, request_iterator, context) -> AsyncIterator[gw.ConverseResponse]:
-        async for event in self.core.converse(request_iterator):
-            yield event
+        async with self.core.conversation(request_iterator) as events:
+            async for event in events:
+                yield event
 
     async def Transcribe(self, request, context):
         return gw.TranscribeResponse(response=await self.core.transcribe(request.request))
@@ -34,9 +39,11 @@ class ConversationServicer(gateway_pb2_grpc.ConversationServicer):
         return gw.TranslateResponse(response=await self.core.translate(request.request))
 
     async def Chat(self, request, context):
-        async for reply in self.core.chat(request.request):
-            yield gw.ChatResponse(response=reply)
+        async with aclosing(self.core.chat(request.request)) as replies:
+            async for reply in replies:
+                yield gw.ChatResponse(response=reply)
 
     async def Speak(self, request, context):
-        async for reply in self.core.speak(request.request):
-            yield gw.SpeakResponse(response=reply)
+        async with aclosing(self.core.speak(request.request)) as replies:
+            async for reply in replies:
+                yield gw.SpeakResponse(response=reply)

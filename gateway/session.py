@@ -6,6 +6,13 @@ reply (STT speech-started, or a BARGE_IN control) cancels the reply at once. One
 at a time. Client mistakes after the config (a second config, an unknown control, an
 oversize chunk) get an in-band INVALID_ARGUMENT error and the stream goes on; audio before
 the config ends the stream with INVALID_ARGUMENT.
+
+Every turn ends in `end_turn`, whatever ended it (completed, barged in, cancelled, failed,
+an empty transcript, the STT stream lost, the client gone): it sends the turn's last events
+and counts it in milo_gateway_turns. A session never outlives the task that reads its
+events: `bind` ties it to that task, so a client that goes away (its RPC cancelled, its
+socket reset) cancels the turn, and so the LLM and TTS calls, even if the reader's own
+cleanup never runs.
 """
 
 from __future__ import annotations
@@ -14,26 +21,39 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from gateway import metrics
-from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.listener import Listener
 from gateway.outbox import Outbox
 from gateway.turn import SessionOptions, StageFailure, Turn
+from gateway.upstream import Upstream
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.llm.v1 import llm_pb2
+from milo.stt.v1 import stt_pb2
 
 log = logging.getLogger(__name__)
 Reason = gw.TurnEnded.Reason
+_UNWIND_S = 5.0  # how long closing waits for a session's tasks to end
+
+
+def stt_config(config: gw.SessionConfig, options: SessionOptions) -> stt_pb2.StreamingConfig:
+    """The STT stream's config for a session."""
+    return stt_pb2.StreamingConfig(
+        format=config.input_format,
+        recognition=stt_pb2.RecognitionConfig(language=options.user_language),
+        vad=config.vad,
+        partial_results=config.partial_results if config.HasField("partial_results") else True,
+    )
 
 
 class Session:
-    def __init__(self, settings: GatewaySettings, backends: Backends,
+    def __init__(self, settings: GatewaySettings, upstream: Upstream,
                  config: gw.SessionConfig, options: SessionOptions) -> None:
-        self.settings, self.backends, self.config, self.options = (
-            settings, backends, config, options)
+        self.settings, self.upstream, self.config, self.options = (
+            settings, upstream, config, options)
         self.id = uuid.uuid4().hex[:12]
         self.outbox = Outbox(self._commit_history, options.audio_out)
         self.history: list[llm_pb2.Message] = []
@@ -42,7 +62,14 @@ class Session:
         self._task: asyncio.Task[None] | None = None
         self._turn: Turn | None = None
         self._awaiting_reply: Turn | None = None
-        self.listener = Listener(self)
+        self._pump: asyncio.Task[None] | None = None
+        self._bound: asyncio.Task[Any] | None = None
+        self.closed = False
+        self.listener = Listener(self, upstream, stt_config(config, options), options.barge_in)
+
+    @property
+    def turns(self) -> int:
+        return self._turns
 
     # ---- ids, events --------------------------------------------------------------------
 
@@ -107,10 +134,11 @@ class Session:
         metrics.BARGE_INS.inc()
         if reason == Reason.REASON_BARGED_IN:
             self.emit(turn.id, barged_in=gw.BargedIn())
-        self._end(turn, reason)
+        self.end_turn(turn.id, reason, turn=turn)
 
     async def start_turn(self, turn_id: int, text: str, t0: float,
                          stt_final_s: float | None = None) -> None:
+        self._drop_awaited_reply()
         await self._settle()
         turn = self._new_turn(turn_id, t0)
         if stt_final_s is not None:
@@ -124,6 +152,12 @@ class Session:
         self._awaiting_reply = None
         self._run(turn, self._speak_turn(turn, _once(text)))
 
+    def _drop_awaited_reply(self) -> None:
+        """BRAIN_CLIENT: a turn whose reply never came ends when the next one starts."""
+        turn, self._awaiting_reply = self._awaiting_reply, None
+        if turn is not None:
+            self.end_turn(turn.id, Reason.REASON_CANCELLED, turn=turn)
+
     async def _settle(self) -> None:
         """Before a new turn: stop the reply in progress (or, without barge-in, let it end),
         and let a stopped turn finish winding down, so turns never overlap."""
@@ -135,22 +169,25 @@ class Session:
         await asyncio.wait({task})
 
     def _new_turn(self, turn_id: int, t0: float) -> Turn:
-        return Turn(turn_id, self.options, self.backends, self.settings, self.outbox.put, t0)
+        return Turn(turn_id, self.options, self.upstream, self.settings, self.outbox.put, t0)
 
-    def _run(self, turn: Turn, body: object) -> None:
+    def _run(self, turn: Turn, body: Coroutine[Any, Any, None]) -> None:
+        if self.closed:  # the client is gone: no new turn
+            body.close()
+            return
         self._turn = turn
-        self._task = asyncio.create_task(self._guard(turn, body))  # type: ignore[arg-type]
+        self._task = asyncio.create_task(self._guard(turn, body))
 
-    async def _guard(self, turn: Turn, body: object) -> None:
+    async def _guard(self, turn: Turn, body: Coroutine[Any, Any, None]) -> None:
         try:
-            await body  # type: ignore[misc]
+            await body
         except StageFailure as failure:
-            log.info("session %s turn %d failed at %s: %s", self.id, turn.id,
-                     gw.Stage.Name(failure.stage), failure.message)
-            metrics.TURN_ERRORS.labels(gw.Stage.Name(failure.stage), failure.code).inc()
-            self.emit(turn.id, error=gw.TurnError(
-                stage=failure.stage, code=failure.code, message=failure.message))
-            self._end(turn, Reason.REASON_ERROR)
+            self.end_turn(turn.id, Reason.REASON_ERROR, failure, turn=turn)
+        except asyncio.CancelledError:
+            if self._turn is turn:  # not barged in: the session is closing
+                self._turn = None
+                self.end_turn(turn.id, Reason.REASON_CANCELLED, turn=turn)
+            raise
 
     async def _user_turn(self, turn: Turn, text: str) -> None:
         pivot = await turn.to_pivot(text)
@@ -163,14 +200,26 @@ class Session:
 
     async def _speak_turn(self, turn: Turn, deltas: AsyncIterator[str]) -> None:
         await turn.speak(deltas)
-        self._end(turn, Reason.REASON_COMPLETED)
+        self._turn = None
+        self.end_turn(turn.id, Reason.REASON_COMPLETED, turn=turn)
 
-    def _end(self, turn: Turn, reason: int) -> None:
-        latency = turn.latency()
-        self.emit(turn.id, latency=latency)
-        self.emit(turn.id, turn_ended=gw.TurnEnded(reason=reason))  # type: ignore[arg-type]
+    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None,
+                 turn: Turn | None = None) -> None:
+        """The one place a turn ends: its error (if it failed), its latency breakdown (if
+        it got as far as a Turn), TurnEnded, and the turn metrics."""
+        if failure is not None:
+            log.info("session %s turn %d failed at %s: %s", self.id, turn_id,
+                     gw.Stage.Name(failure.stage), failure.message)  # type: ignore[arg-type]
+            metrics.TURN_ERRORS.labels(gw.Stage.Name(failure.stage),  # type: ignore[arg-type]
+                                       failure.code).inc()
+            self.emit(turn_id, error=gw.TurnError(
+                stage=failure.stage, code=failure.code, message=failure.message))
+        if turn is not None:
+            latency = turn.latency()
+            self.emit(turn_id, latency=latency)
+            metrics.TURN_SECONDS.observe(latency.turn_total_ms / 1000)
+        self.emit(turn_id, turn_ended=gw.TurnEnded(reason=reason))  # type: ignore[arg-type]
         metrics.TURNS.labels(Reason.Name(reason)).inc()  # type: ignore[arg-type]
-        metrics.TURN_SECONDS.observe(latency.turn_total_ms / 1000)
 
     # ---- history ------------------------------------------------------------------------
 
@@ -203,7 +252,21 @@ class Session:
     def cut(self) -> None:
         """The drain's grace is over: stop the turn in progress and end the stream."""
         self.barge_in(reason=Reason.REASON_CANCELLED)
-        self.outbox.close()
+        self.cancel()
+
+    # ---- lifetime -----------------------------------------------------------------------
+
+    def run(self, requests: AsyncIterator[gw.ConverseRequest]) -> None:
+        """Start reading the client's messages; events come out of `self.outbox`."""
+        self._pump = asyncio.create_task(self._read(requests))
+
+    async def _read(self, requests: AsyncIterator[gw.ConverseRequest]) -> None:
+        try:
+            async for request in requests:
+                await self.handle(request)
+            await self.finish()
+        finally:
+            self.outbox.close()
 
     async def finish(self) -> None:
         """The client half-closed: let the last utterance and the turn in progress finish."""
@@ -211,11 +274,50 @@ class Session:
         while self._task is not None and not self._task.done():
             await asyncio.wait({self._task})
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.listener.close()
+    async def wait_read(self) -> None:
+        """Wait for the reading of the client's messages to end; raise what ended it (not
+        a cancellation by `cancel`)."""
+        pump = self._pump
+        if pump is None:
+            return
+        await asyncio.wait({pump})
+        if not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
+
+    def bind(self, task: asyncio.Task[Any] | None) -> None:
+        """The session ends, at the latest, when `task` (the one reading its events) does."""
+        if task is not None:
+            task.add_done_callback(self._reader_done)
+            self._bound = task
+
+    def _reader_done(self, _task: asyncio.Task[Any]) -> None:
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Stop everything now: reading, listening and the turn in progress (which cancels
+        its LLM and TTS calls). Safe to call more than once."""
+        if self.closed:
+            return
+        self.closed = True
+        self._drop_awaited_reply()
+        for task in (self._pump, self._task):
+            if task is not None:
+                task.cancel()
+        self.listener.cancel()
         self.outbox.close()
+
+    async def close(self) -> None:
+        """`cancel`, then wait until every task has unwound (its upstream calls cancelled)."""
+        self.cancel()
+        if self._bound is not None:  # a long-lived reader task keeps no closed session
+            self._bound.remove_done_callback(self._reader_done)
+            self._bound = None
+        tasks = {t for t in (self._pump, self._task, self.listener.reader) if t is not None}
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=_UNWIND_S)
+            if stuck:
+                log.warning("session %s: %d tasks still unwinding after %gs", self.id,
+                            len(stuck), _UNWIND_S)
 
 
 async def _once(text: str) -> AsyncIterator[str]:

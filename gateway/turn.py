@@ -4,7 +4,9 @@ The LLM's deltas are cut into sentences as they stream; each sentence is transla
 and synthesized as soon as it is complete, in a pipeline of three stages joined by queues
 (cut, translate, speak), so the first audio leaves while the LLM is still writing. Events
 go out through `emit`; the turn never touches the client stream itself. Cancelling the task
-(barge-in) cancels the LLM and TTS calls in flight, which stops generation upstream.
+(barge-in) cancels the LLM and TTS calls in flight, which stops generation upstream. A
+sentence with nothing to say (only emoji, symbols or punctuation) is shown but not spoken,
+and the rest of the reply goes on.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any
 import grpc
 
 from gateway import metrics
-from gateway.backends import Backends
 from gateway.config import GatewaySettings
 from gateway.sentences import SentenceCutter
+from gateway.upstream import Upstream, UpstreamError
 from milo.audio.v1 import audio_pb2
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.llm.v1 import llm_pb2
@@ -40,6 +42,12 @@ class StageFailure(Exception):
     def __init__(self, stage: int, code: str, message: str) -> None:
         super().__init__(message)
         self.stage, self.code, self.message = stage, code, message
+
+    @classmethod
+    def of(cls, stage: int, error: UpstreamError) -> StageFailure:
+        """The failure of a service call made for `stage`, e.g. "translate_in: <details>"."""
+        name = gw.Stage.Name(stage).removeprefix("STAGE_").lower()
+        return cls(stage, error.code.name, f"{name}: {error.details}")
 
 
 @dataclass
@@ -75,11 +83,10 @@ class Timings:
             metrics.STAGE_SECONDS.labels(name).observe(seconds)
 
 
-def rpc_failure(stage: int, exc: BaseException, timeout: float) -> StageFailure:
-    name = gw.Stage.Name(stage).removeprefix("STAGE_").lower()
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return StageFailure(stage, exc.code().name, f"{name}: {exc.details()}")
-    return StageFailure(stage, "DEADLINE_EXCEEDED", f"{name} did not answer within {timeout:g}s")
+def sayable(text: str) -> bool:
+    """True when the text has something to say: a letter or a digit in any script. A
+    sentence of only emoji, '#' or punctuation is shown but never sent to TTS."""
+    return any(char.isalnum() for char in text)
 
 
 class Turn:
@@ -87,18 +94,19 @@ class Turn:
         self,
         turn_id: int,
         options: SessionOptions,
-        backends: Backends,
+        upstream: Upstream,
         settings: GatewaySettings,
         emit: Callable[..., None],
         t0: float,
     ) -> None:
-        self.id, self.options, self.backends, self.settings = turn_id, options, backends, settings
+        self.id, self.options, self.upstream, self.settings = turn_id, options, upstream, settings
         self._emit = emit
         self.timings = Timings(t0)
         self.completion_tokens: int | None = None
         self._audio_index = 0
         self._audio_offset_ms = 0.0
         self._first_audio_sent = False
+        self._refused: StageFailure | None = None  # the first sentence TTS refused
 
     def emit(self, **event: Any) -> None:
         self._emit(gw.ConverseResponse(turn_id=self.id, **event))
@@ -108,14 +116,11 @@ class Turn:
     async def translate(self, text: str, source: str, target: str, stage: int) -> str:
         request = translate_pb2.TranslateRequest(
             texts=[text], source_language=source, target_language=target)
-        timeout = self.settings.translate_timeout_s
-        await self.backends.connected("translate")
         try:
-            reply = await self.backends.translate.Translate(
-                request, timeout=timeout, metadata=self.backends.metadata)
-        except (grpc.aio.AioRpcError, TimeoutError) as exc:
-            raise rpc_failure(stage, exc, timeout) from exc
-        return reply.translations[0].text
+            reply = await self.upstream.unary("translate", "Translate", request)
+        except UpstreamError as exc:
+            raise StageFailure.of(stage, exc) from exc
+        return str(reply.translations[0].text)
 
     async def to_pivot(self, text: str) -> str:
         o = self.options
@@ -131,31 +136,24 @@ class Turn:
         return pivot
 
     async def llm_deltas(self, messages: list[llm_pb2.Message]) -> AsyncIterator[str]:
-        """Stream the LLM's reply; cancelling the consumer cancels the call upstream."""
-        s = self.settings
+        """Stream the LLM's reply; closing the stream (or cancelling the consumer) cancels
+        the call upstream."""
         request = llm_pb2.ChatRequest(messages=messages, sampling=self.options.sampling)
-        await self.backends.connected("llm")
-        call = self.backends.llm.Chat(request, timeout=s.llm_timeout_s,
-                                      metadata=self.backends.metadata)
+        first_token_s = self.settings.llm_first_token_timeout_s
         start, first = time.monotonic(), True
         try:
-            while True:
-                wait = s.llm_first_token_timeout_s if first else s.llm_timeout_s
-                reply = await asyncio.wait_for(call.read(), wait)
-                if reply is grpc.aio.EOF:
-                    return
-                if reply.HasField("done"):
-                    self.completion_tokens = reply.done.usage.completion_tokens
-                elif reply.delta.text:
-                    if first:
-                        self.timings.stage("llm_first_token", time.monotonic() - start)
-                        first = False
-                    self.emit(llm_delta=gw.LlmDelta(text=reply.delta.text))
-                    yield reply.delta.text
-        except (grpc.aio.AioRpcError, TimeoutError) as exc:
-            raise rpc_failure(Stage.STAGE_LLM, exc, s.llm_first_token_timeout_s) from exc
-        finally:
-            call.cancel()
+            async with self.upstream.stream("llm", "Chat", request, first_token_s) as replies:
+                async for reply in replies:
+                    if reply.HasField("done"):
+                        self.completion_tokens = reply.done.usage.completion_tokens
+                    elif reply.delta.text:
+                        if first:
+                            self.timings.stage("llm_first_token", time.monotonic() - start)
+                            first = False
+                        self.emit(llm_delta=gw.LlmDelta(text=reply.delta.text))
+                        yield reply.delta.text
+        except UpstreamError as exc:
+            raise StageFailure.of(Stage.STAGE_LLM, exc) from exc
 
     # ---- the reply pipeline --------------------------------------------------------------
 
@@ -195,7 +193,7 @@ class Turn:
         try:
             while (pivot := await inp.get()) is not None:
                 text = pivot
-                if o.translates:
+                if o.translates and sayable(pivot):  # nothing to translate in "😀" or "#"
                     begin = time.monotonic()
                     text = await self.translate(pivot, o.pivot_language, o.user_language,
                                                 Stage.STAGE_TRANSLATE_OUT)
@@ -209,32 +207,47 @@ class Turn:
             out.put_nowait(None)
 
     async def _synthesize(self, inp: asyncio.Queue[tuple[str, str] | None]) -> None:
+        """Speak each sentence in order. One with nothing to say, or one TTS refuses as
+        INVALID_ARGUMENT, is skipped (and counted) and the rest of the reply is spoken; if
+        nothing at all could be spoken, the first refusal fails the turn."""
         index = 0
         while (item := await inp.get()) is not None:
-            if self.options.audio_out and item[1].strip():
-                await self._tts(item[1], index)
+            if self.options.audio_out:
+                await self._say(item[1], index)
             index += 1
+        if self._refused is not None and not self._first_audio_sent:
+            raise self._refused
+
+    async def _say(self, text: str, sentence_index: int) -> None:
+        if not sayable(text):
+            metrics.UNSPOKEN_SENTENCES.labels("nothing_to_say").inc()
+            return
+        try:
+            await self._tts(text, sentence_index)
+        except StageFailure as failure:
+            if failure.code != grpc.StatusCode.INVALID_ARGUMENT.name:
+                raise
+            log.info("turn %d: TTS refused sentence %d, skipped: %s", self.id, sentence_index,
+                     failure.message)
+            metrics.UNSPOKEN_SENTENCES.labels("tts_refused").inc()
+            self._refused = self._refused or failure
 
     async def _tts(self, text: str, sentence_index: int) -> None:
-        o, timeout = self.options, self.settings.tts_timeout_s
+        o = self.options
         request = tts_pb2.SynthesizeRequest(
             text=text, voice=o.voice, speed=o.speed, sample_rate_hz=o.sample_rate_hz,
             encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE)
         begin, audio_format = time.monotonic(), None
-        await self.backends.connected("tts")
-        call = self.backends.tts.Synthesize(request, timeout=timeout,
-                                            metadata=self.backends.metadata)
         try:
-            async for reply in call:
-                if reply.HasField("format"):
-                    audio_format = reply.format
-                elif reply.HasField("audio"):
-                    self.timings.stage("tts_first_audio", time.monotonic() - begin)
-                    self._send_audio(reply.audio, audio_format, sentence_index)
-        except grpc.aio.AioRpcError as exc:
-            raise rpc_failure(Stage.STAGE_TTS, exc, timeout) from exc
-        finally:
-            call.cancel()
+            async with self.upstream.stream("tts", "Synthesize", request) as replies:
+                async for reply in replies:
+                    if reply.HasField("format"):
+                        audio_format = reply.format
+                    elif reply.HasField("audio"):
+                        self.timings.stage("tts_first_audio", time.monotonic() - begin)
+                        self._send_audio(reply.audio, audio_format, sentence_index)
+        except UpstreamError as exc:
+            raise StageFailure.of(Stage.STAGE_TTS, exc) from exc
 
     def _send_audio(self, chunk: audio_pb2.AudioChunk, fmt: audio_pb2.AudioFormat | None,
                     sentence_index: int) -> None:

@@ -116,8 +116,10 @@ async def converse(ws: WebSocket) -> None:
     metrics.WEBSOCKETS.inc()
     try:
         b.api_key.check(ws, allow_query=True)
-        async with b.admission.slot():
-            async for event in b.core.converse(sock.requests()):
+        # A context manager, not a bare stream: a send that fails (the client reset the
+        # socket) leaves the block, which ends the session and cancels its LLM and TTS calls.
+        async with b.admission.slot(), b.core.conversation(sock.requests()) as events:
+            async for event in events:
                 await sock.send(*event_json(event))
         await ws.close()
     except MiloError as exc:

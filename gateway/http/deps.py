@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from gateway.config import GatewaySettings
 from gateway.core import GatewayCore
 from gateway.http.auth import ApiKey
+from gateway.http.realtime.secrets import ClientSecrets
 from gateway.http.status import StatusBoard
 from gateway.http.voices import VoiceMap
 from services.runtime.admission import Admission
@@ -36,6 +37,7 @@ class Bridge:
     board: StatusBoard
     admission: Admission
     voices: VoiceMap
+    secrets: ClientSecrets = field(default_factory=ClientSecrets)
 
 
 def bridge(conn: HTTPConnection) -> Bridge:

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.runtime.errors import MiloError, ResourceExhausted, UpstreamError
+from services.runtime.errors import MiloError, UpstreamError
 
 log = logging.getLogger(__name__)
 C = grpc.StatusCode
@@ -42,7 +42,7 @@ _OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error",
 _CODE_NAME = {401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
               413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
               422: "VALIDATION_ERROR", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
-OPENAI_PREFIXES = ("/v1/audio/", "/v1/chat/completions", "/v1/models")
+OPENAI_PREFIXES = ("/v1/audio/", "/v1/chat/completions", "/v1/models", "/v1/realtime")
 
 
 class HttpError(Exception):
@@ -84,7 +84,7 @@ _REASON_PARAM = {"context_length_exceeded": "messages"}
 def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
     status = status_of(exc)
     headers = None
-    if isinstance(exc, ResourceExhausted):
+    if exc.code == C.RESOURCE_EXHAUSTED:
         seconds = math.ceil((exc.retry_after_ms or 1000) / 1000)
         headers = {"Retry-After": str(max(1, seconds))}
     elif status == 401:

@@ -14,6 +14,7 @@ from gateway.http import schemas as s
 from gateway.http.deps import ERRORS, bridge, check_text, core
 from gateway.http.media import recognize_request, start_speech
 from gateway.http.streams import SSE_EVENT, prime, sse, sse_guard
+from gateway.upstream import ROLES
 from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.translate.v1 import translate_pb2
@@ -21,8 +22,6 @@ from milo.tts.v1 import tts_pb2
 
 router = APIRouter(prefix="/v1", tags=["native"], responses=ERRORS)
 Core = Annotated[GatewayCore, Depends(core)]
-_ROLES = {"system": llm_pb2.ROLE_SYSTEM, "user": llm_pb2.ROLE_USER,
-          "assistant": llm_pb2.ROLE_ASSISTANT}
 
 
 def transcription(reply: stt_pb2.RecognizeResponse) -> s.Transcription:
@@ -70,7 +69,7 @@ def chat_request(body: s.ChatIn) -> llm_pb2.ChatRequest:
         temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
         repeat_penalty=body.repeat_penalty, max_tokens=body.max_tokens, stop=body.stop,
         seed=body.seed)
-    messages = [llm_pb2.Message(role=_ROLES[m.role], content=m.content) for m in body.messages]
+    messages = [llm_pb2.Message(role=ROLES[m.role], content=m.content) for m in body.messages]
     return llm_pb2.ChatRequest(messages=messages, sampling=sampling,
                                allow_cloud=body.allow_cloud)
 

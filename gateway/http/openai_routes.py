@@ -18,6 +18,7 @@ from gateway.http import subtitles
 from gateway.http.deps import ERRORS, bridge, check_text, core
 from gateway.http.media import recognize_request, start_speech
 from gateway.http.streams import SSE_EVENT, prime, sse, sse_guard
+from gateway.upstream import ROLES
 from milo.llm.v1 import llm_pb2
 from milo.stt.v1 import stt_pb2
 from milo.tts.v1 import tts_pb2
@@ -25,8 +26,6 @@ from services.runtime.errors import ContextLengthExceeded, InvalidArgument
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
 Core = Annotated[GatewayCore, Depends(core)]
-_ROLES = {"system": llm_pb2.ROLE_SYSTEM, "developer": llm_pb2.ROLE_SYSTEM,
-          "user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
 _FINISH = {llm_pb2.FINISH_REASON_LENGTH: "length"}
 _PCM_RATE = 24000  # OpenAI's pcm is 24 kHz s16le mono
 _TRANSCRIPTION_DOC: dict[int | str, dict[str, Any]] = {200: {
@@ -107,7 +106,7 @@ def llm_request(body: o.ChatCompletionIn, max_chars: int) -> llm_pb2.ChatRequest
         if len(text) > max_chars:  # past the gateway's text limit: no model context holds it
             raise ContextLengthExceeded(f"a message has {len(text)} characters; the gateway "
                                         f"takes at most {max_chars} per message")
-        messages.append(llm_pb2.Message(role=_ROLES[m.role], content=text))
+        messages.append(llm_pb2.Message(role=ROLES[m.role], content=text))
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stop) > 4:
         raise InvalidArgument("stop takes at most 4 sequences")

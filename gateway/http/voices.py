@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 
-import grpc
-
 from gateway.core import GatewayCore
 from gateway.http.openai_schemas import OPENAI_VOICES
+from gateway.upstream import UpstreamError
 from milo.tts.v1 import tts_pb2
 
 log = logging.getLogger(__name__)
@@ -52,15 +51,12 @@ class VoiceMap:
     async def _model_voices(self) -> list[str]:
         if self._voices is not None:
             return self._voices
-        backends = self.core.backends
         try:
-            reply = await backends.tts.Describe(
-                tts_pb2.DescribeRequest(), timeout=5, metadata=backends.metadata
-            )
-        except grpc.aio.AioRpcError as exc:
+            reply = await self.core.upstream.unary("tts", "Describe", tts_pb2.DescribeRequest())
+        except UpstreamError as exc:
             log.warning(
                 "TTS Describe failed (%s): OpenAI voice names take the default voice",
-                exc.code().name,
+                exc.code.name,
             )
             return []
         self._voices = [v.name for v in reply.voices]

@@ -14,6 +14,7 @@ class MiloError(Exception):
     """Base class: an error with a gRPC status code and a message for the caller."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    retry_after_ms: int | None = None  # a hint for the caller: when to try again
     # A machine-readable cause finer than the status code (e.g. "context_length_exceeded"),
     # sent as the `milo-error-reason` trailer so that a front can name it to its clients.
     reason: str | None = None
@@ -74,11 +75,21 @@ class Cancelled(MiloError):
 
 
 class UpstreamError(MiloError):
-    """A service this one depends on answered with an error; keeps that service's code."""
+    """A service this one depends on failed: which service, its status code, its message
+    (`details`, also in `message` after the service's name), its retry hint and its
+    machine-readable reason, if it gave them."""
 
-    def __init__(self, service: str, code: grpc.StatusCode, message: str,
-                 reason: str | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        code: grpc.StatusCode,
+        message: str,
+        retry_after_ms: int | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(f"{service}: {message}")
         self.code = code
         self.service = service
+        self.details = message
+        self.retry_after_ms = retry_after_ms
         self.reason = reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,9 @@ class ServiceHost:
             settings.max_queue,
             on_change=self._on_admission_change,
         )
+        attach_admission = getattr(service, "attach_admission", None)
+        if attach_admission is not None:  # optional: a service with other fronts shares it
+            attach_admission(self.admission)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.interceptor = ServiceInterceptor(service.name, self.admission, key)
         self.server: grpc.aio.Server | None = None
@@ -156,6 +160,9 @@ class ServiceHost:
             if drain is not None:
                 await drain(grace)
             await stopping
+        aclose = getattr(self.service, "aclose", None)
+        if aclose is not None:  # optional: what the service keeps on the event loop
+            await aclose()
         await asyncio.to_thread(self.service.close)
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.close)  # shutdown() waits out a 0.5 s poll
@@ -220,3 +227,14 @@ def run(
     service = make_service(settings)
     asyncio.run(ServiceHost(service, settings).serve())
     return 0
+
+
+def entry_point(
+    make_service: Callable[[S], Service], settings_cls: type[S], prog: str
+) -> Callable[..., int]:
+    """A service's `main(argv=None, prog=...)`: `milo serve <name>` and `python -m` call it."""
+
+    def main(argv: Sequence[str] | None = None, prog: str = prog) -> int:
+        return run(make_service, settings_cls, sys.argv[1:] if argv is None else argv, prog)
+
+    return main

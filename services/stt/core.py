@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from services.runtime.errors import FailedPrecondition, InvalidArgument
 from services.stt import metrics
 from services.stt.audio import AudioSpec, decode_clip
+from services.stt.batching import BatchPolicy
 from services.stt.engine import SAMPLE_RATE, DecodeOptions, SttEngine, Transcript
 from services.stt.guard import GuardParams, apply_guard
 from services.stt.scheduler import DecodeScheduler
@@ -63,21 +64,19 @@ class Recognition:
 
 
 class SttCore:
-    def __init__(self, make_engine: Callable[[], SttEngine],
-                 make_detector: Callable[[], SpeechDetector], defaults: Defaults,
-                 workers: int = 1) -> None:
-        self._make_engine, self._make_detector = make_engine, make_detector
+    """Recognition over one engine: `load` before use, `close` after (see the runtime's
+    `model_service`); the VAD detector is made on load."""
+
+    def __init__(self, engine: SttEngine, make_detector: Callable[[], SpeechDetector],
+                 defaults: Defaults, workers: int = 1,
+                 batching: BatchPolicy | None = None) -> None:
+        self.engine, self._make_detector = engine, make_detector
         self.defaults = defaults
-        self.scheduler = DecodeScheduler(workers)
-        self._engine: SttEngine | None = None
+        self.callers = 0  # open streams and Recognize calls (the batch policy's company)
+        self.scheduler = DecodeScheduler(workers, self._run_batch, batching,
+                                         callers=lambda: self.callers)
         self._detector: SpeechDetector | None = None
         self.default_language = defaults.language
-
-    @property
-    def engine(self) -> SttEngine:
-        if self._engine is None:
-            raise FailedPrecondition("the STT model is not loaded")
-        return self._engine
 
     @property
     def detector(self) -> SpeechDetector:
@@ -88,7 +87,8 @@ class SttCore:
     def load(self) -> None:
         """Load the engine and the VAD, settle the default language, warm both up. Blocks."""
         self._detector = self._make_detector()
-        self._engine = engine = self._make_engine()
+        engine = self.engine
+        engine.load()
         if self.defaults.language not in engine.languages:
             if engine.multilingual:
                 raise ValueError(f"default language {self.defaults.language!r} is not one "
@@ -110,9 +110,7 @@ class SttCore:
 
     def close(self) -> None:
         self.scheduler.close()
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        self.engine.close()
 
     def decode_options(self, req: RequestOptions) -> DecodeOptions:
         """Validated options, defaults filled in; InvalidArgument says what is wrong."""
@@ -144,6 +142,14 @@ class SttCore:
                               + ("" if engine.multilingual else " (this model accepts only 'en')"))
 
     async def recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions) -> Recognition:
+        self.callers += 1
+        try:
+            return await self._recognize(data, spec, req)
+        finally:
+            self.callers -= 1
+
+    async def _recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions
+                         ) -> Recognition:
         start = time.monotonic()
         limit = self.defaults.max_audio_bytes
         if len(data) > limit:
@@ -172,7 +178,8 @@ class SttCore:
 
     async def decode(self, audio: np.ndarray, options: DecodeOptions, kind: str,
                      key: object | None = None) -> Transcript:
-        """One decode through the scheduler; `key` makes it a replaceable best-effort job
+        """One decode through the scheduler: urgent ones (finals, Recognize) are batched
+        with others of the same options; `key` makes it a replaceable best-effort job
         (an empty transcript if it was replaced)."""
         engine = self.engine
 
@@ -181,7 +188,8 @@ class SttCore:
             return engine.transcribe(audio, options), time.monotonic() - start
 
         if key is None:
-            result: tuple[Transcript, float] | None = await self.scheduler.run(job)
+            result: tuple[Transcript, float] | None = await self.scheduler.run_batched(
+                options, audio)
         else:
             result = await self.scheduler.run_latest(key, job)
         if result is None:
@@ -192,6 +200,34 @@ class SttCore:
         if transcript.duration > 0:
             metrics.REAL_TIME_FACTOR.labels(kind).observe(took / transcript.duration)
         return transcript
+
+    def _run_batch(self, options: Hashable, audios: Sequence[np.ndarray]
+                   ) -> list[tuple[Transcript, float] | BaseException]:
+        """Decode thread: one model call for all `audios` when the engine batches (the
+        time of each is the batch's); else, or if the batch failed, each alone, so one
+        bad item fails only its own caller."""
+        assert isinstance(options, DecodeOptions)
+        engine = self.engine
+        batched = getattr(engine, "transcribe_batch", None)
+        if batched is not None and len(audios) > 1:
+            start = time.monotonic()
+            try:
+                transcripts = batched(audios, options)
+            except Exception:
+                log.exception("batched decode of %d clips failed; decoding each alone",
+                              len(audios))
+                metrics.BATCH_ALONE.inc(len(audios))
+            else:
+                took = time.monotonic() - start
+                return [(t, took) for t in transcripts]
+        out: list[tuple[Transcript, float] | BaseException] = []
+        for audio in audios:
+            start = time.monotonic()
+            try:
+                out.append((engine.transcribe(audio, options), time.monotonic() - start))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def drop(self, key: object) -> None:
         """Forget the waiting best-effort decode of `key` (a stream whose utterance ended)."""
@@ -208,7 +244,13 @@ class SttCore:
                     partials: bool, partial_interval_ms: int) -> StreamSession:
         options = StreamOptions(spec=spec, decode=self.decode_options(req), vad=vad,
                                 partials=partials, partial_interval_ms=partial_interval_ms)
-        return StreamSession(options, self.detector.new_scorer(), self)
+        session = StreamSession(options, self.detector.new_scorer(), self,
+                                on_close=self._stream_closed)
+        self.callers += 1
+        return session
+
+    def _stream_closed(self) -> None:
+        self.callers -= 1
 
     def vad_params(self, **overrides: float | int | None) -> VadParams:
         """The server's VAD settings with the request's set fields over them, range-checked."""

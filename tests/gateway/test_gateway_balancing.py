@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-import gateway.backends
+import gateway.upstream
 from gateway.balancing import AddressError, channel_target, first_host
 from gateway.config import GatewaySettings
 from gateway.service import GatewayService
@@ -232,9 +232,9 @@ async def test_a_replica_added_behind_the_dns_name_gets_traffic_after_connection
     # A headless Service on loopback: a DNS server answering with the replicas' addresses,
     # all on one port; servers recycle connections after 1 s so the gateway re-resolves.
     # The gateway's channel may re-resolve as often as every 0.5 s (30 s by default).
-    options = gateway.backends.channel_options
+    options = gateway.upstream.channel_options
     monkeypatch.setattr(
-        gateway.backends,
+        gateway.upstream,
         "channel_options",
         lambda name, retries: [
             *options(name, retries),
@@ -290,7 +290,7 @@ async def test_a_replica_that_goes_away_costs_no_idempotent_call(fakes, replicas
 
 
 def test_the_python_client_takes_several_gateway_addresses():
-    from gateway.client import _target
+    from milo.client import _target
 
     assert _target("127.0.0.1:50050") == "127.0.0.1:50050"
     assert _target("dns:///milo-gateway:50050") == "dns:///milo-gateway:50050"

@@ -10,16 +10,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.config import GatewaySettings
-from gateway.service import GatewayService
 from milo.audio.v1 import audio_pb2
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
 from milo.translate.v1 import translate_pb2
-from services.runtime.server import ServiceHost
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import FakeServices
+from fakes import Conversation, FakeServices, serve_gateway
 
 PCM16K = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
                                sample_rate_hz=16000, channels=1)
@@ -29,49 +26,13 @@ PCM16K = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
 async def stack():
     fakes = FakeServices()
     await fakes.start()
-    settings = GatewaySettings(
-        host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
-        stt_address=fakes.addresses["stt"], translate_address=fakes.addresses["translate"],
-        llm_address=fakes.addresses["llm"], tts_address=fakes.addresses["tts"],
-        translate_timeout_s=3, unary_retries=1, http_port=0)
-    host = ServiceHost(GatewayService(settings), settings)
-    await host.start()
+    host = await serve_gateway(fakes)
     fakes.gateway_address = f"127.0.0.1:{host.port}"
     channel = grpc.aio.insecure_channel(fakes.gateway_address)
     yield fakes, gateway_pb2_grpc.ConversationStub(channel)
     await channel.close()
     await host.stop(grace=0)
     await fakes.stop()
-
-
-class Conversation:
-    """A Converse call driven by the test: send messages, read events up to a condition."""
-
-    def __init__(self, stub, config: gw.SessionConfig) -> None:
-        self.outgoing: asyncio.Queue = asyncio.Queue()
-        self.outgoing.put_nowait(gw.ConverseRequest(config=config))
-        self.call = stub.Converse(self._requests(), timeout=30)
-        self.events: list[gw.ConverseResponse] = []
-
-    async def _requests(self):
-        while (item := await self.outgoing.get()) is not None:
-            yield item
-
-    def send(self, **kw) -> None:
-        self.outgoing.put_nowait(gw.ConverseRequest(**kw))
-
-    def close(self) -> None:
-        self.outgoing.put_nowait(None)
-
-    async def until(self, kind: str, turn_id: int | None = None) -> gw.ConverseResponse:
-        async for event in self.call:
-            self.events.append(event)
-            if event.WhichOneof("event") == kind and turn_id in (None, event.turn_id):
-                return event
-        raise AssertionError(f"stream ended before {kind}: {self.kinds()}")
-
-    def kinds(self, turn_id: int | None = None) -> list[str]:
-        return [e.WhichOneof("event") for e in self.events if turn_id in (None, e.turn_id)]
 
 
 def first_index(kinds: list[str], kind: str) -> int:
