@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,10 @@ def write_test_manifest(spec: DatasetSpec, folder: Path, limit: int | None) -> P
     manifest = folder / "manifest.jsonl"
     if manifest.is_file():
         return manifest
-    splits = select_splits(open_dataset(spec), spec)
+    dataset = open_dataset(spec)
+    if spec.eval_split is None and "test" in dataset:
+        spec = replace(spec, eval_split="test")  # only the test split is needed here
+    splits = select_splits(dataset, spec)
     role = "test" if splits.test is not None else "eval"
     part = splits.test if splits.test is not None else splits.eval
     if limit:

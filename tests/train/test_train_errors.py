@@ -14,6 +14,8 @@ from services import cli
 sys.path.insert(0, str(Path(__file__).parent))
 from train_support import build_tiny_whisper, write_audiofolder
 
+pytestmark = pytest.mark.tier3  # the real model and datasets loading code, tiny model
+
 
 def train(capsys, *args: str) -> tuple[int, str]:
     code = cli.main(["train", "stt", "--max-steps", "2", "--no-export", *args])

@@ -14,7 +14,7 @@ pytest.importorskip("faster_whisper")
 pytest.importorskip("ctranslate2")
 # The first test that needs the trained fixture pays for its training (minutes on a busy
 # shared machine, well under one on a quiet one).
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.tier3, pytest.mark.timeout(1200)]  # real training
 
 
 def test_export_puts_the_model_in_service_and_scores_it(

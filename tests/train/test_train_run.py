@@ -24,7 +24,7 @@ from conftest import OVERFIT_STEPS, STEPS, StopAt, base_config
 CHILD = Path(__file__).parent / "train_child.py"
 # The first test that needs the trained fixture pays for its training (minutes on a busy
 # shared machine, well under one on a quiet one).
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.tier3, pytest.mark.timeout(1200)]  # real training
 
 
 class SignalAt(TrainerCallback):
@@ -71,7 +71,7 @@ def test_metrics_csv_has_every_step_and_each_evaluation(trained):
     assert [int(r["step"]) for r in rows if r["loss"]] == list(range(1, OVERFIT_STEPS + 1))
     evaluated = [int(r["step"]) for r in rows if r["eval_wer"]]
     assert evaluated == [e["step"] for e in history if "eval_wer" in e]
-    assert all(float(r["learning_rate"]) > 0 for r in rows if r["loss"])
+    assert all(float(r["learning_rate"]) > 0 for r in rows if r["loss"] and r["step"] != "1")
 
 
 def test_ctrl_c_then_sigterm_then_resume_match_the_uninterrupted_run(
