@@ -1,6 +1,7 @@
 # Milo on a new machine (Debian/Ubuntu, Python >= 3.10, root or sudo for apt):
 #   make up     set up, build the offline demo models, run the whole stack (Ctrl-C stops it)
 #   make test   set up, build the demo models, lint, run every test tier
+#   make test-fast   tiers 1 and 2 only (no models, no processes): the inner loop
 # Each step is idempotent; `make setup` alone prepares the virtual environment.
 
 VENV ?= .venv
@@ -15,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_PIN ?= checkov==3.3.30
 
-.PHONY: setup system-packages demo up test lint unit clean checkov
+.PHONY: setup system-packages demo up test test-fast lint unit clean checkov
 
 setup: $(VENV)/.installed
 
@@ -53,7 +54,11 @@ $(CHECKOV_VENV)/.installed:
 checkov: $(CHECKOV_VENV)/.installed
 
 unit: demo checkov
-	MILO_DEMO_MODELS=$(DEMO) $(BIN)/python -m pytest -q -rs
+	MILO_DEMO_MODELS=$(DEMO) $(BIN)/python -m pytest -q -rs --durations=25 $(ARGS)
+
+# Tiers 1 and 2: pure logic and servicers on port 0 (tests/conftest.py marks the tiers).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "tier1 or tier2" --durations=10 $(ARGS)
 
 test: lint unit
 

@@ -11,12 +11,12 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from services.runtime.config import DEFAULT_MODELS_DIR
+from services.runtime.model_folder import demo_models_dir
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="run the whole stack locally (demo models by default)")
-    up.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR,
+    up.add_argument("--models", type=Path, default=demo_models_dir(),
                     help="models folder (default: %(default)s)")
     up.add_argument("--host", default="127.0.0.1", help="address the services listen on")
     up.add_argument("--language", help="user language (default: mg, or en on the demo set)")
@@ -62,8 +62,8 @@ async def wav_chunks(path: Path, fast: bool, chunk_ms: int = 20) -> AsyncIterato
 
 
 async def converse(args: argparse.Namespace) -> int:
-    from gateway.client import MiloClient
     from milo.audio.v1 import audio_pb2
+    from milo.client import MiloClient
     from milo.gateway.v1 import gateway_pb2 as gw
 
     config = gw.SessionConfig(user_language=args.language, pivot_language=args.pivot,

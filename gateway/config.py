@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from gateway.balancing import AddressError, channel_target, first_host
 from services.runtime.config import (
     PORTS,
+    CommaList,
     ServiceSettings,
     grpc_port_field,
     metrics_port_field,
@@ -50,7 +48,7 @@ class GatewaySettings(ServiceSettings):
     http_enabled: bool = Field(True, description="serve the HTTP bridge and the web page")
     http_host: str | None = Field(None, description="HTTP address (default: the gRPC host)")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
-    cors_origins: Annotated[list[str], NoDecode] = Field(
+    cors_origins: CommaList = Field(
         default_factory=list,
         description="origins allowed to call the HTTP API from a browser ('*' for any); "
         "the page served by the gateway itself needs none",
@@ -80,16 +78,6 @@ class GatewaySettings(ServiceSettings):
             channel_target(value)
         except AddressError as exc:
             raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        """Accept a comma-separated string from the environment as well as a JSON list."""
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return json.loads(value)
-            return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
     def metrics_address(self, name: str) -> str:

@@ -4,6 +4,7 @@
     milo models demo|fetch|convert                     prepare models
     milo up                                            the whole stack as local processes
     milo converse | eval | loadtest                    talk to a running stack
+    milo doctor                                        check models, GPU, ports first
 
 Each component registers its own commands; heavy imports happen only when a command runs.
 """
@@ -28,8 +29,11 @@ SERVICES = {
 COMMAND_MODULES = (
     "services.models.cli",
     "services.stt.cli",
+    "services.translate.cli",
+    "services.tts.cli",
     "gateway.cli",
     "services.loadtest.cli",
+    "services.doctor.cli",
 )
 
 

@@ -3,9 +3,10 @@ in production, a random-weight llama in the demo set), streaming text deltas as 
 produced, stopping within one token when the caller cancels, with a bounded FIFO queue in
 front of the model and an optional cloud model (Anthropic Messages API) tried first.
 
-Modules: `config` (settings), `servicer` (protobuf <-> domain, with `convert`), `chat` (one
-reply: cloud or local, queue, context fitting, cancellation), `engine` (the model Protocol),
-`llama_engine` (llama-cpp-python), `cloud` (Anthropic streaming client), `bridge` (worker
-thread -> event loop), `text` and `context` (pure logic), `metrics`, `service` (the runtime
-Service).
+The files follow the skeleton every model service shares (see
+`services/runtime/model_service.py`): `config`, `service` (composition root), `servicer` and
+`convert` (protobuf <-> domain), `core` (one reply: cloud or local, queue, context fitting,
+cancellation), `engine` (the model Protocol), `llama_engine` (llama-cpp-python); and its
+own: `cloud` (Anthropic streaming client), `bridge` (worker thread -> event loop), `text`
+and `context` (pure logic), `metrics`.
 """

@@ -1,22 +1,12 @@
-"""`milo serve llm` / `python -m services.llm`: wiring only."""
-
-from __future__ import annotations
+"""`milo serve llm` / `python -m services.llm`: the entry point, nothing else."""
 
 import sys
-from collections.abc import Sequence
 
 from services.llm.config import LlmSettings
-from services.llm.service import LlmService
-from services.runtime.server import run
+from services.llm.service import make_service
+from services.runtime.server import entry_point
 
-
-def make_service(settings: LlmSettings) -> LlmService:
-    return LlmService(settings)
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "milo serve llm") -> int:
-    return run(make_service, LlmSettings, argv if argv is not None else sys.argv[1:], prog)
-
+main = entry_point(make_service, LlmSettings, "milo serve llm")
 
 if __name__ == "__main__":
     sys.exit(main())

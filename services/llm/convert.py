@@ -5,11 +5,20 @@ defaults."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from milo.llm.v1 import llm_pb2
-from services.llm.domain import ChatDone, ChatMessage, ChatRequest, FinishReason, Role, Sampling
+from services.llm.core import LlmCore
+from services.llm.domain import (
+    ChatDone,
+    ChatMessage,
+    ChatRequest,
+    Defaults,
+    FinishReason,
+    Role,
+    Sampling,
+)
 from services.runtime.errors import InvalidArgument
 
 MAX_MESSAGES = 1000
@@ -26,15 +35,6 @@ _FINISH = {
     FinishReason.LENGTH: llm_pb2.FINISH_REASON_LENGTH,
     FinishReason.CANCELLED: llm_pb2.FINISH_REASON_CANCELLED,
 }
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """What the server uses for what a request leaves unset."""
-
-    sampling: Sampling
-    system_prompt: str
-    context_tokens: int
 
 
 def chat_request(request: llm_pb2.ChatRequest, defaults: Defaults) -> ChatRequest:
@@ -146,3 +146,19 @@ def done(result: ChatDone) -> llm_pb2.ChatResponse:
         backend=result.backend,
         model_id=result.model_id,
     ))  # fmt: skip
+
+
+def describe(core: LlmCore) -> llm_pb2.DescribeResponse:
+    """The model, its context, the server defaults, the queue and the cloud model."""
+    engine, defaults, cloud = core.engine, core.defaults, core.cloud
+    return llm_pb2.DescribeResponse(
+        model_id=engine.model_id,
+        context_tokens=engine.context_tokens,
+        default_max_tokens=defaults.sampling.max_tokens,
+        default_system_prompt=defaults.system_prompt,
+        cloud_enabled=cloud is not None,
+        cloud_model=cloud.model if cloud is not None else "",
+        max_queue=core.queue.max_queue,
+        device=engine.device,
+        default_sampling=sampling_options(defaults.sampling),
+    )

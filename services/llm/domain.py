@@ -43,6 +43,15 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Defaults:
+    """What the server uses for what a request leaves unset."""
+
+    sampling: Sampling
+    system_prompt: str
+    context_tokens: int
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     messages: tuple[ChatMessage, ...]  # a leading system message, then the turns
     sampling: Sampling

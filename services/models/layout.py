@@ -15,7 +15,9 @@
 The default models dir is `./models`; the environment variable `MILO_MODELS_DIR` overrides
 it. The offline demo set (small models with the real architectures, see
 `services.models.demo`) has the same layout and defaults to `./models/demo`
-(`MILO_DEMO_MODELS` overrides it); point `MILO_MODELS_DIR` at it to run Milo on it.
+(`MILO_DEMO_MODELS` overrides it); point `MILO_MODELS_DIR` at it to run Milo on it. Those
+defaults and the manifest reader are the runtime's (`services/runtime/model_folder.py`),
+which the services read with.
 
 Hidden files (`.manifest.lock`, `.demo.lock`, `.<entry>.staging-*` while an entry is being
 written, `llm/.download/` during a resumable GGUF download) belong to the tooling: every
@@ -28,27 +30,27 @@ just that folder.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from services.models._util import locked
+from services.runtime.model_folder import MANIFEST_FILE, read_manifest
+from services.runtime.model_folder import demo_models_dir as default_demo_dir
+from services.runtime.model_folder import models_root as default_models_dir
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "COMPONENTS", "LLM_FILE", "MANIFEST_FILE", "REQUIRED_FILES", "SPM_FILE", "Component",
+    "Layout", "default_demo_dir", "default_models_dir", "read_manifest", "record_entry",
+    "utc_now", "write_manifest",
+]
 
 Component = Literal["stt", "translate", "llm", "tts"]
 COMPONENTS: Final[tuple[Component, ...]] = ("stt", "translate", "llm", "tts")
 
-ENV_MODELS_DIR: Final = "MILO_MODELS_DIR"
-ENV_DEMO_DIR: Final = "MILO_DEMO_MODELS"
-DEFAULT_MODELS_DIR: Final = Path("models")
-DEMO_SUBDIR: Final = "demo"
-MANIFEST_FILE: Final = "manifest.json"
 LLM_FILE: Final = "model.gguf"
 SPM_FILE: Final = "sentencepiece.bpe.model"
 
@@ -59,20 +61,6 @@ REQUIRED_FILES: Final[dict[Component, tuple[str, ...]]] = {
     "llm": (LLM_FILE,),
     "tts": ("config.json", "model.safetensors", "vocab.json", "tokenizer_config.json"),
 }
-
-
-def default_models_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """`$MILO_MODELS_DIR` if set, else `./models`."""
-    env = os.environ if environ is None else environ
-    value = env.get(ENV_MODELS_DIR, "").strip()
-    return Path(value) if value else DEFAULT_MODELS_DIR
-
-
-def default_demo_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where `milo models demo` builds by default: `$MILO_DEMO_MODELS`, else `./models/demo`."""
-    env = os.environ if environ is None else environ
-    value = env.get(ENV_DEMO_DIR, "").strip()
-    return Path(value) if value else DEFAULT_MODELS_DIR / DEMO_SUBDIR
 
 
 @dataclass(frozen=True)
@@ -114,19 +102,6 @@ class Layout:
         """Required files of `component` that are absent (empty list: complete)."""
         folder = self.entry_dir(component)
         return [name for name in REQUIRED_FILES[component] if not (folder / name).is_file()]
-
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    """The manifest under `root`, or {} when there is none or it cannot be parsed."""
-    path = Layout(root).manifest
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable manifest %s: %s", path, exc)
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:

@@ -2,19 +2,28 @@
 prefix (MILO_STT_, MILO_TRANSLATE_, ...) and fields; the same fields are CLI flags
 (`milo serve stt --port 50061 --max-queue 8`). Built once at the entry point, passed down.
 
+A model service (stt, translate, llm, tts) subclasses `ModelServiceSettings`, which adds
+what they all have: the model id shown in Describe and the model's place in the models
+folder (`model_dir_field`). `Device`, `ComputeType` and `CommaList` are the field types
+they share.
+
 Precedence: CLI flag > environment variable > default.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODELS_DIR = Path("models/demo")
+from services.runtime.model_folder import models_root
+
+__all__ = [
+    "PORTS", "CommaList", "ComputeType", "Device", "ModelServiceSettings", "ServiceSettings",
+    "grpc_port_field", "metrics_port_field", "model_dir_field", "models_root",
+]
 
 # Default ports (gRPC, metrics). The gateway's HTTP bridge is on 8080 and serves its
 # metrics at /metrics there; its gRPC metrics port is 9150.
@@ -27,9 +36,28 @@ PORTS = {
 }
 
 
-def models_root() -> Path:
-    """Where the prepared models live: $MILO_MODELS_DIR, else the demo set."""
-    return Path(os.environ.get("MILO_MODELS_DIR", str(DEFAULT_MODELS_DIR)))
+Device = Literal["auto", "cpu", "cuda"]
+"""Where a model runs; `auto`: cuda when the engine sees a GPU, else cpu."""
+
+ComputeType = Literal[
+    "default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+]
+"""CTranslate2 compute types (stt and translate); `auto`: the fastest the device supports,
+`default`: the type the model was saved in."""
+
+
+def split_commas(value: object) -> object:
+    """Accept "a,b,c" (an env variable or a flag) as well as a JSON list."""
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+"""A list of strings given as "a,b,c" or as a JSON list."""
 
 
 def grpc_port_field(service: str) -> Any:
@@ -40,6 +68,15 @@ def grpc_port_field(service: str) -> Any:
 def metrics_port_field(service: str) -> Any:
     """A service's `metrics_port` field, defaulting to its metrics port in PORTS."""
     return Field(PORTS[service][1], ge=0, le=65535, description="Prometheus /metrics port")
+
+
+def model_dir_field(component: str, what: str) -> Any:
+    """A model service's model location, defaulting to `<models folder>/<component>`."""
+    return Field(
+        default_factory=lambda: models_root() / component,
+        description=f"{what} (default: $MILO_MODELS_DIR/{component}, $MILO_MODELS_DIR "
+        "defaulting to ./models)",
+    )
 
 
 class ServiceSettings(BaseSettings):
@@ -80,6 +117,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def address(self) -> str:
+        """host:port the gRPC server binds."""
         return f"{self.host}:{self.port}"
 
     def connection_options(self) -> list[tuple[str, int]]:
@@ -91,3 +129,13 @@ class ServiceSettings(BaseSettings):
             options.append(
                 ("grpc.max_connection_age_grace_ms", int(self.max_connection_age_grace_s * 1000)))
         return options
+
+
+class ModelServiceSettings(ServiceSettings):
+    """Settings every model service shares, on top of the server's."""
+
+    model_id: str | None = Field(
+        None,
+        description="model id shown in Describe (default: the models folder's manifest.json, "
+        "else what the model says of itself, else its folder's name)",
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -159,6 +160,9 @@ class ServiceHost:
             if drain is not None:
                 await drain(grace)
             await stopping
+        aclose = getattr(self.service, "aclose", None)
+        if aclose is not None:  # optional: what the service keeps on the event loop
+            await aclose()
         await asyncio.to_thread(self.service.close)
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.close)  # shutdown() waits out a 0.5 s poll
@@ -223,3 +227,14 @@ def run(
     service = make_service(settings)
     asyncio.run(ServiceHost(service, settings).serve())
     return 0
+
+
+def entry_point(
+    make_service: Callable[[S], Service], settings_cls: type[S], prog: str
+) -> Callable[..., int]:
+    """A service's `main(argv=None, prog=...)`: `milo serve <name>` and `python -m` call it."""
+
+    def main(argv: Sequence[str] | None = None, prog: str = prog) -> int:
+        return run(make_service, settings_cls, sys.argv[1:] if argv is None else argv, prog)
+
+    return main

@@ -9,29 +9,21 @@ startup and says so in `Describe.default_language` (choice documented in `core.p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import (
-    ServiceSettings,
+    ComputeType,
+    Device,
+    ModelServiceSettings,
     grpc_port_field,
     metrics_port_field,
-    models_root,
+    model_dir_field,
 )
 
-ComputeType = Literal[
-    "default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
-    "int16", "float16", "bfloat16", "float32",
-]
 
-
-def _default_model_dir() -> Path:
-    return models_root() / "stt"
-
-
-class SttSettings(ServiceSettings):
+class SttSettings(ModelServiceSettings):
     """The STT service: faster-whisper (CTranslate2) with Silero VAD endpointing."""
 
     model_config = SettingsConfigDict(env_prefix="MILO_STT_")
@@ -39,14 +31,8 @@ class SttSettings(ServiceSettings):
     port: int = grpc_port_field("stt")
     metrics_port: int = metrics_port_field("stt")
 
-    model_dir: Path = Field(
-        default_factory=_default_model_dir,
-        description="faster-whisper CTranslate2 model folder (default: $MILO_MODELS_DIR/stt)",
-    )
-    model_id: str | None = Field(
-        None, description="model id shown in Describe (default: manifest.json, else folder name)"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    model_dir: Path = model_dir_field("stt", "faster-whisper CTranslate2 model folder")
+    device: Device = Field(
         "auto", description="where the model runs; auto picks cuda when a GPU is visible"
     )
     device_index: int = Field(0, ge=0, le=64, description="GPU index when device is cuda")
@@ -61,9 +47,19 @@ class SttSettings(ServiceSettings):
         description="decodes run at once on the one shared model (CTranslate2 workers share "
         "the weights); other decodes wait in the priority queue",
     )
+    max_batch: int = Field(
+        8, ge=1, le=64,
+        description="finals and Recognize clips with the same options decoded in one "
+        "batched model call (1: no batching)",
+    )
+    batch_window_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="a free model waits up to this long for other streams' finals to "
+        "share its next call, only while other streams are open (0: never wait)",
+    )
     language: str = Field(
-        "mg", min_length=2, max_length=3, pattern=r"^[a-z]{2,3}$",
-        description="ISO 639-1 default language, always passed to Whisper",
+        "mg", min_length=2, max_length=4, pattern=r"^([a-z]{2,3}|auto)$",
+        description="ISO 639-1 default language, passed to Whisper; 'auto': Whisper detects it",
     )
     beam_size: int = Field(5, ge=1, le=20, description="default beam size")
     initial_prompt: str | None = Field(None, max_length=2000, description="default prompt")

@@ -12,12 +12,14 @@ from typing import Protocol
 
 import numpy as np
 
+from services.runtime.model_service import Engine
+
 SAMPLE_RATE = 16_000  # what every engine takes: 16 kHz mono float32 in [-1, 1]
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    language: str
+    language: str | None  # None: the engine detects it (Whisper's language identification)
     beam_size: int = 5
     word_timestamps: bool = True
     initial_prompt: str | None = None
@@ -80,16 +82,16 @@ class Transcript:
         return replace(self, segments=tuple(s.shifted(seconds) for s in self.segments))
 
 
-class SttEngine(Protocol):
-    """One loaded model. `transcribe` blocks; it is called from worker threads, at most
-    `num_workers` at once (the scheduler sees to that)."""
+class SttEngine(Engine, Protocol):
+    """One model (`load`, `close`: see `Engine`). `transcribe` blocks; it is called from
+    worker threads, at most `num_workers` at once (the scheduler sees to that). The
+    attributes below are valid once loaded."""
 
-    model_id: str
-    device: str  # "cpu" or "cuda"
     compute_type: str
     multilingual: bool
     languages: tuple[str, ...]  # ISO 639-1 codes it accepts
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript: ...
 
-    def close(self) -> None: ...
+    # Optional: `transcribe_batch(audios, options) -> list[Transcript]`, the same results
+    # as `transcribe` of each, in one model call; the core uses it when the engine has it.

@@ -1,22 +1,26 @@
 """The faster-whisper engine: one WhisperModel (CTranslate2) per process.
 
 Concurrency: CTranslate2 runs up to `num_workers` decodes at once on one copy of the
-weights; `transcribe` is called from the scheduler's worker threads (never the event
-loop), and the scheduler never runs more than `num_workers` at once.
+weights; `transcribe` and `transcribe_batch` are called from the scheduler's worker
+threads (never the event loop), and the scheduler never runs more than `num_workers` at
+once. `transcribe_batch` decodes several utterances in one model call (whisper_batch.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from services.runtime.model_folder import manifest_model_id
+from services.stt import metrics
 from services.stt.engine import SAMPLE_RATE, DecodeOptions, Segment, Transcript, Word
+from services.stt.whisper_batch import settings_from_kwargs, transcribe_batch
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ _INSTALL_HINT = "the STT engine needs faster-whisper: pip install 'milo[stt]'"
 @dataclass(frozen=True)
 class WhisperConfig:
     model_dir: Path
-    model_id: str
+    model_id: str | None = None  # None: the manifest's, else the folder's name
     device: str = "auto"
     device_index: int = 0
     compute_type: str = "auto"
@@ -45,18 +49,6 @@ def resolve_device(device: str) -> str:
     import ctranslate2
 
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-
-
-def read_model_id(model_dir: Path) -> str:
-    """The id recorded in `<models>/manifest.json` for stt, else the folder's name."""
-    try:
-        manifest = json.loads((model_dir.parent / "manifest.json").read_text(encoding="utf-8"))
-        entry = manifest.get("stt", {}) if isinstance(manifest, dict) else {}
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
-            return str(entry["id"])
-    except (OSError, ValueError):
-        pass
-    return model_dir.resolve().name
 
 
 def transcribe_kwargs(config: WhisperConfig, options: DecodeOptions) -> dict[str, Any]:
@@ -80,14 +72,24 @@ def transcribe_kwargs(config: WhisperConfig, options: DecodeOptions) -> dict[str
 
 
 class WhisperEngine:
-    """`SttEngine` over faster_whisper.WhisperModel. Constructing it loads the model."""
+    """`SttEngine` over faster_whisper.WhisperModel; `load` reads the model."""
 
     def __init__(self, config: WhisperConfig) -> None:
+        self.config = config
+        self.model_id = (config.model_id or manifest_model_id(config.model_dir, "stt")
+                         or config.model_dir.resolve().name)
+        self.device = config.device
+        self.compute_type = config.compute_type
+        self.multilingual = False
+        self.languages: tuple[str, ...] = ("en",)
+
+    def load(self) -> None:
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.tokenizer import _LANGUAGE_CODES
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(_INSTALL_HINT) from exc
+        config = self.config
         if not (config.model_dir / "model.bin").is_file():
             raise FileNotFoundError(
                 f"no faster-whisper model in {config.model_dir} (model.bin missing); "
@@ -95,8 +97,6 @@ class WhisperEngine:
             )
         # faster-whisper logs every call at INFO; the service logs what matters itself.
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-        self.config = config
-        self.model_id = config.model_id
         self.device = resolve_device(config.device)
         start = time.monotonic()
         self.model = WhisperModel(
@@ -106,9 +106,7 @@ class WhisperEngine:
         )
         self.compute_type = str(getattr(self.model.model, "compute_type", config.compute_type))
         self.multilingual = bool(self.model.model.is_multilingual)
-        self.languages: tuple[str, ...] = (
-            tuple(sorted(_LANGUAGE_CODES)) if self.multilingual else ("en",)
-        )
+        self.languages = tuple(sorted(_LANGUAGE_CODES)) if self.multilingual else ("en",)
         log.info("loaded %s from %s on %s (%s) in %.2fs; multilingual=%s", self.model_id,
                  config.model_dir, self.device, self.compute_type, time.monotonic() - start,
                  self.multilingual)
@@ -118,6 +116,26 @@ class WhisperEngine:
         out = tuple(_segment(s) for s in segments)  # the generator decodes as it goes
         return Transcript(segments=out, language=info.language,
                           duration=len(audio) / SAMPLE_RATE)
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], options: DecodeOptions
+                         ) -> list[Transcript]:
+        """`transcribe` of each audio, with one batched encode/generate/align for those
+        that fit one 30 s window (services.stt.whisper_batch); the others, and those whose
+        lone decode would go on past the first try, are decoded alone here."""
+        if options.language is None:  # language "auto": identified per utterance, alone
+            return [self.transcribe(audio, options) for audio in audios]
+        kwargs = transcribe_kwargs(self.config, options)
+        decoded = transcribe_batch(self.model, audios, settings_from_kwargs(kwargs))
+        language = options.language if self.multilingual else "en"
+        out = []
+        for audio, segments in zip(audios, decoded, strict=True):
+            if segments is None:
+                metrics.BATCH_ALONE.inc()
+                out.append(self.transcribe(audio, options))
+            else:
+                out.append(Transcript(segments=segments, language=language,
+                                      duration=len(audio) / SAMPLE_RATE))
+        return out
 
     def close(self) -> None:
         model = getattr(self, "model", None)

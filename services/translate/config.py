@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import (
-    ServiceSettings,
+    CommaList,
+    ComputeType,
+    Device,
+    ModelServiceSettings,
     grpc_port_field,
     metrics_port_field,
-    models_root,
+    model_dir_field,
 )
 
-Device = Literal["auto", "cpu", "cuda"]
-ComputeType = Literal[
-    "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
-    "int16", "float16", "bfloat16", "float32",
-]  # fmt: skip
 
+class TranslateSettings(ModelServiceSettings):
+    """The translate service: NLLB-200 on CTranslate2, with dynamic batching."""
 
-def _default_model_dir() -> Path:
-    return models_root() / "translate"
-
-
-class TranslateSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MILO_TRANSLATE_")
 
     port: int = grpc_port_field("translate")
@@ -36,12 +29,9 @@ class TranslateSettings(ServiceSettings):
     max_concurrency: int = Field(64, ge=1, le=1024, description="requests served at once")
     max_queue: int = Field(256, ge=0, le=100_000, description="requests waiting, past which 429")
 
-    model_dir: Path = Field(
-        default_factory=_default_model_dir,
-        description="CTranslate2 NLLB folder (model.bin, sentencepiece.bpe.model); "
-        "default: $MILO_MODELS_DIR/translate, else models/demo/translate",
+    model_dir: Path = model_dir_field(
+        "translate", "CTranslate2 NLLB folder (model.bin, sentencepiece.bpe.model)"
     )
-    model_id: str | None = Field(None, description="model name to report (default: manifest)")
     device: Device = Field("auto", description="cpu, cuda, or auto (cuda when there is one)")
     compute_type: ComputeType = Field("auto", description="CTranslate2 compute type")
     threads: int = Field(0, ge=0, le=256, description="CPU threads per batch (0: one per core)")
@@ -73,7 +63,7 @@ class TranslateSettings(ServiceSettings):
     )
     repetition_penalty: float = Field(1.0, ge=1.0, le=10, description="1: off")
 
-    target_languages: Annotated[list[str], NoDecode] = Field(
+    target_languages: CommaList = Field(
         default_factory=lambda: ["mg", "fr", "en"],
         description="languages offered as targets (empty: every language the model has)",
     )
@@ -88,13 +78,3 @@ class TranslateSettings(ServiceSettings):
         if self.beam_size is not None and self.beam_size > self.max_beam_size:
             raise ValueError(f"beam_size {self.beam_size} > max_beam_size {self.max_beam_size}")
         return self
-
-    @field_validator("target_languages", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        """Accept "mg,fr,en" as well as a JSON list."""
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return json.loads(value)
-            return [code.strip() for code in value.split(",") if code.strip()]
-        return value

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from services.runtime.model_folder import manifest_model_id
 from services.translate.ct2_model import max_positions
 from services.translate.engine import Job, Output
 from services.translate.guards import LengthLimit, trim_loop
@@ -71,21 +72,28 @@ def _require(module: str) -> ModuleType:
 
 
 class Ct2Engine:
-    """Loads in the constructor (blocking); `translate` runs one CTranslate2 batch."""
+    """`TranslationEngine` over CTranslate2; `load` reads the model (blocking), `translate`
+    runs one CTranslate2 batch."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         folder = config.model_dir
+        self.model_id = (config.model_id or manifest_model_id(folder, "translate")
+                         or folder.absolute().name)  # fmt: skip
+        self.device, self.compute_type = config.device, config.compute_type
+        self._translator: Any = None
+
+    def load(self) -> None:
+        config, folder = self.config, self.config.model_dir
         _check_folder(folder)
         ct2, spm = _require("ctranslate2"), _require("sentencepiece")
         self.vocabulary = read_vocabulary(folder)
-        self.model_id = config.model_id or model_id_of(folder)
         self.device = resolve_device(ct2, config.device)
         self.vocab_size = len(self.vocabulary)
         start = time.monotonic()
         self._translator, self.output_vocab_size = self._load_translator(ct2)
         self._vmap_targets = frozenset(lang.model_code for lang in config.restrict_to)
-        self.compute_type: str = str(self._translator.compute_type)
+        self.compute_type = str(self._translator.compute_type)
         self._sp = spm.SentencePieceProcessor(model_file=str(folder / SPM_FILE))
         self._pieces = _decodable_pieces(self._sp)
         self.max_positions = max_positions(folder)
@@ -156,7 +164,8 @@ class Ct2Engine:
         return Output(text, input_tokens, len(tokens), truncated=looped or too_long)
 
     def close(self) -> None:
-        self._translator.unload_model()
+        if self._translator is not None:
+            self._translator.unload_model()
 
 
 def input_and_decoding_limits(max_input_tokens: int, positions: int | None) -> tuple[int, int]:
@@ -201,16 +210,6 @@ def read_vocabulary(folder: Path) -> list[str]:
         if (folder / f"{name}.txt").is_file():
             return (folder / f"{name}.txt").read_text("utf-8").splitlines()
     raise EngineUnavailable(f"no shared_vocabulary.json in {folder}: not a CTranslate2 model")
-
-
-def model_id_of(folder: Path) -> str:
-    """The id recorded in manifest.json beside the folder, else the folder's name."""
-    manifest = folder.parent / "manifest.json"
-    try:
-        entry = json.loads(manifest.read_text("utf-8")).get(folder.name, {})
-        return str(entry["id"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return folder.name
 
 
 def resolve_device(ct2: Any, device: str) -> str:

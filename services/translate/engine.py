@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.runtime.model_service import Engine
+
 
 @dataclass(frozen=True)
 class Job:
@@ -28,9 +30,9 @@ class Output:
     truncated: bool = False  # a length or repetition guard cut it short
 
 
-class TranslationEngine(Protocol):
-    model_id: str
-    device: str
+class TranslationEngine(Engine, Protocol):
+    """One model (`load`, `close`: see `Engine`); the attributes are valid once loaded."""
+
     compute_type: str
 
     def language_codes(self) -> frozenset[str]:
@@ -40,5 +42,3 @@ class TranslationEngine(Protocol):
     def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
         """One output per job, in order, in one engine call. Blocking."""
         ...
-
-    def close(self) -> None: ...

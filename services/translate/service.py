@@ -1,95 +1,64 @@
-"""The translate service as the runtime hosts it: load the engine, wire the servicer."""
+"""The translate service's composition root: settings -> engine, batcher, cache, core and
+servicer, as one `ModelService` the runtime hosts."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
-import grpc
+from functools import partial
 
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc
-from services.runtime.errors import Unavailable
-from services.translate.batcher import BatchPolicy, MicroBatcher
+from services.doctor.models import preflight
+from services.runtime.model_service import ModelService
+from services.translate.batcher import BatchPolicy
 from services.translate.cache import PhraseCache
 from services.translate.config import TranslateSettings
-from services.translate.engine import Job, TranslationEngine
+from services.translate.core import Limits, TranslateCore
+from services.translate.engine import TranslationEngine
 from services.translate.guards import LengthLimit
-from services.translate.languages import KNOWN, Language, LanguageCatalog, lookup
-from services.translate.pipeline import Limits, TextTranslator
+from services.translate.languages import KNOWN, Language, lookup
 from services.translate.servicer import TranslatorServicer
 
-log = logging.getLogger(__name__)
-
-# Builds the engine (blocking); gets the languages whose output pieces it should keep.
-EngineFactory = Callable[[TranslateSettings, tuple[Language, ...]], TranslationEngine]
+SERVICE_NAME = translate_pb2.DESCRIPTOR.services_by_name["Translator"].full_name
 
 
-def ct2_engine(settings: TranslateSettings, restrict_to: tuple[Language, ...]) -> TranslationEngine:
+def ct2_engine(settings: TranslateSettings) -> TranslationEngine:
+    """The real engine (CTranslate2 is imported on load)."""
     from services.translate.ct2_engine import Ct2Engine, EngineConfig
 
+    s = settings
+    languages = output_languages(s.target_languages)
     return Ct2Engine(EngineConfig(
-        model_dir=settings.model_dir, device=settings.device,
-        compute_type=settings.compute_type, threads=settings.threads,
-        length=LengthLimit(settings.max_output_ratio, settings.max_output_extra),
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-        repetition_penalty=settings.repetition_penalty,
-        restrict_to=restrict_to if settings.restrict_vocab else (),
-        model_id=settings.model_id,
+        model_dir=s.model_dir, device=s.device, compute_type=s.compute_type, threads=s.threads,
+        length=LengthLimit(s.max_output_ratio, s.max_output_extra),
+        no_repeat_ngram_size=s.no_repeat_ngram_size, repetition_penalty=s.repetition_penalty,
+        restrict_to=languages if s.restrict_vocab else (),
+        model_id=s.model_id,
     ))  # fmt: skip
 
 
-class TranslateService:
-    name = "translate"
-    service_names = (translate_pb2.DESCRIPTOR.services_by_name["Translator"].full_name,)
+def output_languages(codes: list[str]) -> tuple[Language, ...]:
+    """The languages whose output pieces the engine should keep (all when none is named)."""
+    found = [lookup(code) for code in codes]
+    unknown = [code for code, lang in zip(codes, found, strict=True) if lang is None]
+    if unknown:
+        raise ValueError(f"unknown target language(s) {unknown} in the settings")
+    return tuple(lang for lang in found if lang is not None) or KNOWN
 
-    def __init__(self, settings: TranslateSettings, engine_factory: EngineFactory = ct2_engine):
-        self.settings = settings
-        self._factory = engine_factory
-        self.model_id = settings.model_id or settings.model_dir.name
-        self.device: str = settings.device
-        self.compute_type = ""
-        self._engine: TranslationEngine | None = None
-        self._translator: TextTranslator | None = None
 
-    @property
-    def translator(self) -> TextTranslator:
-        if self._translator is None:
-            raise Unavailable("the translation model is not loaded")
-        return self._translator
-
-    def register(self, server: grpc.aio.Server) -> None:
-        translate_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(self), server)
-
-    def load(self) -> None:
-        """Load the engine, check its languages, warm it up (blocking, in a worker thread)."""
-        s = self.settings
-        engine = self._factory(s, self._output_languages())
-        catalog = LanguageCatalog(engine.language_codes(), s.target_languages)
-        beam = s.beam_size or (2 if engine.device == "cuda" else 1)
-        source, target = catalog.pairs[0]
-        engine.translate([Job("Salama.", source.model_code, target.model_code)], beam)
-        self._engine = engine
-        self.model_id, self.device, self.compute_type = (
-            engine.model_id, engine.device, engine.compute_type)
-        batcher = MicroBatcher(engine.translate, BatchPolicy(s.max_engine_batch,
-                                                             s.batch_window_ms / 1000))
-        limits = Limits(s.max_texts, s.max_text_chars, s.max_sentence_chars, s.max_beam_size)
-        cache = PhraseCache(s.cache_size, s.cache_max_chars)
-        self._translator = TextTranslator(catalog, batcher, cache, limits, beam)
-        log.info("translate offers %d languages, %d pairs; beam %d, batches of up to %d "
-                 "sentences, window %.1f ms", len(catalog.languages), len(catalog.pairs),
-                 beam, s.max_engine_batch, s.batch_window_ms)  # fmt: skip
-
-    def _output_languages(self) -> tuple[Language, ...]:
-        codes = self.settings.target_languages
-        found = [lookup(code) for code in codes]
-        unknown = [code for code, lang in zip(codes, found, strict=True) if lang is None]
-        if unknown:
-            raise ValueError(f"unknown target language(s) {unknown} in the settings")
-        return tuple(lang for lang in found if lang is not None) or KNOWN
-
-    def close(self) -> None:
-        if self._translator is not None:
-            self._translator.batcher.stop_threadsafe()
-        if self._engine is not None:
-            self._engine.close()
+def make_service(
+    settings: TranslateSettings, engine: TranslationEngine | None = None
+) -> ModelService:
+    """The translate service: a CTranslate2 engine (or `engine`: tier-2 tests pass a fake),
+    the micro-batcher's policy, the phrase cache, the core and the servicer."""
+    s = settings
+    core = TranslateCore(
+        engine or ct2_engine(s),
+        BatchPolicy(s.max_engine_batch, s.batch_window_ms / 1000),
+        PhraseCache(s.cache_size, s.cache_max_chars),
+        Limits(s.max_texts, s.max_text_chars, s.max_sentence_chars, s.max_beam_size),
+        target_languages=s.target_languages, beam_size=s.beam_size,
+    )  # fmt: skip
+    servicer = TranslatorServicer(core)
+    check = None if engine else partial(preflight, "translate", s.model_dir)
+    return ModelService("translate", (SERVICE_NAME,), core,
+                        partial(translate_pb2_grpc.add_TranslatorServicer_to_server, servicer),
+                        preflight=check)

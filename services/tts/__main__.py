@@ -1,18 +1,12 @@
-"""`milo serve tts` / `python -m services.tts`: wiring only."""
-
-from __future__ import annotations
+"""`milo serve tts` / `python -m services.tts`: the entry point, nothing else."""
 
 import sys
-from collections.abc import Sequence
 
-from services.runtime.server import run
+from services.runtime.server import entry_point
 from services.tts.config import TtsSettings
 from services.tts.service import make_service
 
-
-def main(argv: Sequence[str] | None = None, prog: str = "milo serve tts") -> int:
-    return run(make_service, TtsSettings, argv if argv is not None else sys.argv[1:], prog)
-
+main = entry_point(make_service, TtsSettings, "milo serve tts")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,35 +9,27 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.config import (
-    ServiceSettings,
+    Device,
+    ModelServiceSettings,
     grpc_port_field,
     metrics_port_field,
-    models_root,
+    model_dir_field,
 )
 
 MAX_SEED = 2**64 - 1
 
 
-def _default_model_dir() -> Path:
-    return models_root() / "tts"
-
-
-class TtsSettings(ServiceSettings):
+class TtsSettings(ModelServiceSettings):
     """Text to speech: MMS-TTS (VITS) for Malagasy."""
 
     model_config = SettingsConfigDict(env_prefix="MILO_TTS_")
 
     port: int = grpc_port_field("tts")
     metrics_port: int = metrics_port_field("tts")
-    model_dir: Path = Field(
-        default_factory=_default_model_dir,
-        description="transformers VITS folder (config.json, model.safetensors, vocab.json); "
-        "default: $MILO_MODELS_DIR/tts, else models/demo/tts",
+    model_dir: Path = model_dir_field(
+        "tts", "transformers VITS folder (config.json, model.safetensors, vocab.json)"
     )
-    model_id: str | None = Field(
-        None, description="model id to report (default: the models manifest, else the folder)"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    device: Device = Field(
         "auto", description="torch device; auto: cuda when available"
     )
     dtype: Literal["auto", "float32", "float16"] = Field(
@@ -53,6 +45,15 @@ class TtsSettings(ServiceSettings):
         0.8, ge=0.0, le=2.0, description="VITS duration noise scale (rhythm variation)"
     )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="default seed: same text, same audio")
+    max_batch: int = Field(
+        8, ge=1, le=64,
+        description="segments of different requests synthesized in one padded batch (1: none)",
+    )
+    batch_window_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="a free model waits up to this long for the other open requests' next "
+        "segments to share its call (0: never wait; a lone request never waits)",
+    )
     max_text_chars: int = Field(
         10_000, ge=1, le=1_000_000, description="longest text accepted, in characters"
     )

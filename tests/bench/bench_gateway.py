@@ -22,9 +22,9 @@ from pathlib import Path
 
 import grpc
 
-from gateway.client import MiloClient
 from gateway.sentences import SentenceCutter
 from gateway.up import local_stack
+from milo.client import MiloClient
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.llm.v1 import llm_pb2, llm_pb2_grpc
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc

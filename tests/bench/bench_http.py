@@ -27,8 +27,8 @@ import grpc
 import httpx
 import websockets
 
-from gateway.client import MiloClient
 from gateway.up import local_stack
+from milo.client import MiloClient
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
 from milo.llm.v1 import llm_pb2

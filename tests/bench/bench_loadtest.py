@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "loadtest"))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-from loadtest_stack import SERVICES, DemoStack  # noqa: E402
+from stack import SERVICES, DemoStack  # noqa: E402
 
 from services.loadtest.cpu import process_cpu_s  # noqa: E402
 

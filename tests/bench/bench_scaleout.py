@@ -29,8 +29,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.client import MiloClient
 from gateway.up import Child, stop_all, wait_serving
+from milo.client import MiloClient
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.llm.v1 import llm_pb2
 from services.models.demo import build_demo

@@ -116,7 +116,7 @@ async def bench(folder: Path, runs: int, threads: int, device: str) -> tuple[lis
     service = make_service(settings)
     host = ServiceHost(service, settings)
     await host.start()
-    engine = service.engine
+    engine = service.core.engine
     plan = plan_text(PARAGRAPH, engine.vocab, settings.max_segment_chars)
     whole_text = " ".join(s.normalized for s in plan.sentences)
     try:

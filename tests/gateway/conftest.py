@@ -1,23 +1,12 @@
-"""Fixtures of the gateway tests: `stack` is the whole demo stack (tier 4), started once for
-every module that needs it."""
+"""Fixtures of the gateway tests: `stack` is the session's demo stack (tests/conftest.py),
+every service and the gateway started (tier 4)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from demo_stack import Stack
+from stack import DemoStack
 
 
 @pytest.fixture(scope="session")
-def stack(demo_models: Path) -> Iterator[Stack]:
-    s = Stack(demo_models)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
+def stack(demo_stack: DemoStack) -> DemoStack:
+    return demo_stack.start()

@@ -290,7 +290,7 @@ async def test_a_replica_that_goes_away_costs_no_idempotent_call(fakes, replicas
 
 
 def test_the_python_client_takes_several_gateway_addresses():
-    from gateway.client import _target
+    from milo.client import _target
 
     assert _target("127.0.0.1:50050") == "127.0.0.1:50050"
     assert _target("dns:///milo-gateway:50050") == "dns:///milo-gateway:50050"

@@ -17,9 +17,9 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.client import MiloClient
 from gateway.config import GatewaySettings
 from gateway.service import GatewayService
+from milo.client import MiloClient
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
 from milo.translate.v1 import translate_pb2

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import MiloClient
 from gateway.up import free_base_port
+from milo.client import MiloClient
 from milo.gateway.v1 import gateway_pb2 as gw
 
 pytestmark = pytest.mark.slow

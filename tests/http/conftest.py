@@ -2,15 +2,16 @@
 
 `gateway_http` (tier 2): the gateway in this process on a real gRPC server (port 0) with
 its HTTP bridge on a free port, over fake services on real servers (tests/gateway/fakes.py).
-`stack` (tier 4, session-scoped): the four services on the demo models and the gateway, each
-in its own process on free ports, as `milo up` runs them; the STT demo model is English.
+`stack` (tier 4, session-scoped): the session's demo stack (tests/conftest.py), the four
+services on the demo models and the gateway, each in its own process on free ports, as
+`milo up` runs them; the STT demo model is English.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from http_fakes import HttpFakes
 from procs import ServiceProcess
-
-SERVICES = ("stt", "translate", "llm", "tts")
+from stack import DemoStack
 
 
 @dataclass
@@ -88,11 +88,15 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass
 class Stack:
-    procs: dict[str, ServiceProcess]
+    demo: DemoStack
+
+    @property
+    def procs(self) -> dict[str, ServiceProcess]:
+        return self.demo.procs
 
     @property
     def gateway(self) -> ServiceProcess:
-        return self.procs["gateway"]
+        return self.demo.gateway
 
     @property
     def base(self) -> str:
@@ -100,20 +104,6 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(demo_models: Path) -> Iterator[Stack]:
-    procs: dict[str, ServiceProcess] = {}
-    env = {"MILO_MODELS_DIR": str(demo_models), "MILO_STT_LANGUAGE": "en"}
-    try:
-        for name in SERVICES:
-            procs[name] = ServiceProcess(f"services.{name}", env,
-                                         prefix=f"MILO_{name.upper()}_").start()
-        gw_env = {f"MILO_GATEWAY_{n.upper()}_ADDRESS": procs[n].address for n in SERVICES}
-        gw_env.update({f"MILO_GATEWAY_{n.upper()}_METRICS_ADDRESS":
-                       f"127.0.0.1:{procs[n].metrics_port}" for n in SERVICES})
-        gw_env.update(MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en", MILO_GATEWAY_HTTP_PORT="0",
-                      MILO_GATEWAY_MAX_SENTENCE_CHARS="40")
-        procs["gateway"] = ServiceProcess("gateway", gw_env, prefix="MILO_GATEWAY_").start()
-        yield Stack(procs)
-    finally:
-        for proc in reversed(list(procs.values())):
-            proc.stop()
+def stack(demo_stack: DemoStack) -> Stack:
+    """The session's demo stack (tests/conftest.py), every service started."""
+    return Stack(demo_stack.start())

@@ -16,7 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from milo.llm.v1 import llm_pb2_grpc
 from services.llm.config import LlmSettings
-from services.llm.service import LlmService
+from services.llm.service import make_service
+from services.runtime.model_service import ModelService
 from services.runtime.server import ServiceHost
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,7 +29,7 @@ SERVICE = "milo.llm.v1.Llm"
 @dataclass
 class Served:
     host: ServiceHost
-    service: LlmService
+    service: ModelService
     engine: Any
     stub: llm_pb2_grpc.LlmStub
     channel: grpc.aio.Channel
@@ -41,14 +42,14 @@ class Served:
 
 @pytest.fixture
 def llm_server() -> Callable[..., AbstractAsyncContextManager[Served]]:
-    """`async with llm_server(engine, **settings) as s:` a served LlmService."""
+    """`async with llm_server(engine, **settings) as s:` a served LLM service."""
 
     @asynccontextmanager
     async def serve(engine: Any = None, **settings: Any) -> AsyncIterator[Served]:
         engine = engine or FakeEngine()
         config = LlmSettings(host="127.0.0.1", port=0, metrics_host="127.0.0.1",
                              metrics_port=0, **settings)
-        service = LlmService(config, engine=engine)
+        service = make_service(config, engine=engine)
         host = ServiceHost(service, config)
         await host.start()
         try:

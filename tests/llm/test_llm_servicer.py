@@ -76,7 +76,7 @@ async def test_cancel_after_first_delta_stops_within_one_token_and_frees_the_mod
         await finished(engine)  # the engine saw the flag while waiting for its second token
         assert engine.finishes[-1].reason is FinishReason.CANCELLED
         assert engine.finishes[-1].completion_tokens == 1
-        await wait_until(lambda: s.service.queue.active == 0)
+        await wait_until(lambda: s.service.core.queue.active == 0)
         engine.ungate()
         _, done = await asyncio.wait_for(collect(s.stub.Chat(chat())), 10)
         assert done.finish_reason == llm_pb2.FINISH_REASON_STOP
@@ -104,7 +104,7 @@ async def test_requests_are_served_one_after_the_other_and_the_queue_is_bounded(
         first = asyncio.ensure_future(collect(s.stub.Chat(chat(user("un")))))
         await asyncio.to_thread(engine.started.wait, 10)
         second = asyncio.ensure_future(collect(s.stub.Chat(chat(user("deux")))))
-        await wait_until(lambda: s.service.queue.queued == 1)
+        await wait_until(lambda: s.service.core.queue.queued == 1)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await collect(s.stub.Chat(chat(user("trois"))))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

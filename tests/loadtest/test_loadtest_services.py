@@ -1,5 +1,5 @@
-"""Tier 3: short load tests against each real service (and the gateway over them), each in its
-own process on the demo models."""
+"""Tier 4: short load tests against each real service (and the gateway over them), each in its
+own process on the demo models: the session's demo stack."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from services.loadtest.app import run_loadtest
 from services.loadtest.args import build_config
 from services.loadtest.payloads import FRENCH_SENTENCES, MALAGASY_SENTENCES
 
-sys.path.insert(0, str(Path(__file__).parent))
-from loadtest_stack import DemoStack
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from stack import DemoStack
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_TEXT = " ".join(["Manao ahoana ianao, ry namana malala?", "Te hividy vary aho anio.",
@@ -27,10 +27,9 @@ LONG_TEXT = " ".join(["Manao ahoana ianao, ry namana malala?", "Te hividy vary a
 
 
 @pytest.fixture(scope="module")
-def stack(demo_models):
-    stack = DemoStack(demo_models)
-    yield stack
-    stack.stop()
+def stack(demo_stack: DemoStack) -> DemoStack:
+    """The session's demo stack (tests/conftest.py)."""
+    return demo_stack
 
 
 async def loadtest(target: str, address: str, *argv: str) -> dict:

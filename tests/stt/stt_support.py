@@ -187,5 +187,8 @@ class FakeEngine:
                           words if options.word_timestamps else ())
         return Transcript((segment,), options.language, seconds)
 
+    def load(self) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True

@@ -13,7 +13,7 @@ import pytest
 from services import cli
 from services.runtime.server import ServiceHost
 from services.stt.config import SttSettings
-from services.stt.service import SttService
+from services.stt.service import make_service
 
 sys.path.insert(0, str(Path(__file__).parent))
 from stt_support import EnergyDetector, FakeEngine, tone, write_wav
@@ -27,7 +27,7 @@ async def address(tmp_path):
     settings = SttSettings(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
                            model_dir=tmp_path)
     engine = FakeEngine(texts=HYPOTHESES)
-    host = ServiceHost(SttService(settings, lambda: engine, EnergyDetector), settings)
+    host = ServiceHost(make_service(settings, engine, EnergyDetector), settings)
     await host.start()
     yield f"127.0.0.1:{host.port}"
     await host.stop(grace=0)

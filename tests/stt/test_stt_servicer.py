@@ -17,7 +17,7 @@ from milo.audio.v1 import audio_pb2
 from milo.stt.v1 import stt_pb2, stt_pb2_grpc
 from services.runtime.server import ServiceHost
 from services.stt.config import SttSettings
-from services.stt.service import SttService
+from services.stt.service import make_service
 
 sys.path.insert(0, str(Path(__file__).parent))
 from procs import wait_until
@@ -54,7 +54,7 @@ class Stt:
 async def start(tmp_path: Path, engine: FakeEngine, **kw) -> Stt:
     settings = SttSettings(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
                            model_dir=tmp_path, **kw)
-    service = SttService(settings, make_engine=lambda: engine, make_detector=EnergyDetector)
+    service = make_service(settings, engine=engine, make_detector=EnergyDetector)
     host = ServiceHost(service, settings)
     await host.start()
     assert len(engine.calls) == 1  # the warm-up decode, before SERVING

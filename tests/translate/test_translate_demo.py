@@ -41,7 +41,9 @@ def model_dir(demo_models: Path) -> Path:
 @pytest.fixture(scope="module")
 def engine(model_dir: Path) -> Ct2Engine:
     mg_fr_en = tuple(lookup(code) for code in ("mg", "fr", "en"))
-    return Ct2Engine(EngineConfig(model_dir, threads=1, restrict_to=mg_fr_en))  # type: ignore[arg-type]
+    engine = Ct2Engine(EngineConfig(model_dir, threads=1, restrict_to=mg_fr_en))  # type: ignore[arg-type]
+    engine.load()
+    return engine
 
 
 def jobs(texts: list[str]) -> list[Job]:
@@ -83,6 +85,7 @@ def test_batches_in_both_directions_one_after_the_other(engine):
 def test_the_length_guard_stops_a_runaway_model(model_dir):
     short = Ct2Engine(EngineConfig(model_dir, threads=1, length=LengthLimit(0.5, 1),
                                    no_repeat_ngram_size=0))  # fmt: skip
+    short.load()
     outputs = short.translate(jobs(TEXTS), beam_size=1)
     for output in outputs:
         assert output.truncated

@@ -22,10 +22,11 @@ from prometheus_client import REGISTRY
 
 from milo.translate.v1 import translate_pb2 as pb
 from milo.translate.v1 import translate_pb2_grpc as pb_grpc
+from services.runtime.model_service import ModelService
 from services.runtime.server import ServiceHost
 from services.translate.config import TranslateSettings
 from services.translate.engine import Job, Output
-from services.translate.service import TranslateService
+from services.translate.service import make_service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from procs import wait_until
@@ -53,6 +54,9 @@ class FakeEngine:
             raise RuntimeError("engine exploded: secret detail")
         return [Output(expected(j.text, j.target), len(j.text), len(j.text)) for j in jobs]
 
+    def load(self) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 
@@ -64,7 +68,7 @@ def expected(text: str, target: str = "fra_Latn") -> str:
 @dataclass
 class Served:
     host: ServiceHost
-    service: TranslateService
+    service: ModelService
     engine: FakeEngine
     stub: pb_grpc.TranslatorStub
     channel: grpc.aio.Channel
@@ -82,7 +86,7 @@ class Served:
 
     @property
     def queued(self) -> int:
-        return self.service.translator.batcher.queued
+        return self.service.core.batcher.queued
 
 
 @pytest.fixture
@@ -98,7 +102,7 @@ async def serve(tmp_path: Path, **overrides) -> AsyncIterator[Served]:
         model_dir=tmp_path, **overrides,
     )  # fmt: skip
     engine = FakeEngine()
-    service = TranslateService(settings, engine_factory=lambda _settings, _langs: engine)
+    service = make_service(settings, engine=engine)
     host = ServiceHost(service, settings)
     await host.start()
     engine.calls.clear()  # forget the warm-up

@@ -20,7 +20,7 @@ from milo.audio.v1 import audio_pb2
 from milo.tts.v1 import tts_pb2, tts_pb2_grpc
 from services.runtime.server import ServiceHost
 from services.tts.config import TtsSettings
-from services.tts.service import SERVICE_NAME, TtsService
+from services.tts.service import SERVICE_NAME, make_service
 
 # One server for the module (starting and stopping one costs ~0.5 s); `engine` resets the
 # fake's record before each test.
@@ -68,7 +68,7 @@ def settings(**kw: object) -> TtsSettings:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared() -> AsyncIterator[tuple[FakeEngine, ServiceHost]]:
     fake = FakeEngine()
-    h = ServiceHost(TtsService(fake, settings(max_text_chars=6000)), settings())
+    h = ServiceHost(make_service(settings(max_text_chars=6000), engine=fake), settings())
     await h.start()
     yield fake, h
     fake.release.set()
@@ -190,7 +190,7 @@ async def test_speed_and_voice_reach_the_engine(stub, engine) -> None:
 
 async def test_pauses_separate_sentences() -> None:
     engine = FakeEngine()
-    h = ServiceHost(TtsService(engine, settings(sentence_pause_ms=300)), settings())
+    h = ServiceHost(make_service(settings(sentence_pause_ms=300), engine=engine), settings())
     await h.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{h.port}") as ch:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.tts.vits import VitsEngine
+from services.tts.vits_engine import VitsEngine
 
 
 @pytest.fixture(scope="module")

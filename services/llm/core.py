@@ -1,12 +1,14 @@
-"""One reply, from a validated request to text pieces and a ChatDone.
+"""The LLM service's core: one reply, from a validated request to text pieces and a
+ChatDone.
 
 - Cloud first, when configured and allowed: the reply streams from the cloud model if its
   first text comes within the budget; if the call fails, hangs or cannot connect before
   that, the local model answers instead. A cloud failure after text was sent cannot be
   taken back: the call ends with UNAVAILABLE.
-- Local model: a bounded FIFO queue in front of it (one generation at a time, the runtime's
-  Admission), then the conversation is fitted into the context (oldest turns dropped), then
-  tokens stream from the model thread. Cancellation sets the engine's flag; the slot is
+- Local model: a bounded FIFO queue in front of it (as many generations at once as the
+  engine batches, the runtime's Admission), then the conversation is fitted into the
+  context (oldest turns dropped), then tokens stream from a model thread (one per
+  generation; the engine batches them). Cancellation sets the engine's flag; the slot is
   only given back once the model has stopped.
 """
 
@@ -29,6 +31,7 @@ from services.llm.domain import (
     ChatDone,
     ChatMessage,
     ChatRequest,
+    Defaults,
     Event,
     Finish,
     FinishReason,
@@ -52,20 +55,37 @@ class CloudModel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ChatRunner:
+class LlmCore:
+    """Replies over one engine: `load` before use, `close` (and `aclose`, for the cloud
+    client) after; see the runtime's `model_service`. `defaults` fill what requests leave
+    unset."""
+
     def __init__(
         self,
         engine: ChatEngine,
         queue: Admission,
         cloud: CloudModel | None = None,
         cloud_first_token_s: float = 1.5,
+        defaults: Defaults | None = None,
     ) -> None:
         self.engine, self.queue, self.cloud = engine, queue, cloud
         self.cloud_first_token_s = cloud_first_token_s
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="llm-model")
+        self.defaults = defaults or Defaults(Sampling(), "", engine.context_tokens)
+        parallel = getattr(engine, "parallel", 1)  # generations the engine runs at once
+        self._model_thread = ThreadPoolExecutor(parallel, thread_name_prefix="llm-model")
+
+    def load(self) -> None:
+        """Load the model and warm it up (blocking)."""
+        self.engine.load()
 
     def close(self) -> None:
         self._model_thread.shutdown(wait=True)
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        """Close the cloud client, on the event loop it was used on."""
+        if self.cloud is not None:
+            await self.cloud.aclose()
 
     async def chat(
         self, request: ChatRequest, received: float
@@ -150,7 +170,7 @@ class ChatRunner:
         generate. Pieces that piled up while the caller was busy come as one."""
         stream = iterate_in_thread(self._model_thread,
                                    lambda cancel: self._fit_and_generate(request, cancel))
-        metrics.GENERATING.set(1)
+        metrics.GENERATING.inc()
         try:
             async with aclosing(stream):
                 async for batch in stream:
@@ -164,7 +184,7 @@ class ChatRunner:
                         if isinstance(item, Finish):
                             yield item
         finally:
-            metrics.GENERATING.set(0)
+            metrics.GENERATING.dec()
 
     def _fit_and_generate(self, request: ChatRequest, cancel: threading.Event
                           ) -> Iterator[Fitted | Event]:

@@ -4,16 +4,19 @@ cache, the batcher, and joining sentences back into texts. No model code and no 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import InvalidArgument, Unavailable
 from services.translate import metrics
-from services.translate.batcher import MicroBatcher
+from services.translate.batcher import BatchPolicy, MicroBatcher
 from services.translate.cache import PhraseCache
-from services.translate.engine import Job, Output
+from services.translate.engine import Job, Output, TranslationEngine
 from services.translate.languages import Language, LanguageCatalog
 from services.translate.text import Segmented, has_words, segment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,53 @@ class Result:
     queue_s: float  # longest wait of one of its sentences for an engine call
 
 
-class TextTranslator:
-    def __init__(self, catalog: LanguageCatalog, batcher: MicroBatcher, cache: PhraseCache,
-                 limits: Limits, default_beam: int) -> None:  # fmt: skip
-        self.catalog, self.batcher, self.cache = catalog, batcher, cache
-        self.limits, self.default_beam = limits, default_beam
+class TranslateCore:
+    """Translation over one engine: `load` before use, `close` after (see the runtime's
+    `model_service`). The catalog, the default beam and the batcher come with the model.
+
+    `target_languages`: the codes offered as targets (empty: every language the model has);
+    `beam_size`: the default beam (None: 2 on a GPU, 1 on CPU)."""
+
+    def __init__(self, engine: TranslationEngine, policy: BatchPolicy, cache: PhraseCache,
+                 limits: Limits, target_languages: Sequence[str] = (),
+                 beam_size: int | None = None) -> None:  # fmt: skip
+        self.engine, self.policy, self.cache, self.limits = engine, policy, cache, limits
+        self._targets, self._beam_size = tuple(target_languages), beam_size
+        self.default_beam = beam_size or 1
+        self._catalog: LanguageCatalog | None = None
+        self._batcher: MicroBatcher | None = None
+
+    @property
+    def catalog(self) -> LanguageCatalog:
+        if self._catalog is None:
+            raise Unavailable("the translation model is not loaded")
+        return self._catalog
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        if self._batcher is None:
+            raise Unavailable("the translation model is not loaded")
+        return self._batcher
+
+    def load(self) -> None:
+        """Load the engine, check its languages, warm it up (blocking)."""
+        engine = self.engine
+        engine.load()
+        catalog = LanguageCatalog(engine.language_codes(), self._targets)
+        self.default_beam = self._beam_size or (2 if engine.device == "cuda" else 1)
+        source, target = catalog.pairs[0]
+        engine.translate([Job("Salama.", source.model_code, target.model_code)],
+                         self.default_beam)  # fmt: skip
+        self._catalog = catalog
+        self._batcher = MicroBatcher(engine.translate, self.policy)
+        log.info("translate offers %d languages, %d pairs; beam %d, batches of up to %d "
+                 "sentences, window %.1f ms", len(catalog.languages), len(catalog.pairs),
+                 self.default_beam, self.policy.max_batch, self.policy.window_s * 1000)  # fmt: skip
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.stop_threadsafe()
+        self.engine.close()
 
     async def translate(self, texts: Sequence[str], source: str, target: str,
                         beam_size: int | None = None) -> Result:  # fmt: skip
