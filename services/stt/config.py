@@ -58,8 +58,8 @@ class SttSettings(ModelServiceSettings):
         "share its next call, only while other streams are open (0: never wait)",
     )
     language: str = Field(
-        "mg", min_length=2, max_length=3, pattern=r"^[a-z]{2,3}$",
-        description="ISO 639-1 default language, always passed to Whisper",
+        "mg", min_length=2, max_length=4, pattern=r"^([a-z]{2,3}|auto)$",
+        description="ISO 639-1 default language, passed to Whisper; 'auto': Whisper detects it",
     )
     beam_size: int = Field(5, ge=1, le=20, description="default beam size")
     initial_prompt: str | None = Field(None, max_length=2000, description="default prompt")

@@ -7,6 +7,10 @@ model (such as the demo tiny.en) accepts only `en`; when the configured default 
 language, the service does NOT refuse to start: it falls back to `en` with a warning in
 the log, and Describe reports `default_language: en`, so the offline demo stack runs with
 no extra setting while a real deployment sees the mismatch at once.
+
+`auto` (as the request's language or the default) asks Whisper to identify the language
+itself from the first 30 s (an English-only model: always `en`); the result says which
+language it used.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from services.stt.stream import StreamOptions, StreamSession
 from services.stt.vad import SpeechDetector, VadParams, speech_spans
 
 log = logging.getLogger(__name__)
-_KNOWN_LANGUAGES_HINT = "an ISO 639-1 code such as 'mg', 'fr' or 'en'"
+_KNOWN_LANGUAGES_HINT = "an ISO 639-1 code such as 'mg', 'fr' or 'en' (or 'auto' to detect it)"
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class SttCore:
         self._detector = self._make_detector()
         engine = self.engine
         engine.load()
-        if self.defaults.language not in engine.languages:
+        if self.defaults.language not in (*engine.languages, AUTO):
             if engine.multilingual:
                 raise ValueError(f"default language {self.defaults.language!r} is not one "
                                  f"Whisper knows; set MILO_STT_LANGUAGE to {_KNOWN_LANGUAGES_HINT}")
@@ -104,7 +109,7 @@ class SttCore:
         t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
         tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
         speech_spans(self.detector, tone, self.defaults.vad)
-        options = DecodeOptions(language=self.default_language, beam_size=self.defaults.beam_size)
+        options = DecodeOptions(language=self.language(None), beam_size=self.defaults.beam_size)
         self.engine.transcribe(tone, options)  # the default path: beam search, word timings
         log.info("warmed up in %.2fs", time.monotonic() - start)
 
@@ -125,11 +130,12 @@ class SttCore:
             word_timestamps=True if req.word_timestamps is None else req.word_timestamps,
         )
 
-    def language(self, asked: str | None) -> str:
-        if asked is None:
-            return self.default_language
-        code = asked.strip().lower()
+    def language(self, asked: str | None) -> str | None:
+        """The language to decode in; None asks the engine to detect it."""
+        code = self.default_language if asked is None else asked.strip().lower()
         engine = self.engine
+        if code == AUTO:
+            return None if engine.multilingual else "en"
         if code in engine.languages:
             return code
         if not code:
@@ -161,7 +167,7 @@ class SttCore:
         metrics.AUDIO_SECONDS.labels("Recognize").inc(seconds)
         if not spans:
             metrics.NO_SPEECH.inc()
-            transcript = Transcript(segments=(), language=options.language, duration=seconds)
+            transcript = Transcript(segments=(), language=options.language or "", duration=seconds)
         else:
             transcript = await self.decode(audio, options, "recognize")
             speech = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in spans]
@@ -193,7 +199,7 @@ class SttCore:
         else:
             result = await self.scheduler.run_latest(key, job)
         if result is None:
-            return Transcript(segments=(), language=options.language, duration=0.0)
+            return Transcript(segments=(), language=options.language or "", duration=0.0)
         transcript, took = result
         transcript = replace(transcript, duration=len(audio) / SAMPLE_RATE).clamped()
         metrics.DECODE_SECONDS.labels(kind).observe(took)

@@ -19,7 +19,7 @@ SAMPLE_RATE = 16_000  # what every engine takes: 16 kHz mono float32 in [-1, 1]
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    language: str
+    language: str | None  # None: the engine detects it (Whisper's language identification)
     beam_size: int = 5
     word_timestamps: bool = True
     initial_prompt: str | None = None

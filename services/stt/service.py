@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import partial
 
 from milo.stt.v1 import stt_pb2, stt_pb2_grpc
+from services.doctor.models import preflight
 from services.runtime.model_service import ModelService
 from services.stt.batching import BatchPolicy
 from services.stt.config import SttSettings
@@ -61,5 +62,6 @@ def make_service(
                                         window_s=settings.batch_window_ms / 1000))
     servicer = SttServicer(core, ServerInfo(max_concurrent_streams=settings.max_concurrency,
                                             partial_results=settings.partial_results))
+    check = None if engine else partial(preflight, "stt", settings.model_dir)
     return ModelService("stt", (SERVICE_NAME,), core,
-                        partial(stt_pb2_grpc.add_SttServicer_to_server, servicer))
+                        partial(stt_pb2_grpc.add_SttServicer_to_server, servicer), preflight=check)

@@ -122,6 +122,8 @@ class WhisperEngine:
         """`transcribe` of each audio, with one batched encode/generate/align for those
         that fit one 30 s window (services.stt.whisper_batch); the others, and those whose
         lone decode would go on past the first try, are decoded alone here."""
+        if options.language is None:  # language "auto": identified per utterance, alone
+            return [self.transcribe(audio, options) for audio in audios]
         kwargs = transcribe_kwargs(self.config, options)
         decoded = transcribe_batch(self.model, audios, settings_from_kwargs(kwargs))
         language = options.language if self.multilingual else "en"
