@@ -5,6 +5,7 @@
     milo up                                            the whole stack as local processes
     milo converse | eval | loadtest                    talk to a running stack
     milo doctor                                        check models, GPU, ports first
+    milo train stt [export]                            fine-tune Whisper, put it in service
 
 Each component registers its own commands; heavy imports happen only when a command runs.
 """
@@ -34,6 +35,7 @@ COMMAND_MODULES = (
     "gateway.cli",
     "services.loadtest.cli",
     "services.doctor.cli",
+    "services.train.cli",
 )
 
 
