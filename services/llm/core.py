@@ -108,8 +108,9 @@ class LlmCore:
 
     async def _cloud_start(self, stream: AsyncIterator[Event]) -> Event | None:
         """The cloud's first event, or None (and a logged reason) to fall back to local."""
-        try:
-            return await asyncio.wait_for(anext(stream), self.cloud_first_token_s)
+        try:  # asyncio.timeout, not wait_for: see gateway/upstream.py (CPython gh-86296)
+            async with asyncio.timeout(self.cloud_first_token_s):
+                return await anext(stream)
         except TimeoutError:
             reason, detail = "timeout", f"no text within {self.cloud_first_token_s:.2f}s"
         except CloudUnreachable as exc:

@@ -151,8 +151,11 @@ class MicroBatcher:
             wait = self._wait_s()
             if wait <= 0:
                 return
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that lands as the wait ends (CPython gh-86296)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), None if wait == math.inf else wait)
+                async with asyncio.timeout(None if wait == math.inf else wait):
+                    await self._changed.wait()
 
     def _wait_s(self) -> float:
         callers = len({e.caller for e in self._pending})

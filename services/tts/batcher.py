@@ -133,8 +133,11 @@ class SynthesisBatcher:
                 )
                 if wait <= 0:
                     return
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that lands as the wait ends (CPython gh-86296)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []
