@@ -45,8 +45,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from gateway.client import MiloClient  # noqa: E402
 from milo.audio.v1 import audio_pb2  # noqa: E402
+from milo.client import MiloClient  # noqa: E402
 from milo.gateway.v1 import gateway_pb2 as gw  # noqa: E402
 
 NAMES = ("stt", "translate", "llm", "tts", "gateway")
