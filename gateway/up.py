@@ -2,7 +2,12 @@
 
 Starts stt, translate, llm and tts, then the gateway, each as `python -m <module>` with its
 settings in the environment; prefixes their logs; waits until every one is SERVING; prints
-where they listen; on Ctrl-C (or SIGTERM) stops the gateway first, then the services, each
+where they listen. Then it supervises: a child that exits unexpectedly is logged (how it
+exited and its last lines) and restarted on the same port with backoff; the gateway reports
+that stage unavailable meanwhile and reconnects by itself. After repeated crashes in a short
+window (gateway.supervisor.RestartPolicy) `milo up` gives up on that service and says so,
+while the others keep serving; giving up on the gateway stops the stack (nothing could be
+reached). On Ctrl-C (or SIGTERM) it stops the gateway first, then the services, each
 draining within its grace period.
 """
 
@@ -16,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +30,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.supervisor import RestartPolicy, exit_reason
 from services.runtime.config import PORTS
 
 SERVICES = ("stt", "translate", "llm", "tts")
+LAST_LINES = 15  # of a crashed child's output, repeated in the crash report
 MODULES = {"stt": "services.stt", "translate": "services.translate", "llm": "services.llm",
            "tts": "services.tts", "gateway": "gateway"}
 
@@ -39,6 +47,10 @@ class Child:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     pump: threading.Thread | None = field(default=None, repr=False)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=LAST_LINES), repr=False)
+    restart_at: float | None = None  # when a crashed child is due to start again
+    gave_up: bool = False
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -50,8 +62,16 @@ class Child:
     def _relay(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
-            sys.stdout.write(f"{self.name:>9} | {line.decode(errors='replace')}")
+            text = line.decode(errors="replace")
+            self.tail.append(text.rstrip("\n"))
+            sys.stdout.write(f"{self.name:>9} | {text}")
             sys.stdout.flush()
+
+    def last_lines(self) -> list[str]:
+        """Its last lines of output, once the relay has read them all (the child is dead)."""
+        if self.pump is not None:
+            self.pump.join(timeout=2)
+        return list(self.tail)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -71,7 +91,8 @@ def language_note(models: Path) -> tuple[str | None, str]:
 
 
 def plan(models: Path, host: str, language: str | None, base_port: int) -> list[Child]:
-    env = {**os.environ, "MILO_MODELS_DIR": str(models.resolve()), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MILO_MODELS_DIR": str(models.resolve()), "PYTHONUNBUFFERED": "1",
+           "HF_HUB_OFFLINE": "1"}  # local files only: a missing one fails at once
     children = []
     for name in (*SERVICES, "gateway"):
         grpc_port, metrics_port = PORTS[name]
@@ -134,6 +155,8 @@ def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
     if language is None and forced:
         language = forced
         print(f"milo up: {why}")
+    if not preflight_ok(models, language, base_port):
+        return 2
     children = plan(models, host, language, base_port)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, even where SIGINT was ignored
@@ -147,6 +170,24 @@ def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
         stop_all(children)
 
 
+def preflight_ok(models: Path, language: str | None, base_port: int) -> bool:
+    """`milo doctor`'s quick checks (no model load); False, with the same messages, when
+    something would fail. Warnings are printed and do not stop the stack."""
+    from services.doctor.cli import diagnose
+    from services.doctor.report import failed, format_report
+
+    findings = diagnose(models, language=language, load=False, base_port=base_port,
+                        network=False)  # plan() runs the stack in hub offline mode
+    problems = failed(findings)
+    for finding in findings:
+        if finding.level == "warn":
+            print(f"milo up: warning: {finding.subject}: {finding.message}", flush=True)
+    if problems:
+        print(f"milo up: not starting, `milo doctor --models {models}` found:\n"
+              + format_report(problems), file=sys.stderr)
+    return not problems
+
+
 def _run(children: list[Child], timeout: float, stopping: threading.Event) -> int:
     deadline = time.monotonic() + timeout
     for child in children[:-1]:
@@ -156,12 +197,56 @@ def _run(children: list[Child], timeout: float, stopping: threading.Event) -> in
     children[-1].start()
     wait_serving(children[-1], deadline, stopping)
     _print_table(children)
-    while not stopping.wait(0.5):
-        dead = [c.name for c in children if not c.alive()]
-        if dead:
-            print(f"milo up: {', '.join(dead)} exited; stopping the stack", file=sys.stderr)
-            return 1
+    while not stopping.wait(0.2):
+        for child in children:
+            if not supervise(child, time.monotonic(), stopping):
+                return 1
     return 0
+
+
+def supervise(child: Child, now: float, stopping: threading.Event,
+              say: Callable[[str], None] | None = None) -> bool:
+    """One look at a child: restart it when due, or handle its unexpected exit. False when
+    the stack must stop (the gateway was given up on)."""
+    say = say or _say
+    if child.gave_up or (child.restart_at is None and child.alive()):
+        return True
+    if child.restart_at is not None:
+        if now >= child.restart_at:
+            child.restart_at = None
+            child.start()
+            say(f"{child.name} restarted (pid {child.proc.pid})")  # type: ignore[union-attr]
+            threading.Thread(target=_announce_serving, args=(child, stopping, say),
+                             daemon=True).start()
+        return True
+    lines = "\n".join(f"    {line}" for line in child.last_lines()) or "    (no output)"
+    say(f"{child.name} {exit_reason(child.proc.returncode)} unexpectedly; "  # type: ignore[union-attr]
+        f"its last lines:\n{lines}")
+    wait = child.policy.on_exit(now)
+    if wait is None:
+        child.gave_up = True
+        p = child.policy
+        say(f"{child.name} crashed {p.max_crashes} times within {p.window_s:g}s: giving up on "
+            "it" + ("; stopping the stack" if child.name == "gateway"
+                    else " (the other services keep serving; its stage fails until "
+                    "milo up is restarted)"))
+        return child.name != "gateway"
+    child.restart_at = now + wait
+    say(f"restarting {child.name} in {wait:g}s")
+    return True
+
+
+def _announce_serving(child: Child, stopping: threading.Event,
+                      say: Callable[[str], None]) -> None:
+    try:
+        wait_serving(child, time.monotonic() + 600, stopping)
+    except (RuntimeError, TimeoutError, KeyboardInterrupt):
+        return  # it died again (the supervisor reports it) or the stack is stopping
+    say(f"{child.name} is SERVING again")
+
+
+def _say(message: str) -> None:
+    print(f"milo up: {message}", file=sys.stderr, flush=True)
 
 
 def _print_table(children: list[Child]) -> None:

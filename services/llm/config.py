@@ -4,9 +4,13 @@
 The local model always answers on its own. The cloud model (Anthropic Messages API, e.g.
 Claude Haiku) is tried first only when both `cloud_api_key` and `cloud_model` are set.
 
-Queueing: the local model generates one reply at a time; `max_queue` requests may wait for
-it (FIFO), past which RESOURCE_EXHAUSTED. `max_concurrency` bounds the calls handled at
-once, waiting and cloud calls included, so it is set well above 1.
+Queueing: the local model generates `parallel` replies at once (continuous batching, one
+KV-cache sequence of `context_tokens` each); `max_queue` more requests may wait for a free
+sequence (FIFO), past which RESOURCE_EXHAUSTED. `max_concurrency` bounds the calls handled
+at once, waiting and cloud calls included, so it is set well above `parallel`.
+
+Memory: the KV cache holds `parallel * context_tokens` tokens. For Mistral 7B in f16 that
+is 128 KiB per token: 8 sequences of 2048 tokens = 2 GiB (see deploy/README.md).
 """
 
 from __future__ import annotations
@@ -45,13 +49,25 @@ class LlmSettings(ModelServiceSettings):
         description="calls handled at once, those waiting for the local model included",
     )
     max_queue: int = Field(
-        4, ge=0, le=1000,
-        description="calls waiting for the local model, past which RESOURCE_EXHAUSTED",
+        8, ge=0, le=1000,
+        description="calls waiting for a free sequence of the local model, past which "
+        "RESOURCE_EXHAUSTED",
+    )
+    parallel: int = Field(
+        8, ge=1, le=256,
+        description="replies the local model generates at once (llama.cpp sequences in one "
+        "context, continuous batching)",
+    )
+    prefill_chunk_tokens: int = Field(
+        256, ge=16, le=8192,
+        description="prompt tokens evaluated per decoding step, so that a long prompt does "
+        "not stall the tokens of the replies in flight",
     )
 
     model_path: Path = model_dir_field("llm", f"GGUF file, or a folder holding {GGUF_FILE}")
     context_tokens: int = Field(
-        4096, ge=128, le=131_072, description="context window (prompt + reply), in tokens"
+        2048, ge=128, le=131_072,
+        description="context window of each sequence (prompt + reply), in tokens",
     )
     gpu_layers: int = Field(-1, ge=-1, le=1000, description="layers on the GPU (-1: all)")
     threads: int | None = Field(

@@ -5,9 +5,10 @@ ChatDone.
   first text comes within the budget; if the call fails, hangs or cannot connect before
   that, the local model answers instead. A cloud failure after text was sent cannot be
   taken back: the call ends with UNAVAILABLE.
-- Local model: a bounded FIFO queue in front of it (one generation at a time, the runtime's
-  Admission), then the conversation is fitted into the context (oldest turns dropped), then
-  tokens stream from the model thread. Cancellation sets the engine's flag; the slot is
+- Local model: a bounded FIFO queue in front of it (as many generations at once as the
+  engine batches, the runtime's Admission), then the conversation is fitted into the
+  context (oldest turns dropped), then tokens stream from a model thread (one per
+  generation; the engine batches them). Cancellation sets the engine's flag; the slot is
   only given back once the model has stopped.
 """
 
@@ -70,7 +71,8 @@ class LlmCore:
         self.engine, self.queue, self.cloud = engine, queue, cloud
         self.cloud_first_token_s = cloud_first_token_s
         self.defaults = defaults or Defaults(Sampling(), "", engine.context_tokens)
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="llm-model")
+        parallel = getattr(engine, "parallel", 1)  # generations the engine runs at once
+        self._model_thread = ThreadPoolExecutor(parallel, thread_name_prefix="llm-model")
 
     def load(self) -> None:
         """Load the model and warm it up (blocking)."""
@@ -168,7 +170,7 @@ class LlmCore:
         generate. Pieces that piled up while the caller was busy come as one."""
         stream = iterate_in_thread(self._model_thread,
                                    lambda cancel: self._fit_and_generate(request, cancel))
-        metrics.GENERATING.set(1)
+        metrics.GENERATING.inc()
         try:
             async with aclosing(stream):
                 async for batch in stream:
@@ -182,7 +184,7 @@ class LlmCore:
                         if isinstance(item, Finish):
                             yield item
         finally:
-            metrics.GENERATING.set(0)
+            metrics.GENERATING.dec()
 
     def _fit_and_generate(self, request: ChatRequest, cancel: threading.Event
                           ) -> Iterator[Fitted | Event]:

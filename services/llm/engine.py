@@ -1,8 +1,9 @@
 """What the chat runner needs from a local model. The real one is `LlamaEngine`
 (llama-cpp-python); tier-2 tests inject a fake.
 
-Engines are synchronous and single-threaded: the runner calls them on one dedicated model
-thread, one call at a time, so an engine never sees two generations at once.
+Engines are synchronous: the runner calls `generate` from up to `parallel` model threads at
+once (one per reply in flight), so an engine that batches (continuous batching) gets its
+concurrent requests; an engine with `parallel = 1` never sees two generations at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class TemplateError(Exception):
 class ChatEngine(Engine, Protocol):
     """One model (`load` loads and warms it up, `close`: see `Engine`)."""
 
-    context_tokens: int  # the context window, prompt and completion together
+    context_tokens: int  # the context window of one reply, prompt and completion together
+    parallel: int  # generations it runs at once (1: one at a time)
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Tokens of the prompt these messages make with the chat template.

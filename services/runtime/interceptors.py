@@ -4,6 +4,12 @@ Per call, in order: check the API key (constant-time; health is exempt so contai
 checks need no key), take an admission slot (methods in `exempt` skip it), run the handler,
 and map what it raised to a status code. Typed MiloErrors keep their message; anything else
 becomes INTERNAL with a generic message and a logged traceback.
+
+Requests are parsed by a tolerant deserializer: grpc.aio parses a message before the handler
+runs, and bytes that are not the expected protobuf message (a client's mistake) used to
+answer UNKNOWN "Unexpected <class ...DecodeError>" (unary) or INTERNAL (streams). Now such a
+message becomes a marker that the wrapped handler turns into INVALID_ARGUMENT "the request
+could not be parsed", on every method, health and reflection included.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -21,7 +28,12 @@ import grpc
 
 from services.runtime import metrics
 from services.runtime.admission import Admission
-from services.runtime.errors import MiloError, Unauthenticated, Unavailable
+from services.runtime.errors import (
+    InvalidArgument,
+    MiloError,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +74,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         path = details.method  # type: ignore[attr-defined]
-        if handler is None or path.startswith(_OPEN_PREFIXES):
+        if handler is None:
             return handler
+        if path.startswith(_OPEN_PREFIXES):
+            return _wrap_handler(handler, None)
         method = path.rsplit("/", 1)[-1]
         call = _Call(self, method, details.invocation_metadata)  # type: ignore[attr-defined]
         return _wrap_handler(handler, call)
@@ -138,33 +152,99 @@ async def _abort(context: grpc.aio.ServicerContext, exc: MiloError) -> None:
     await context.abort(exc.code, exc.message, trailing)
 
 
-def _wrap_handler(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
-    serializers = (handler.request_deserializer, handler.response_serializer)
+class _Undecodable:
+    """What the tolerant deserializer gives for bytes that are not the expected message."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"the request could not be parsed: it is not a valid {self.type_name} message "
+            "(protobuf wire format; text fields must be UTF-8)")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, but bytes it cannot parse become an _Undecodable instead of raising
+    inside gRPC (which answers UNKNOWN or INTERNAL with the exception's class name)."""
+    if deserializer is None:
+        return None
+    message = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message, "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request"
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # protobuf's DecodeError, or anything a custom parser raises
+            return _Undecodable(name)
+
+    return parse
+
+
+def _parsed(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise request.error()
+    return request
+
+
+async def _parsed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _parsed(request)
+
+
+@asynccontextmanager
+async def _open_guard(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Health and reflection: no key, no admission; only an unparsable request is mapped."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        await _abort(context, exc)
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, call: _Call | None) -> grpc.RpcMethodHandler:
+    serializers = (_tolerant(handler.request_deserializer), handler.response_serializer)
+    guard = call.guard if call is not None else _open_guard
+    streaming_in = handler.request_streaming
+
+    def checked(request: Any) -> Any:
+        return _parsed_stream(request) if streaming_in else _parsed(request)
+
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with call.guard(context):
-                return await inner(request, context)
+            async with guard(context):
+                return await inner(checked(request), context)
 
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(unary_out, *serializers)
         return grpc.stream_unary_rpc_method_handler(unary_out, *serializers)
 
     inner_stream = handler.unary_stream or handler.stream_stream
+    make = grpc.unary_stream_rpc_method_handler if handler.unary_stream else (
+        grpc.stream_stream_rpc_method_handler)
+    if not inspect.isasyncgenfunction(inner_stream):  # writes with context.write (health Watch)
+
+        async def write_out(request: Any, context: grpc.aio.ServicerContext) -> None:
+            async with guard(context):
+                await inner_stream(checked(request), context)
+
+        return make(write_out, *serializers)
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        handler = inner_stream(request, context)
-        # A client cancel can land while gRPC is sending, outside the handler, leaving it
-        # suspended (and, say, an LLM generating) until the garbage collector finds it.
-        context.add_done_callback(lambda _ctx: _close_soon(handler))
-        async with call.guard(context), aclosing(handler) as stream:
-            async for item in stream:  # aclosing: the handler's cleanup runs on cancel at once
-                yield item
+        async with guard(context):
+            handler = inner_stream(checked(request), context)
+            # A client cancel can land while gRPC is sending, outside the handler, leaving it
+            # suspended (and, say, an LLM generating) until the garbage collector finds it.
+            context.add_done_callback(lambda _ctx: _close_soon(handler))
+            async with aclosing(handler) as stream:
+                async for item in stream:  # aclosing: the cleanup runs on cancel at once
+                    yield item
 
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stream_out, *serializers)
-    return grpc.stream_stream_rpc_method_handler(stream_out, *serializers)
+    return make(stream_out, *serializers)
 
 
 _CLOSING: set[asyncio.Task[None]] = set()

@@ -19,6 +19,7 @@ from test_deploy_compose import check_settings
 
 from services.runtime import metrics as runtime_metrics
 from services.runtime.config import PORTS
+from services.runtime.model_folder import MANIFEST_FILE
 
 K8S = DEPLOY / "kubernetes"
 OVERLAYS = ("gpu", "cpu", "autoscaling")
@@ -221,6 +222,12 @@ def test_models_volume_is_mounted_read_only_one_folder_per_service(
         "readOnly": True,
     }
     assert config(rendered["gpu"])["MILO_MODELS_DIR"] == "/models"
+    # The init container waits for this service's entry in the manifest, same image.
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["image"] == container(deployment)["image"]
+    assert init["volumeMounts"] == [{"name": "models", "mountPath": "/models", "readOnly": True}]
+    assert f'"{name}" in json.loads(manifest.read_text())' in init["command"][-1]
+    assert MANIFEST_FILE == "manifest.json"
 
 
 def test_models_job_runs_a_real_milo_command(rendered: dict[str, list[dict[str, Any]]]):

@@ -25,6 +25,7 @@ class FakeEngine:
 
     model_id = "fake-llm"
     device = "cpu"
+    parallel = 1
 
     def __init__(self, context_tokens: int = 4096, gated: bool = False,
                  words: Sequence[str] = WORDS) -> None:

@@ -45,7 +45,7 @@ def test_loads_with_the_gguf_name_and_chat_template(engine):
     fmt = engine._format(messages=[m.as_dict() for m in MESSAGES])
     assert fmt.prompt == "<s>[INST] Tu es Milo.\n\nManao ahoana? [/INST]"
     assert engine.count_prompt_tokens(MESSAGES) == len(
-        engine._llm.tokenize(fmt.prompt.encode(), add_bos=False, special=True))
+        engine._model.tokenize(fmt.prompt.encode(), add_bos=False, special=True))
 
 
 def test_max_tokens_and_usage(engine):
@@ -69,10 +69,12 @@ def test_stop_string_cuts_the_reply_before_it(engine):
     assert finish.reason is FinishReason.STOP and finish.completion_tokens < 24
 
 
-def test_cancel_stops_within_one_token(engine):
+def test_cancel_stops_the_reply(engine):
+    """The reply is made on the engine's own thread, which may be a few tokens ahead of this
+    reader; test_llm_batching checks that the flag stops it within one token."""
     _, finish = run(engine, Sampling(temperature=0.0, max_tokens=200), cancel_after=1)
     assert finish.reason is FinishReason.CANCELLED
-    assert finish.completion_tokens == 1  # the flag was read before the next token
+    assert 1 <= finish.completion_tokens < 200
 
 
 # Mistral-7B-Instruct v0.1's template: no system role, strict alternation.

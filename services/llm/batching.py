@@ -1,0 +1,84 @@
+"""Continuous batching policy: which KV-cache sequence a request takes, and which tokens go
+into the next decoding step. Pure logic, no llama.cpp (the engine does the decoding).
+
+- Slots: one per llama.cpp sequence. A free slot keeps the tokens its last request left in
+  the KV cache, so the next request reuses the longest prefix it shares with them: the
+  system prompt (the same for every conversation) and, when the same conversation comes
+  back to the slot, its earlier turns. Only the rest of the prompt is evaluated.
+- Steps: every request that is generating gets exactly one token per step (all advance
+  together, none waits for another's reply to end); prompts being evaluated share at most
+  `prefill_chunk` tokens per step, oldest request first, so a long prompt is spread over
+  several steps instead of stalling the tokens of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class Slot:
+    """One KV-cache sequence: `cached` are the tokens at positions 0.. that it holds."""
+
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    busy: bool = False
+
+
+def pick_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] | None:
+    """The free slot that shares the longest prefix with `prompt`, and how many of its
+    cached tokens can be kept; None when every slot is busy.
+
+    At most len(prompt) - 1 tokens are kept: the last prompt token is always evaluated,
+    since its logits give the first token of the reply. Ties go to the lowest sequence id.
+    """
+    best: tuple[Slot, int] | None = None
+    for slot in slots:
+        if slot.busy:
+            continue
+        keep = min(common_prefix(slot.cached, prompt), max(len(prompt) - 1, 0))
+        if best is None or keep > best[1]:
+            best = (slot, keep)
+    return best
+
+
+class Pending(Protocol):
+    """What the planner reads of a request: tokens still to feed, and its phase."""
+
+    @property
+    def pending(self) -> Sequence[int]: ...
+
+    @property
+    def generating(self) -> bool: ...
+
+
+P = TypeVar("P", bound=Pending)
+
+
+def plan_step(jobs: Sequence[P], prefill_chunk: int) -> list[tuple[P, int]]:
+    """How many tokens of each request go into the next step, given in arrival order.
+
+    Requests that are generating feed their one sampled token; prompts share
+    `prefill_chunk` tokens, oldest first. A request with nothing to feed is left out.
+    """
+    plan: list[tuple[P, int]] = [(j, 1) for j in jobs if j.generating and j.pending]
+    budget = prefill_chunk
+    for job in jobs:
+        if job.generating or not job.pending or budget <= 0:
+            continue
+        n = min(len(job.pending), budget)
+        plan.append((job, n))
+        budget -= n
+    return plan

@@ -1,0 +1,51 @@
+"""Tier 1: the continuous batching policy (which sequence a request takes, what goes into
+the next decoding step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.llm.batching import Slot, common_prefix, pick_slot, plan_step
+
+
+def test_common_prefix():
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([], [1]) == 0
+    assert common_prefix([1, 2], [1, 2, 3]) == 2
+
+
+def test_the_free_slot_with_the_longest_prefix_is_taken():
+    system = [1, 50, 51, 52]
+    slots = [Slot(0, [1, 9]), Slot(1, [*system, 7, 8]), Slot(2, [*system, 60, 61], busy=True)]
+    slot, keep = pick_slot(slots, [*system, 60, 61, 62])  # slot 2 matches more, but is busy
+    assert (slot.seq_id, keep) == (1, 4)
+
+
+def test_the_last_prompt_token_is_always_evaluated():
+    _, keep = pick_slot([Slot(0, [1, 2, 3, 4])], [1, 2, 3])
+    assert keep == 2  # its logits give the first token of the reply
+
+
+def test_ties_go_to_the_lowest_sequence_and_no_free_slot_gives_none():
+    assert pick_slot([Slot(0), Slot(1)], [1, 2])[0].seq_id == 0
+    assert pick_slot([Slot(0, busy=True)], [1, 2]) is None
+
+
+@dataclass
+class Job:
+    pending: list[int] = field(default_factory=list)
+    generating: bool = False
+
+
+def test_every_generating_reply_advances_one_token_and_prompts_share_the_chunk():
+    old_prompt, reply, new_prompt, idle = Job([1] * 10), Job([5], True), Job([2] * 10), Job()
+    plan = plan_step([old_prompt, reply, new_prompt, idle], prefill_chunk=12)
+    assert [(j, n) for j, n in plan] == [(reply, 1), (old_prompt, 10), (new_prompt, 2)]
+
+
+def test_a_long_prompt_never_holds_back_the_replies_in_flight():
+    replies = [Job([i], True) for i in range(8)]
+    long_prompt = Job([3] * 5000)
+    plan = plan_step([long_prompt, *replies], prefill_chunk=64)
+    assert sum(n for j, n in plan if j in replies) == 8
+    assert dict((id(j), n) for j, n in plan)[id(long_prompt)] == 64
