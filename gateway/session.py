@@ -63,6 +63,7 @@ class Session:
         self._turn: Turn | None = None
         self._awaiting_reply: Turn | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._bound: asyncio.Task[Any] | None = None
         self.closed = False
         self.listener = Listener(self, upstream, stt_config(config, options), options.barge_in)
 
@@ -286,7 +287,11 @@ class Session:
     def bind(self, task: asyncio.Task[Any] | None) -> None:
         """The session ends, at the latest, when `task` (the one reading its events) does."""
         if task is not None:
-            task.add_done_callback(lambda _task: self.cancel())
+            task.add_done_callback(self._reader_done)
+            self._bound = task
+
+    def _reader_done(self, _task: asyncio.Task[Any]) -> None:
+        self.cancel()
 
     def cancel(self) -> None:
         """Stop everything now: reading, listening and the turn in progress (which cancels
@@ -304,6 +309,9 @@ class Session:
     async def close(self) -> None:
         """`cancel`, then wait until every task has unwound (its upstream calls cancelled)."""
         self.cancel()
+        if self._bound is not None:  # a long-lived reader task keeps no closed session
+            self._bound.remove_done_callback(self._reader_done)
+            self._bound = None
         tasks = {t for t in (self._pump, self._task, self.listener.reader) if t is not None}
         if tasks:
             _, stuck = await asyncio.wait(tasks, timeout=_UNWIND_S)

@@ -91,7 +91,8 @@ def language_note(models: Path) -> tuple[str | None, str]:
 
 
 def plan(models: Path, host: str, language: str | None, base_port: int) -> list[Child]:
-    env = {**os.environ, "MILO_MODELS_DIR": str(models.resolve()), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MILO_MODELS_DIR": str(models.resolve()), "PYTHONUNBUFFERED": "1",
+           "HF_HUB_OFFLINE": "1"}  # local files only: a missing one fails at once
     children = []
     for name in (*SERVICES, "gateway"):
         grpc_port, metrics_port = PORTS[name]
@@ -154,6 +155,8 @@ def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
     if language is None and forced:
         language = forced
         print(f"milo up: {why}")
+    if not preflight_ok(models, language, base_port):
+        return 2
     children = plan(models, host, language, base_port)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, even where SIGINT was ignored
@@ -165,6 +168,24 @@ def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
     finally:
         print("milo up: stopping", flush=True)
         stop_all(children)
+
+
+def preflight_ok(models: Path, language: str | None, base_port: int) -> bool:
+    """`milo doctor`'s quick checks (no model load); False, with the same messages, when
+    something would fail. Warnings are printed and do not stop the stack."""
+    from services.doctor.cli import diagnose
+    from services.doctor.report import failed, format_report
+
+    findings = diagnose(models, language=language, load=False, base_port=base_port,
+                        network=False)  # plan() runs the stack in hub offline mode
+    problems = failed(findings)
+    for finding in findings:
+        if finding.level == "warn":
+            print(f"milo up: warning: {finding.subject}: {finding.message}", flush=True)
+    if problems:
+        print(f"milo up: not starting, `milo doctor --models {models}` found:\n"
+              + format_report(problems), file=sys.stderr)
+    return not problems
 
 
 def _run(children: list[Child], timeout: float, stopping: threading.Event) -> int:

@@ -19,10 +19,11 @@ the API key, cancellation and error mapping live here and nowhere else.
   service, its status code, its message and its retry hint.
 - Cancellation: a stream is an async context manager; leaving it by any path (end, error,
   the caller's task cancelled) cancels the call upstream at once, so the LLM stops
-  generating and TTS stops synthesizing. Waits are bounded with `asyncio.timeout`, never
-  `asyncio.wait_for`: on Python 3.11, wait_for swallows a cancellation that lands as the
-  awaited read completes (CPython gh-86296), and a barged-in turn then read the LLM's
-  reply to its end.
+  generating and TTS stops synthesizing; and a call never outlives the task that opened
+  it, even inside a generator its consumer dropped without closing. Waits are bounded
+  with `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11, wait_for swallows a
+  cancellation that lands as the awaited read completes (CPython gh-86296), and a
+  barged-in turn then read the LLM's reply to its end.
 """
 
 from __future__ import annotations
@@ -48,21 +49,33 @@ if TYPE_CHECKING:
 
 __all__ = ["ROLES", "SERVICE_NAMES", "Replies", "Upstream", "UpstreamError", "open_channel"]
 
-_PROTOS = {"stt": (stt_pb2, "Stt", stt_pb2_grpc.SttStub),
-           "translate": (translate_pb2, "Translator", translate_pb2_grpc.TranslatorStub),
-           "llm": (llm_pb2, "Llm", llm_pb2_grpc.LlmStub),
-           "tts": (tts_pb2, "Tts", tts_pb2_grpc.TtsStub)}
+_PROTOS = {
+    "stt": (stt_pb2, "Stt", stt_pb2_grpc.SttStub),
+    "translate": (translate_pb2, "Translator", translate_pb2_grpc.TranslatorStub),
+    "llm": (llm_pb2, "Llm", llm_pb2_grpc.LlmStub),
+    "tts": (tts_pb2, "Tts", tts_pb2_grpc.TtsStub),
+}
 NAMES = tuple(_PROTOS)
 # Each service's full proto name, e.g. "milo.translate.v1.Translator".
-SERVICE_NAMES = {name: module.DESCRIPTOR.services_by_name[service].full_name
-                 for name, (module, service, _) in _PROTOS.items()}
+SERVICE_NAMES = {
+    name: module.DESCRIPTOR.services_by_name[service].full_name
+    for name, (module, service, _) in _PROTOS.items()
+}
 DESCRIBE_REQUESTS = {name: module.DescribeRequest for name, (module, _, _) in _PROTOS.items()}
-_IDEMPOTENT = {"stt": ["Recognize", "Describe"], "translate": ["Translate", "Describe"],
-               "llm": ["Describe"], "tts": ["Describe"]}
+_IDEMPOTENT = {
+    "stt": ["Recognize", "Describe"],
+    "translate": ["Translate", "Describe"],
+    "llm": ["Describe"],
+    "tts": ["Describe"],
+}
 # Chat roles by their names on the HTTP and OpenAI routes ("developer" is OpenAI's newer
 # name for the system message).
-ROLES = {"system": llm_pb2.ROLE_SYSTEM, "developer": llm_pb2.ROLE_SYSTEM,
-         "user": llm_pb2.ROLE_USER, "assistant": llm_pb2.ROLE_ASSISTANT}
+ROLES = {
+    "system": llm_pb2.ROLE_SYSTEM,
+    "developer": llm_pb2.ROLE_SYSTEM,
+    "user": llm_pb2.ROLE_USER,
+    "assistant": llm_pb2.ROLE_ASSISTANT,
+}
 DESCRIBE_TIMEOUT_S = 5.0
 
 
@@ -101,8 +114,9 @@ def channel_options(name: str, retries: int) -> list[tuple[str, object]]:
 def open_channel(name: str, address: str, retries: int) -> grpc.aio.Channel:
     """The gateway's long-lived channel to service `name` at `address` (host:port, or
     replicas: see gateway/balancing.py)."""
-    return grpc.aio.insecure_channel(channel_target(address),
-                                     options=channel_options(name, retries))
+    return grpc.aio.insecure_channel(
+        channel_target(address), options=channel_options(name, retries)
+    )
 
 
 def deadlines(settings: GatewaySettings) -> dict[tuple[str, str], float | None]:
@@ -121,9 +135,13 @@ def upstream_error(service: str, exc: grpc.aio.AioRpcError) -> UpstreamError:
     """A failed call as the gateway's one error type, with the server's retry hint
     (grpc-retry-pushback-ms) and reason (milo-error-reason) when it sent them."""
     pushback = _trailer(exc, RETRY_PUSHBACK_KEY)
-    return UpstreamError(service, exc.code(), exc.details() or "no details",
-                         retry_after_ms=int(pushback) if pushback and pushback.isdigit() else None,
-                         reason=_trailer(exc, ERROR_REASON_KEY))
+    return UpstreamError(
+        service,
+        exc.code(),
+        exc.details() or "no details",
+        retry_after_ms=int(pushback) if pushback and pushback.isdigit() else None,
+        reason=_trailer(exc, ERROR_REASON_KEY),
+    )
 
 
 def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
@@ -152,8 +170,9 @@ class Replies:
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(self.service, exc) from exc
         except TimeoutError as exc:
-            raise UpstreamError(self.service, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"no reply within {wait:g}s") from exc
+            raise UpstreamError(
+                self.service, grpc.StatusCode.DEADLINE_EXCEEDED, f"no reply within {wait:g}s"
+            ) from exc
         if reply is grpc.aio.EOF:
             raise StopAsyncIteration
         return reply
@@ -170,8 +189,9 @@ class Upstream:
         timeouts: Mapping[tuple[str, str], float | None] | None = None,
     ) -> None:
         self.addresses = dict(addresses)
-        self.channels = {name: open_channel(name, address, retries)
-                         for name, address in self.addresses.items()}
+        self.channels = {
+            name: open_channel(name, address, retries) for name, address in self.addresses.items()
+        }
         self._stubs = {name: _PROTOS[name][2](channel) for name, channel in self.channels.items()}
         self.metadata: Sequence[tuple[str, str]] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
@@ -182,8 +202,12 @@ class Upstream:
     def from_settings(cls, settings: GatewaySettings) -> Upstream:
         s = settings
         key = s.backend_api_key.get_secret_value() if s.backend_api_key else None
-        addresses = {"stt": s.stt_address, "translate": s.translate_address,
-                     "llm": s.llm_address, "tts": s.tts_address}
+        addresses = {
+            "stt": s.stt_address,
+            "translate": s.translate_address,
+            "llm": s.llm_address,
+            "tts": s.tts_address,
+        }
         return cls(addresses, key, s.unary_retries, deadlines(s))
 
     async def connected(self, service: str, grace: float = 2.5) -> None:
@@ -206,23 +230,37 @@ class Upstream:
         deadline = self.timeouts.get((service, method))
         try:
             return await self._method(service, method)(
-                request, timeout=deadline, metadata=self.metadata)
+                request, timeout=deadline, metadata=self.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(service, exc) from exc
 
     @contextlib.asynccontextmanager
-    async def stream(self, service: str, method: str, request: Any,
-                     first_read_s: float | None = None) -> AsyncIterator[Replies]:
+    async def stream(
+        self, service: str, method: str, request: Any, first_read_s: float | None = None
+    ) -> AsyncIterator[Replies]:
         """A server- or bidi-streaming call (`request` is a message or an async iterator of
         them) for the block's duration: `async with up.stream("llm", "Chat", r) as replies:
-        async for reply in replies: ...`. Leaving the block cancels the call upstream."""
+        async for reply in replies: ...`. Leaving the block cancels the call upstream; so
+        does the end of the task that opened it, should the block be left suspended (a
+        generator around it that its consumer dropped without closing)."""
         await self.connected(service)
         call = self._method(service, method)(
-            request, timeout=self.timeouts.get((service, method)), metadata=self.metadata)
+            request, timeout=self.timeouts.get((service, method)), metadata=self.metadata
+        )
+        task = asyncio.current_task()
+
+        def opener_done(_task: asyncio.Task[Any]) -> None:
+            call.cancel()
+
+        if task is not None:
+            task.add_done_callback(opener_done)
         try:
             yield Replies(service, call, first_read_s)
         finally:
             call.cancel()
+            if task is not None:
+                task.remove_done_callback(opener_done)
 
     async def close(self) -> None:
         for channel in self.channels.values():

@@ -4,6 +4,8 @@
     milo models demo|fetch|convert                     prepare models
     milo up                                            the whole stack as local processes
     milo converse | eval | loadtest                    talk to a running stack
+    milo doctor                                        check models, GPU, ports first
+    milo train stt [export]                            fine-tune Whisper, put it in service
 
 Each component registers its own commands; heavy imports happen only when a command runs.
 """
@@ -28,8 +30,12 @@ SERVICES = {
 COMMAND_MODULES = (
     "services.models.cli",
     "services.stt.cli",
+    "services.translate.cli",
+    "services.tts.cli",
     "gateway.cli",
     "services.loadtest.cli",
+    "services.doctor.cli",
+    "services.train.cli",
 )
 
 

@@ -7,6 +7,7 @@ import logging
 from functools import partial
 
 from milo.llm.v1 import llm_pb2, llm_pb2_grpc
+from services.doctor.models import preflight
 from services.llm import metrics
 from services.llm.config import LlmSettings
 from services.llm.core import CloudModel, LlmCore
@@ -53,6 +54,7 @@ def make_service(
     """The LLM service: a llama.cpp engine (or `engine`: tier-2 tests pass a fake), the
     queue in front of it, the cloud model (or `cloud`), the core and the servicer."""
     s = settings
+    check = None if engine else partial(preflight, "llm", s.gguf_path)
     engine = engine or LlamaEngine(
         s.gguf_path, s.context_tokens, s.gpu_layers, s.threads, s.model_id, s.omp_wait_policy,
         s.parallel, s.prefill_chunk_tokens,
@@ -65,4 +67,4 @@ def make_service(
     servicer = LlmServicer(core)
     return ModelService("llm", (SERVICE_NAME,), core,
                         partial(llm_pb2_grpc.add_LlmServicer_to_server, servicer),  # type: ignore[arg-type]
-                        aclose=core.aclose)
+                        aclose=core.aclose, preflight=check)

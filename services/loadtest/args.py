@@ -15,8 +15,9 @@ from services.runtime.config import PORTS
 
 if TYPE_CHECKING:
     from services.loadtest.app import Config
+    from services.loadtest.target import TargetOptions
 
-TARGET_NAMES = ("stt", "translate", "llm", "tts", "gateway")
+TARGET_NAMES = ("stt", "translate", "llm", "tts", "gateway", "conversation")
 
 
 def bounded(kind: type, low: float, high: float) -> Callable[[str], float | int]:
@@ -131,14 +132,47 @@ def _output(p: argparse.ArgumentParser) -> None:
                    "$MILO_LOADTEST_API_KEY)")
 
 
+def _conversation(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "conversation: simulated people talking to the gateway, turn after turn (uses "
+        "--slo 'first_audio.p95<1500ms', --timeout per turn, --seed, --text-input, --json)")
+    g.add_argument("--clients", default="1,2,4,8", metavar="N,N,...",
+                   help="levels: people talking at once (default: %(default)s)")
+    g.add_argument("--turns", type=bounded(int, 1, 1000), default=3,
+                   help="turns per person per level (default: %(default)s)")
+    g.add_argument("--think-time", type=bounded(float, 0, 600), default=2.0, metavar="S",
+                   help="mean pause between a reply's end and the next utterance; each "
+                   "pause is drawn from 0.5x to 1.5x of it (default: %(default)s)")
+    g.add_argument("--player-buffer-ms", type=bounded(float, 0, 10_000), default=100.0,
+                   help="the simulated player's jitter buffer: playback starts this long "
+                   "after the first audio (default: %(default)s)")
+    g.add_argument("--warmup-turns", type=bounded(int, 0, 100), default=1,
+                   help="turns of one person before the levels, not counted")
+
+
 def add_arguments(p: argparse.ArgumentParser, address: Callable[[str], str]) -> None:
     p.add_argument("target", choices=TARGET_NAMES, help="what to load-test")
     p.add_argument("-a", "--address", type=address,
                    help="host:port of the server, the only address contacted (default: "
                    "127.0.0.1 and the target's default port: "
-                   + ", ".join(f"{n} {PORTS[n][0]}" for n in TARGET_NAMES) + ")")
-    for group in (_load, _caps, _ramp, _payloads, _output):
+                   + ", ".join(f"{n} {PORTS[n][0]}" for n in TARGET_NAMES[:-1])
+                   + ", conversation: the gateway's)")
+    for group in (_load, _caps, _ramp, _payloads, _conversation, _output):
         group(p)
+
+
+def target_options(args: argparse.Namespace, env: Mapping[str, str]) -> TargetOptions:
+    """The request settings from the flags (and the API key from the environment)."""
+    from services.loadtest.target import TargetOptions
+
+    key = args.api_key or env.get("MILO_LOADTEST_API_KEY")
+    return TargetOptions(
+        language=args.language, source=args.source_language, target=args.target_language,
+        max_tokens=args.max_tokens, voice=args.voice, audio_pace=args.audio_pace,
+        chunk_ms=args.chunk_ms, tail_silence_ms=args.tail_silence_ms,
+        speech_rate_hz=args.speech_rate_hz, unary=args.unary, text_input=args.text_input,
+        text_output=args.text_output, payload_files=tuple(args.payload),
+        metadata=(("authorization", f"Bearer {key}"),) if key else ())
 
 
 def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
@@ -146,7 +180,6 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     from services.loadtest.app import Config
     from services.loadtest.ramp import RampPlan, parse_slo
     from services.loadtest.runner import Limits, Shape
-    from services.loadtest.target import TargetOptions
 
     if args.ramp and not args.slo:
         raise ValueError("--ramp needs a latency objective, e.g. --slo 'p95<500ms'")
@@ -159,14 +192,7 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
                   duration_s=None if args.requests is not None else (args.duration or 10.0),
                   requests=args.requests, warmup_s=args.warmup, timeout_s=args.timeout,
                   seed=args.seed, busy_pause_max_s=args.busy_pause_max)
-    key = args.api_key or env.get("MILO_LOADTEST_API_KEY")
-    options = TargetOptions(
-        language=args.language, source=args.source_language, target=args.target_language,
-        max_tokens=args.max_tokens, voice=args.voice, audio_pace=args.audio_pace,
-        chunk_ms=args.chunk_ms, tail_silence_ms=args.tail_silence_ms,
-        speech_rate_hz=args.speech_rate_hz, unary=args.unary, text_input=args.text_input,
-        text_output=args.text_output, payload_files=tuple(args.payload),
-        metadata=(("authorization", f"Bearer {key}"),) if key else ())
+    options = target_options(args, env)
     ramp = None
     if args.ramp:
         ramp = RampPlan(parse_slo(args.slo), args.ramp_start, args.ramp_factor,

@@ -3,6 +3,7 @@
     milo loadtest translate --address 127.0.0.1:50052 --concurrency 4 --duration 15
     milo loadtest stt --rate 2 --requests 50 --json after.json --compare before.json
     milo loadtest llm --ramp --slo 'first.p95<800ms' --step-duration 10
+    milo loadtest conversation --clients 1,2,4,8 --slo 'first_audio.p95<1500ms'
 
 Only the address given is ever contacted. Every request has a deadline (--timeout), and
 the caps --max-requests and --max-duration bound the whole invocation, warm-up and ramp
@@ -63,8 +64,12 @@ def _progress(every_s: float) -> Callable[[Live, float], None]:
 
 def main(args: argparse.Namespace) -> int:
     from services.loadtest.app import Unreachable, run
-    from services.loadtest.args import build_config
+    from services.loadtest.args import build_config, target_options
 
+    if args.target == "conversation":
+        from services.loadtest import conversation_app
+
+        return conversation_app.main(args, target_options(args, os.environ))
     try:
         old = _read_old(args.compare) if args.compare else None
         cfg = build_config(args, os.environ)

@@ -1,8 +1,9 @@
 """`milo models demo|fetch|convert`: registered on the main CLI by `add_commands`.
 
-    milo models demo [--dir D] [--force]
+    milo models demo [--dir D] [--force] [--stt tiny.en|base]
     milo models fetch [--dir D] [--only stt translate ...] [--stt SRC] [--translate SRC] ...
     milo models convert {stt,translate,llm,tts} SOURCE [--dir D] [--quantization Q] [--base B]
+    milo models list [--dir D] [--json]
 
 `fetch` takes each source from the hub unless it names a local path; `convert` only takes
 a local folder (or a .gguf file), e.g. a fine-tuned `checkpoint-7000/`.
@@ -30,11 +31,12 @@ Handler = Callable[[argparse.Namespace], int]
 def add_commands(subparsers: Any) -> None:
     """Register `models` and its subcommands on an argparse subparsers object."""
     models = subparsers.add_parser("models", help="build, fetch and convert Milo's models")
-    sub = models.add_subparsers(dest="models_command", metavar="{demo,fetch,convert}")
+    sub = models.add_subparsers(dest="models_command", metavar="{demo,fetch,convert,list}")
     sub.required = True
     _add_demo(sub)
     _add_fetch(sub)
     _add_convert(sub)
+    _add_list(sub)
 
 
 def _add_demo(sub: Any) -> None:
@@ -42,6 +44,11 @@ def _add_demo(sub: Any) -> None:
     help_dir = "target folder (default: $MILO_DEMO_MODELS or ./models/demo)"
     parser.add_argument("--dir", type=Path, default=None, help=help_dir)
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument(
+        "--stt", choices=("tiny.en", "base"), default="tiny.en",
+        help="demo Whisper: tiny.en (English only, fast; default) or base (multilingual, "
+        "transcribes Malagasy; ~2x slower on a CPU)",
+    )
     parser.set_defaults(func=_guarded(_run_demo))
 
 
@@ -80,6 +87,31 @@ def _add_convert(sub: Any) -> None:
     parser.set_defaults(func=_guarded(_run_convert))
 
 
+def _add_list(sub: Any) -> None:
+    parser = sub.add_parser(
+        "list", help="each model's id, size, compute type and licence (flags non-commercial)"
+    )
+    help_dir = "models folder (default: $MILO_MODELS_DIR or ./models)"
+    parser.add_argument("--dir", type=Path, default=None, help=help_dir)
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.set_defaults(func=_run_list)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    import json
+
+    from services.models.listing import format_rows, list_models, rows_json
+
+    root = args.dir or default_models_dir()
+    rows = list_models(root)
+    if args.json:
+        print(json.dumps(rows_json(rows), indent=2, ensure_ascii=False))
+    else:
+        print(f"models in {root}")
+        print(format_rows(rows))
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     help_dir = "models folder (default: $MILO_MODELS_DIR or ./models)"
     parser.add_argument("--dir", type=Path, default=None, help=help_dir)
@@ -100,7 +132,7 @@ def _guarded(handler: Handler) -> Handler:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    build_demo(args.dir or default_demo_dir(), force=args.force)
+    build_demo(args.dir or default_demo_dir(), force=args.force, stt=args.stt)
     return 0
 
 

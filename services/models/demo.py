@@ -1,6 +1,7 @@
 """Build the offline demo model set: small models with the real architectures and engines.
 
     stt        faster-whisper tiny.en (real, English only)      demo_stt.py
+               or, with stt="base", the multilingual whisper-base (real, has Malagasy)
     translate  random NLLB-architecture model in CTranslate2    demo_translate.py
     llm        random llama GGUF                                demo_llm.py
     tts        random VITS saved by transformers                demo_tts.py
@@ -28,7 +29,7 @@ from services.models._util import (
     staging_dir,
 )
 from services.models.demo_llm import build_llm
-from services.models.demo_stt import build_stt
+from services.models.demo_stt import build_stt, build_stt_multilingual
 from services.models.demo_translate import build_translate
 from services.models.demo_tts import build_tts
 from services.models.layout import COMPONENTS, Component, Layout, read_manifest, record_entry
@@ -44,6 +45,10 @@ BUILDERS: dict[Component, Callable[[Path], dict[str, Any]]] = {
     "llm": build_llm,
     "tts": build_tts,
 }
+STT_VARIANTS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "tiny.en": build_stt,
+    "base": build_stt_multilingual,
+}
 _print: Echo = functools.partial(print, flush=True)
 
 
@@ -53,24 +58,31 @@ class NotADemoSetError(ModelsError):
 
 def build_demo(
     dest: Path, force: bool = False, *, components: Iterable[Component] = COMPONENTS,
-    echo: Echo = _print,
+    echo: Echo = _print, stt: str = "tiny.en",
 ) -> dict[str, Any]:  # fmt: skip
-    """Build (or bring up to date) the demo models under `dest`; returns the manifest."""
+    """Build (or bring up to date) the demo models under `dest`; returns the manifest.
+
+    stt: "tiny.en" (English only, fast) or "base" (multilingual whisper-base, with Malagasy).
+    """
+    if stt not in STT_VARIANTS:
+        raise ModelsError(f"unknown demo STT {stt!r}: choose one of {', '.join(STT_VARIANTS)}")
     layout = Layout(Path(dest))
     with locked(layout.root / ".demo.lock"):
-        return _build(layout, list(components), force, echo)
+        return _build(layout, list(components), force, echo, stt)
 
 
-def _build(layout: Layout, wanted: list[Component], force: bool, echo: Echo) -> dict[str, Any]:
+def _build(layout: Layout, wanted: list[Component], force: bool, echo: Echo,
+           stt: str = "tiny.en") -> dict[str, Any]:
     manifest = read_manifest(layout.root)
     _refuse_real_models(manifest, wanted, force)
-    stale = [c for c in wanted if force or not is_current(layout, manifest, c)]
+    stale = [c for c in wanted if force or not is_current(layout, manifest, c)
+             or (c == "stt" and manifest["stt"].get("variant", "tiny.en") != stt)]
     if not stale:
         echo(f"demo models in {layout.root} are up to date (version {DEMO_VERSION})")
         return manifest
     started = time.monotonic()
     for component in stale:
-        manifest = _build_one(layout, component, echo)
+        manifest = _build_one(layout, component, echo, stt)
     echo(
         f"demo models ready in {layout.root} ({time.monotonic() - started:.1f}s, "
         f"{folder_size(layout.root) / 1e6:.1f} MB)"
@@ -98,11 +110,13 @@ def _refuse_real_models(manifest: dict[str, Any], wanted: list[Component], force
         )
 
 
-def _build_one(layout: Layout, component: Component, echo: Echo) -> dict[str, Any]:
+def _build_one(layout: Layout, component: Component, echo: Echo,
+               stt: str = "tiny.en") -> dict[str, Any]:
     echo(f"building demo {component} ...")
     started = time.monotonic()
+    builder = STT_VARIANTS[stt] if component == "stt" else BUILDERS[component]
     with quiet_progress_bars(), staging_dir(layout.entry_dir(component)) as staging:
-        entry = BUILDERS[component](staging)
+        entry = builder(staging)
     manifest = record_entry(
         layout.root, component, {**entry, "demo": True, "version": DEMO_VERSION}
     )

@@ -28,6 +28,7 @@ from typing import Any
 from services.models import convert
 from services.models._util import ModelsError, optional, require
 from services.models.layout import Component, Layout, read_manifest, record_entry
+from services.models.licences import licence_of
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,10 @@ def is_up_to_date(root: Path, component: Component, entry: dict[str, Any]) -> bo
 def _record(
     root: Path, component: Component, entry: dict[str, Any], provenance: str
 ) -> dict[str, Any]:
-    return record_entry(root, component, {**entry, "source": provenance, "demo": False})
+    licence = licence_of(entry, Layout(root).entry_dir(component))
+    return record_entry(
+        root, component, {**entry, "source": provenance, "demo": False, "license": licence}
+    )
 
 
 def prepare_translate(

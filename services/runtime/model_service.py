@@ -66,7 +66,9 @@ class ModelService:
     """`services.runtime.server.Service` for one model service: its core and servicer.
 
     `add_servicer` is the generated `add_<Name>Servicer_to_server` with the servicer bound;
-    `aclose`, when given, closes what lives on the event loop (the LLM's cloud client)."""
+    `aclose`, when given, closes what lives on the event loop (the LLM's cloud client);
+    `preflight`, when given, checks the model's files before the load and raises with words
+    a person can act on (`milo doctor`'s quick checks; tier-2 fakes have none)."""
 
     def __init__(
         self,
@@ -75,9 +77,10 @@ class ModelService:
         core: Core,
         add_servicer: Callable[[grpc.aio.Server], None],
         aclose: Callable[[], Awaitable[None]] | None = None,
+        preflight: Callable[[], None] | None = None,
     ) -> None:
         self.name, self.service_names, self.core = name, tuple(service_names), core
-        self._add_servicer, self._aclose = add_servicer, aclose
+        self._add_servicer, self._aclose, self._preflight = add_servicer, aclose, preflight
 
     @property
     def model_id(self) -> str:
@@ -94,7 +97,10 @@ class ModelService:
         self._add_servicer(server)
 
     def load(self) -> None:
-        """Load and warm up the model (blocking; the runtime runs it in a thread)."""
+        """Check the model's files, then load and warm it up (blocking; the runtime runs it
+        in a thread)."""
+        if self._preflight is not None:
+            self._preflight()
         self.core.load()
 
     def close(self) -> None:

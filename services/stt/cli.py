@@ -10,11 +10,12 @@ import sys
 import time
 from typing import Any
 
+from services.runtime.commands import eval_group
 from services.runtime.config import PORTS
 
 
 def add_commands(subparsers: Any) -> None:
-    stt = _eval_group(subparsers).add_parser(
+    stt = eval_group(subparsers).add_parser(
         "stt", help="WER/CER of a running STT service on a JSONL manifest",
         description="Send each clip of a manifest to a running STT service (Recognize) and "
         "print corpus WER and CER after normalization, and the worst utterances.",
@@ -29,19 +30,6 @@ def add_commands(subparsers: Any) -> None:
                      help="API key if the service needs one (default: $MILO_API_KEY)")
     stt.add_argument("--json", action="store_true", help="print one JSON object")
     stt.set_defaults(func=run_eval)
-
-
-def _eval_group(subparsers: Any) -> Any:
-    """The `eval` command's own subparsers, created here or shared with another component
-    that registered `eval` first (argparse refuses a second parser of the same name)."""
-    existing = subparsers.choices.get("eval")
-    if existing is None:
-        existing = subparsers.add_parser("eval", help="evaluate a running service")
-        existing.add_subparsers(dest="eval_target", required=True, metavar="TARGET")
-    for action in existing._actions:  # argparse keeps subparsers only there
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("`milo eval` exists without subcommands")
 
 
 def run_eval(args: argparse.Namespace) -> int:

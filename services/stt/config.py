@@ -47,9 +47,19 @@ class SttSettings(ModelServiceSettings):
         description="decodes run at once on the one shared model (CTranslate2 workers share "
         "the weights); other decodes wait in the priority queue",
     )
+    max_batch: int = Field(
+        8, ge=1, le=64,
+        description="finals and Recognize clips with the same options decoded in one "
+        "batched model call (1: no batching)",
+    )
+    batch_window_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="a free model waits up to this long for other streams' finals to "
+        "share its next call, only while other streams are open (0: never wait)",
+    )
     language: str = Field(
-        "mg", min_length=2, max_length=3, pattern=r"^[a-z]{2,3}$",
-        description="ISO 639-1 default language, always passed to Whisper",
+        "mg", min_length=2, max_length=4, pattern=r"^([a-z]{2,3}|auto)$",
+        description="ISO 639-1 default language, passed to Whisper; 'auto': Whisper detects it",
     )
     beam_size: int = Field(5, ge=1, le=20, description="default beam size")
     initial_prompt: str | None = Field(None, max_length=2000, description="default prompt")

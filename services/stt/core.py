@@ -7,6 +7,10 @@ model (such as the demo tiny.en) accepts only `en`; when the configured default 
 language, the service does NOT refuse to start: it falls back to `en` with a warning in
 the log, and Describe reports `default_language: en`, so the offline demo stack runs with
 no extra setting while a real deployment sees the mismatch at once.
+
+`auto` (as the request's language or the default) asks Whisper to identify the language
+itself from the first 30 s (an English-only model: always `en`); the result says which
+language it used.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,6 +26,7 @@ import numpy as np
 from services.runtime.errors import FailedPrecondition, InvalidArgument
 from services.stt import metrics
 from services.stt.audio import AudioSpec, decode_clip
+from services.stt.batching import BatchPolicy
 from services.stt.engine import SAMPLE_RATE, DecodeOptions, SttEngine, Transcript
 from services.stt.guard import GuardParams, apply_guard
 from services.stt.scheduler import DecodeScheduler
@@ -29,7 +34,8 @@ from services.stt.stream import StreamOptions, StreamSession
 from services.stt.vad import SpeechDetector, VadParams, speech_spans
 
 log = logging.getLogger(__name__)
-_KNOWN_LANGUAGES_HINT = "an ISO 639-1 code such as 'mg', 'fr' or 'en'"
+_KNOWN_LANGUAGES_HINT = "an ISO 639-1 code such as 'mg', 'fr' or 'en' (or 'auto' to detect it)"
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,13 @@ class SttCore:
     `model_service`); the VAD detector is made on load."""
 
     def __init__(self, engine: SttEngine, make_detector: Callable[[], SpeechDetector],
-                 defaults: Defaults, workers: int = 1) -> None:
+                 defaults: Defaults, workers: int = 1,
+                 batching: BatchPolicy | None = None) -> None:
         self.engine, self._make_detector = engine, make_detector
         self.defaults = defaults
-        self.scheduler = DecodeScheduler(workers)
+        self.callers = 0  # open streams and Recognize calls (the batch policy's company)
+        self.scheduler = DecodeScheduler(workers, self._run_batch, batching,
+                                         callers=lambda: self.callers)
         self._detector: SpeechDetector | None = None
         self.default_language = defaults.language
 
@@ -85,7 +94,7 @@ class SttCore:
         self._detector = self._make_detector()
         engine = self.engine
         engine.load()
-        if self.defaults.language not in engine.languages:
+        if self.defaults.language not in (*engine.languages, AUTO):
             if engine.multilingual:
                 raise ValueError(f"default language {self.defaults.language!r} is not one "
                                  f"Whisper knows; set MILO_STT_LANGUAGE to {_KNOWN_LANGUAGES_HINT}")
@@ -100,7 +109,7 @@ class SttCore:
         t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
         tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
         speech_spans(self.detector, tone, self.defaults.vad)
-        options = DecodeOptions(language=self.default_language, beam_size=self.defaults.beam_size)
+        options = DecodeOptions(language=self.language(None), beam_size=self.defaults.beam_size)
         self.engine.transcribe(tone, options)  # the default path: beam search, word timings
         log.info("warmed up in %.2fs", time.monotonic() - start)
 
@@ -121,11 +130,12 @@ class SttCore:
             word_timestamps=True if req.word_timestamps is None else req.word_timestamps,
         )
 
-    def language(self, asked: str | None) -> str:
-        if asked is None:
-            return self.default_language
-        code = asked.strip().lower()
+    def language(self, asked: str | None) -> str | None:
+        """The language to decode in; None asks the engine to detect it."""
+        code = self.default_language if asked is None else asked.strip().lower()
         engine = self.engine
+        if code == AUTO:
+            return None if engine.multilingual else "en"
         if code in engine.languages:
             return code
         if not code:
@@ -138,6 +148,14 @@ class SttCore:
                               + ("" if engine.multilingual else " (this model accepts only 'en')"))
 
     async def recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions) -> Recognition:
+        self.callers += 1
+        try:
+            return await self._recognize(data, spec, req)
+        finally:
+            self.callers -= 1
+
+    async def _recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions
+                         ) -> Recognition:
         start = time.monotonic()
         limit = self.defaults.max_audio_bytes
         if len(data) > limit:
@@ -149,7 +167,7 @@ class SttCore:
         metrics.AUDIO_SECONDS.labels("Recognize").inc(seconds)
         if not spans:
             metrics.NO_SPEECH.inc()
-            transcript = Transcript(segments=(), language=options.language, duration=seconds)
+            transcript = Transcript(segments=(), language=options.language or "", duration=seconds)
         else:
             transcript = await self.decode(audio, options, "recognize")
             speech = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in spans]
@@ -166,7 +184,8 @@ class SttCore:
 
     async def decode(self, audio: np.ndarray, options: DecodeOptions, kind: str,
                      key: object | None = None) -> Transcript:
-        """One decode through the scheduler; `key` makes it a replaceable best-effort job
+        """One decode through the scheduler: urgent ones (finals, Recognize) are batched
+        with others of the same options; `key` makes it a replaceable best-effort job
         (an empty transcript if it was replaced)."""
         engine = self.engine
 
@@ -175,17 +194,46 @@ class SttCore:
             return engine.transcribe(audio, options), time.monotonic() - start
 
         if key is None:
-            result: tuple[Transcript, float] | None = await self.scheduler.run(job)
+            result: tuple[Transcript, float] | None = await self.scheduler.run_batched(
+                options, audio)
         else:
             result = await self.scheduler.run_latest(key, job)
         if result is None:
-            return Transcript(segments=(), language=options.language, duration=0.0)
+            return Transcript(segments=(), language=options.language or "", duration=0.0)
         transcript, took = result
         transcript = replace(transcript, duration=len(audio) / SAMPLE_RATE).clamped()
         metrics.DECODE_SECONDS.labels(kind).observe(took)
         if transcript.duration > 0:
             metrics.REAL_TIME_FACTOR.labels(kind).observe(took / transcript.duration)
         return transcript
+
+    def _run_batch(self, options: Hashable, audios: Sequence[np.ndarray]
+                   ) -> list[tuple[Transcript, float] | BaseException]:
+        """Decode thread: one model call for all `audios` when the engine batches (the
+        time of each is the batch's); else, or if the batch failed, each alone, so one
+        bad item fails only its own caller."""
+        assert isinstance(options, DecodeOptions)
+        engine = self.engine
+        batched = getattr(engine, "transcribe_batch", None)
+        if batched is not None and len(audios) > 1:
+            start = time.monotonic()
+            try:
+                transcripts = batched(audios, options)
+            except Exception:
+                log.exception("batched decode of %d clips failed; decoding each alone",
+                              len(audios))
+                metrics.BATCH_ALONE.inc(len(audios))
+            else:
+                took = time.monotonic() - start
+                return [(t, took) for t in transcripts]
+        out: list[tuple[Transcript, float] | BaseException] = []
+        for audio in audios:
+            start = time.monotonic()
+            try:
+                out.append((engine.transcribe(audio, options), time.monotonic() - start))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def drop(self, key: object) -> None:
         """Forget the waiting best-effort decode of `key` (a stream whose utterance ended)."""
@@ -202,7 +250,13 @@ class SttCore:
                     partials: bool, partial_interval_ms: int) -> StreamSession:
         options = StreamOptions(spec=spec, decode=self.decode_options(req), vad=vad,
                                 partials=partials, partial_interval_ms=partial_interval_ms)
-        return StreamSession(options, self.detector.new_scorer(), self)
+        session = StreamSession(options, self.detector.new_scorer(), self,
+                                on_close=self._stream_closed)
+        self.callers += 1
+        return session
+
+    def _stream_closed(self) -> None:
+        self.callers -= 1
 
     def vad_params(self, **overrides: float | int | None) -> VadParams:
         """The server's VAD settings with the request's set fields over them, range-checked."""

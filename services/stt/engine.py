@@ -19,7 +19,7 @@ SAMPLE_RATE = 16_000  # what every engine takes: 16 kHz mono float32 in [-1, 1]
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    language: str
+    language: str | None  # None: the engine detects it (Whisper's language identification)
     beam_size: int = 5
     word_timestamps: bool = True
     initial_prompt: str | None = None
@@ -92,3 +92,6 @@ class SttEngine(Engine, Protocol):
     languages: tuple[str, ...]  # ISO 639-1 codes it accepts
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript: ...
+
+    # Optional: `transcribe_batch(audios, options) -> list[Transcript]`, the same results
+    # as `transcribe` of each, in one model call; the core uses it when the engine has it.

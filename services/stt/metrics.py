@@ -33,3 +33,18 @@ NO_SPEECH = Counter(
 )
 DECODE_QUEUE = Gauge("milo_stt_decode_queue", "Decodes waiting for the model")
 DECODE_BUSY = Gauge("milo_stt_decode_busy", "Decodes running on the model")
+QUEUE_WAIT = Histogram(
+    "milo_stt_decode_queue_wait_seconds",
+    "Time a decode waited for the model, by priority (urgent: finals and Recognize; "
+    "best_effort: partials)",
+    ["priority"], buckets=(0.001, 0.0025, *LATENCY_BUCKETS),
+)
+BATCH_SIZE = Histogram(
+    "milo_stt_batch_size", "Finals and Recognize clips decoded by one batched model call",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
+BATCH_ALONE = Counter(
+    "milo_stt_batch_decoded_alone",
+    "Items of a batch decoded again alone (temperature fallback, audio past one 30 s "
+    "window, or the batch failed)",
+)

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from functools import partial
 
 from milo.stt.v1 import stt_pb2, stt_pb2_grpc
+from services.doctor.models import preflight
 from services.runtime.model_service import ModelService
+from services.stt.batching import BatchPolicy
 from services.stt.config import SttSettings
 from services.stt.convert import ServerInfo
 from services.stt.core import Defaults, SttCore
@@ -55,8 +57,11 @@ def make_service(
     """The STT service: a faster-whisper engine (or `engine`: tier-2 tests pass a fake),
     the VAD (`make_detector`), the core and the servicer."""
     core = SttCore(engine or WhisperEngine(whisper_config(settings)), make_detector,
-                   defaults(settings), workers=settings.num_workers)
+                   defaults(settings), workers=settings.num_workers,
+                   batching=BatchPolicy(max_batch=settings.max_batch,
+                                        window_s=settings.batch_window_ms / 1000))
     servicer = SttServicer(core, ServerInfo(max_concurrent_streams=settings.max_concurrency,
                                             partial_results=settings.partial_results))
+    check = None if engine else partial(preflight, "stt", settings.model_dir)
     return ModelService("stt", (SERVICE_NAME,), core,
-                        partial(stt_pb2_grpc.add_SttServicer_to_server, servicer))
+                        partial(stt_pb2_grpc.add_SttServicer_to_server, servicer), preflight=check)

@@ -17,7 +17,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -126,8 +126,10 @@ class _Buffer:
 
 
 class StreamSession:
-    def __init__(self, options: StreamOptions, scorer: FrameScorer, decoder: Decoder) -> None:
+    def __init__(self, options: StreamOptions, scorer: FrameScorer, decoder: Decoder,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.options, self._scorer, self._decoder = options, scorer, decoder
+        self._on_close = on_close
         self._converter = PcmConverter(options.spec)
         self.endpointer = Endpointer(options.vad)
         self._buffer = _Buffer()
@@ -267,6 +269,9 @@ class StreamSession:
         self._stop_partial()
         for task in tasks:
             task.cancel()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
         log.info("stream closed: %d utterance(s) in %.1f s of audio", self.index,
                  self.endpointer.position / SAMPLE_RATE)
 

@@ -1,14 +1,16 @@
 """The faster-whisper engine: one WhisperModel (CTranslate2) per process.
 
 Concurrency: CTranslate2 runs up to `num_workers` decodes at once on one copy of the
-weights; `transcribe` is called from the scheduler's worker threads (never the event
-loop), and the scheduler never runs more than `num_workers` at once.
+weights; `transcribe` and `transcribe_batch` are called from the scheduler's worker
+threads (never the event loop), and the scheduler never runs more than `num_workers` at
+once. `transcribe_batch` decodes several utterances in one model call (whisper_batch.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from services.runtime.model_folder import manifest_model_id
+from services.stt import metrics
 from services.stt.engine import SAMPLE_RATE, DecodeOptions, Segment, Transcript, Word
+from services.stt.whisper_batch import settings_from_kwargs, transcribe_batch
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,26 @@ class WhisperEngine:
         out = tuple(_segment(s) for s in segments)  # the generator decodes as it goes
         return Transcript(segments=out, language=info.language,
                           duration=len(audio) / SAMPLE_RATE)
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], options: DecodeOptions
+                         ) -> list[Transcript]:
+        """`transcribe` of each audio, with one batched encode/generate/align for those
+        that fit one 30 s window (services.stt.whisper_batch); the others, and those whose
+        lone decode would go on past the first try, are decoded alone here."""
+        if options.language is None:  # language "auto": identified per utterance, alone
+            return [self.transcribe(audio, options) for audio in audios]
+        kwargs = transcribe_kwargs(self.config, options)
+        decoded = transcribe_batch(self.model, audios, settings_from_kwargs(kwargs))
+        language = options.language if self.multilingual else "en"
+        out = []
+        for audio, segments in zip(audios, decoded, strict=True):
+            if segments is None:
+                metrics.BATCH_ALONE.inc()
+                out.append(self.transcribe(audio, options))
+            else:
+                out.append(Transcript(segments=segments, language=language,
+                                      duration=len(audio) / SAMPLE_RATE))
+        return out
 
     def close(self) -> None:
         model = getattr(self, "model", None)

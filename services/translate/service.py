@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from milo.translate.v1 import translate_pb2, translate_pb2_grpc
+from services.doctor.models import preflight
 from services.runtime.model_service import ModelService
 from services.translate.batcher import BatchPolicy
 from services.translate.cache import PhraseCache
@@ -57,5 +58,7 @@ def make_service(
         target_languages=s.target_languages, beam_size=s.beam_size,
     )  # fmt: skip
     servicer = TranslatorServicer(core)
+    check = None if engine else partial(preflight, "translate", s.model_dir)
     return ModelService("translate", (SERVICE_NAME,), core,
-                        partial(translate_pb2_grpc.add_TranslatorServicer_to_server, servicer))
+                        partial(translate_pb2_grpc.add_TranslatorServicer_to_server, servicer),
+                        preflight=check)

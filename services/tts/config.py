@@ -45,6 +45,15 @@ class TtsSettings(ModelServiceSettings):
         0.8, ge=0.0, le=2.0, description="VITS duration noise scale (rhythm variation)"
     )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="default seed: same text, same audio")
+    max_batch: int = Field(
+        8, ge=1, le=64,
+        description="segments of different requests synthesized in one padded batch (1: none)",
+    )
+    batch_window_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="a free model waits up to this long for the other open requests' next "
+        "segments to share its call (0: never wait; a lone request never waits)",
+    )
     max_text_chars: int = Field(
         10_000, ge=1, le=1_000_000, description="longest text accepted, in characters"
     )

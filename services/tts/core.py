@@ -21,8 +21,9 @@ import numpy as np
 from services.runtime.errors import InvalidArgument
 from services.tts import metrics
 from services.tts.audio import AudioEncoder, Chunk, Encoding, Samples
+from services.tts.batcher import BatchPolicy, Caller, SynthesisBatcher
 from services.tts.config import MAX_SEED, TtsSettings
-from services.tts.engine import SpeechEngine
+from services.tts.engine import Segment, SpeechEngine
 from services.tts.text import SentencePlan, TextPlan, plan_text
 
 log = logging.getLogger(__name__)
@@ -117,15 +118,21 @@ def _seed(job: Job, segment: int) -> int:
 
 
 async def _produce(job: Job, engine: SpeechEngine, settings: TtsSettings,
-                   queue: asyncio.Queue[tuple[SentencePlan, int, Samples]]) -> None:
-    """Synthesize every segment in order (pauses appended) into `queue`."""
+                   queue: asyncio.Queue[tuple[SentencePlan, int, Samples]],
+                   caller: Caller | None) -> None:
+    """Synthesize every segment in order (pauses appended) into `queue`: through the
+    batcher (`caller`), else alone in a worker thread."""
     count = 0
     sentences = job.plan.sentences
     for sentence in sentences:
         for i, text in enumerate(sentence.segments):
             started = time.monotonic()
-            samples = await asyncio.to_thread(engine.synthesize, text, job.voice, job.speed,
-                                              _seed(job, count))
+            segment = Segment(text, job.voice, job.speed, _seed(job, count))
+            if caller is not None:
+                samples = await caller.synthesize(segment)
+            else:
+                samples = await asyncio.to_thread(engine.synthesize, text, job.voice,
+                                                  job.speed, segment.seed)
             metrics.record_segment(time.monotonic() - started, len(samples), engine.sample_rate)
             last_in_sentence = i == len(sentence.segments) - 1
             if sentence is not sentences[-1] or not last_in_sentence:
@@ -142,14 +149,17 @@ def _with_pause(samples: Samples, ms: float, rate: int) -> Samples:
     return np.concatenate([samples, np.zeros(count, dtype=np.float32)])
 
 
-async def stream(job: Job, engine: SpeechEngine, settings: TtsSettings) -> AsyncIterator[Event]:
-    """The events of one synthesis: per sentence its SentencePlan then its chunks; Done."""
+async def stream(job: Job, engine: SpeechEngine, settings: TtsSettings,
+                 batcher: SynthesisBatcher | None = None) -> AsyncIterator[Event]:
+    """The events of one synthesis: per sentence its SentencePlan then its chunks; Done.
+    With a `batcher`, its segments share model calls with other requests' segments."""
     started = time.monotonic()
     first_chunk_ms = 0.0
     encoder = AudioEncoder(job.encoding, engine.sample_rate, job.sample_rate,
                            settings.max_chunk_ms)
     queue: asyncio.Queue[tuple[SentencePlan, int, Samples]] = asyncio.Queue(maxsize=1)
-    producer = asyncio.create_task(_produce(job, engine, settings, queue))
+    caller = batcher.join() if batcher is not None else None
+    producer = asyncio.create_task(_produce(job, engine, settings, queue, caller))
     try:
         for _ in range(job.plan.segment_count):
             sentence, segment, samples = await _next(queue, producer)
@@ -163,6 +173,8 @@ async def stream(job: Job, engine: SpeechEngine, settings: TtsSettings) -> Async
         await producer
     finally:
         producer.cancel()
+        if caller is not None:
+            caller.close()
     processing_ms = (time.monotonic() - started) * 1000
     metrics.record_request(processing_ms / 1000, encoder.duration_ms / 1000)
     log.debug("synthesized %d sentences, %.0f ms of audio in %.0f ms (first chunk %.0f ms)",
@@ -192,12 +204,15 @@ class TtsCore:
 
     def __init__(self, engine: SpeechEngine, settings: TtsSettings) -> None:
         self.engine, self.settings = engine, settings
+        self.batcher = SynthesisBatcher(engine, BatchPolicy(
+            max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000))
 
     def load(self) -> None:
         """Load the model and warm it up (blocking)."""
         self.engine.load()
 
     def close(self) -> None:
+        self.batcher.stop_threadsafe()
         self.engine.close()
 
     def sample_rates(self) -> list[int]:
@@ -208,5 +223,6 @@ class TtsCore:
         return prepare(options, self.engine, self.settings)
 
     def stream(self, job: Job) -> AsyncIterator[Event]:
-        """The events of one synthesis (see `stream`)."""
-        return stream(job, self.engine, self.settings)
+        """The events of one synthesis (see `stream`), its segments batched with other
+        requests' segments."""
+        return stream(job, self.engine, self.settings, self.batcher)

@@ -8,10 +8,21 @@ give the same samples for the same (text, voice, speed, seed).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.runtime.model_service import Engine
 from services.tts.audio import Samples
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of text to speak (normalized, filtered to the engine's vocab)."""
+
+    text: str
+    voice: str
+    speed: float
+    seed: int
 
 
 class SpeechEngine(Engine, Protocol):
@@ -35,3 +46,6 @@ class SpeechEngine(Engine, Protocol):
     def synthesize(self, text: str, voice: str, speed: float, seed: int) -> Samples:
         """Float32 samples in [-1, 1] at `sample_rate` (blocking; thread-safe)."""
         ...
+
+    # Optional: `synthesize_batch(segments: Sequence[Segment]) -> list[Samples]`, the same
+    # samples as `synthesize` of each, in one model call; the batcher uses it when present.

@@ -35,3 +35,14 @@ def record_segment(seconds: float, samples: int, sample_rate: int) -> None:
 def record_request(processing_s: float, audio_s: float) -> None:
     if audio_s > 0:
         RTF.observe(processing_s / audio_s)
+BATCH_SIZE = Histogram(
+    "milo_tts_batch_size", "Segments (from different requests) synthesized by one model call",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
+BATCH_SECONDS = Histogram(
+    "milo_tts_batch_seconds", "Time of one batched model call", buckets=LATENCY_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "milo_tts_queue_wait_seconds", "Time a segment waited for its model call",
+    buckets=(0.001, 0.0025, *LATENCY_BUCKETS),
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from milo.tts.v1 import tts_pb2, tts_pb2_grpc
+from services.doctor.models import preflight
 from services.runtime.model_service import ModelService
 from services.tts.config import TtsSettings
 from services.tts.core import TtsCore
@@ -32,5 +33,6 @@ def make_service(settings: TtsSettings, engine: SpeechEngine | None = None) -> M
     the servicer."""
     core = TtsCore(engine or vits_engine(settings), settings)
     servicer = TtsServicer(core)
+    check = None if engine else partial(preflight, "tts", settings.model_dir)
     return ModelService("tts", (SERVICE_NAME,), core,
-                        partial(tts_pb2_grpc.add_TtsServicer_to_server, servicer))
+                        partial(tts_pb2_grpc.add_TtsServicer_to_server, servicer), preflight=check)

@@ -1,9 +1,10 @@
 """The VITS engine: transformers `VitsModel` + `VitsTokenizer` on torch (cpu or cuda).
 
-VITS samples noise (prior latents and stochastic durations) from torch's global generator
-and takes no generator argument, so each synthesis seeds it and runs under one lock: the
-same (text, voice, speed, seed) gives the same samples. One model serves one request at a
-time; the runtime's admission control queues the rest.
+VITS samples noise (prior latents and stochastic durations); here each segment draws it
+from its own generator seeded with its seed (services.tts.vits_batch), so the same (text,
+voice, speed, seed) gives the same samples, alone or in a padded batch with other
+requests' segments (`synthesize_batch`, fed by services.tts.batcher). One forward pass
+runs at a time (a lock).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from services.runtime.model_folder import manifest_model_id
 from services.tts.audio import Samples
+from services.tts.engine import Segment
+from services.tts.vits_batch import SynthesisItem, forward_batch
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +142,23 @@ class VitsEngine:
         return text or "".join(sorted(self._vocab))[:8]
 
     def synthesize(self, text: str, voice: str, speed: float, seed: int) -> Samples:
+        return self.synthesize_batch([Segment(text, voice, speed, seed)])[0]
+
+    def synthesize_batch(self, segments: Sequence[Segment]) -> list[Samples]:
+        """Each segment's samples, from one padded forward pass (services.tts.vits_batch):
+        the same as `synthesize` of each alone, whatever else is in the batch."""
         if self._model is None:
             raise RuntimeError("the VITS model is not loaded")
         torch = self._torch
-        speaker = self._voices.index(voice) if len(self._voices) > 1 else None
+        items = [SynthesisItem(
+            input_ids=self._tokenizer(s.text)["input_ids"],
+            speaker=self._voices.index(s.voice) if len(self._voices) > 1 else None,
+            speed=s.speed, seed=s.seed,
+        ) for s in segments]
         with self._lock, torch.inference_mode():
-            inputs = self._tokenizer(text, return_tensors="pt")
-            input_ids = inputs["input_ids"].to(self._model.device)
-            torch.manual_seed(seed)
-            out = self._model(input_ids=input_ids, speaker_id=speaker, speaking_rate=speed)
-            waveform = out.waveform[0].float().cpu().numpy()
-        return np.ascontiguousarray(waveform, dtype=np.float32)
+            model = self._model
+            return forward_batch(torch, model, items, float(model.noise_scale),
+                                 float(model.noise_scale_duration))
 
     def close(self) -> None:
         with self._lock:

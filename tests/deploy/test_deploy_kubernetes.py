@@ -19,6 +19,7 @@ from test_deploy_compose import check_settings
 
 from services.runtime import metrics as runtime_metrics
 from services.runtime.config import PORTS
+from services.runtime.model_folder import MANIFEST_FILE
 
 K8S = DEPLOY / "kubernetes"
 OVERLAYS = ("gpu", "cpu", "autoscaling")
@@ -150,7 +151,7 @@ def test_gateway_is_a_normal_service_on_grpc_and_http(rendered: dict[str, list[d
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-@pytest.mark.parametrize("name", (*MODEL_SERVICES, "gateway"))
+@pytest.mark.parametrize("name", [*MODEL_SERVICES, "gateway"])
 def test_environment_names_real_settings_with_valid_values(
     name: str,
     overlay: str,
@@ -164,7 +165,7 @@ def test_environment_names_real_settings_with_valid_values(
     check_settings(name, env, monkeypatch)
 
 
-@pytest.mark.parametrize("name", (*MODEL_SERVICES, "gateway"))
+@pytest.mark.parametrize("name", [*MODEL_SERVICES, "gateway"])
 def test_termination_grace_covers_prestop_and_the_drain(
     name: str, rendered: dict[str, list[dict[str, Any]]]
 ):
@@ -186,7 +187,7 @@ def image_user(dockerfile: Path) -> tuple[int, int]:
     return int(uid), int(gid)
 
 
-@pytest.mark.parametrize("name", (*MODEL_SERVICES, "gateway"))
+@pytest.mark.parametrize("name", [*MODEL_SERVICES, "gateway"])
 def test_pods_run_as_the_images_non_root_user(name: str, rendered: dict[str, list[dict[str, Any]]]):
     pod = find(rendered["gpu"], "Deployment", name)["spec"]["template"]["spec"]
     uid, gid = image_user(DEPLOY / f"{name}.Dockerfile")
@@ -221,6 +222,12 @@ def test_models_volume_is_mounted_read_only_one_folder_per_service(
         "readOnly": True,
     }
     assert config(rendered["gpu"])["MILO_MODELS_DIR"] == "/models"
+    # The init container waits for this service's entry in the manifest, same image.
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["image"] == container(deployment)["image"]
+    assert init["volumeMounts"] == [{"name": "models", "mountPath": "/models", "readOnly": True}]
+    assert f'"{name}" in json.loads(manifest.read_text())' in init["command"][-1]
+    assert MANIFEST_FILE == "manifest.json"
 
 
 def test_models_job_runs_a_real_milo_command(rendered: dict[str, list[dict[str, Any]]]):

@@ -32,10 +32,16 @@ pytestmark = pytest.mark.slow
 RUNS = 50
 MAX_TOKENS = 1500  # seconds of generation on the demo model: a leak cannot hide
 REASONS = ("stop", "length", "cancelled", "error")
+PIVOT = "fr"  # the user speaks the LLM's language: no translation, the reply goes to TTS
 # (event kind, how many of them) after which a client acts: during the LLM's first
 # deltas, as the first sentences go out, and after the first audio chunks.
 POINTS = [("llm_delta", n) for n in (1, 2, 3, 5, 8, 13)] + [
-    ("reply_sentence", 1), ("reply_sentence", 2), ("audio", 1), ("audio", 2), ("audio", 4)]
+    ("reply_sentence", 1),
+    ("reply_sentence", 2),
+    ("audio", 1),
+    ("audio", 2),
+    ("audio", 4),
+]
 
 
 def sampling(seed: int) -> dict[str, Any]:
@@ -51,8 +57,9 @@ class LlmReplies:
         self.tokens = self._tokens()
 
     def now(self) -> dict[str, float]:
-        return {r: self.stack.metric("llm", "milo_llm_replies_total", finish_reason=r)
-                for r in REASONS}
+        return {
+            r: self.stack.metric("llm", "milo_llm_replies_total", finish_reason=r) for r in REASONS
+        }
 
     def _tokens(self) -> float:
         return self.stack.metric("llm", "milo_llm_completion_tokens_total")
@@ -71,12 +78,17 @@ class LlmReplies:
 def check(outcomes: list[tuple[str, float]]) -> None:
     reasons = [reason for reason, _ in outcomes]
     spent = sorted(tokens for _, tokens in outcomes)
+    print(
+        f"{len(outcomes)} generations, tokens each: median {spent[len(spent) // 2]:g}, "
+        f"max {spent[-1]:g}, of max_tokens {MAX_TOKENS}"
+    )
     assert reasons == ["cancelled"] * len(outcomes), f"finish reasons {reasons}, tokens {spent}"
     assert spent[-1] < MAX_TOKENS / 4, f"a cancelled reply ran on: tokens {spent}"
 
 
-async def events_of(kind: str, count: int, events: AsyncIterator[tuple[str, int]],
-                    turn_id: int) -> None:
+async def events_of(
+    kind: str, count: int, events: AsyncIterator[tuple[str, int]], turn_id: int
+) -> None:
     """Read events until `count` of `kind` came for `turn_id`, or the turn ended sooner
     (a stage that failed on a busy machine: its LLM call is cancelled all the same)."""
     seen = 0
@@ -96,7 +108,7 @@ async def events_of(kind: str, count: int, events: AsyncIterator[tuple[str, int]
 class GrpcClient:
     def __init__(self, stub: gateway_pb2_grpc.ConversationStub, seed: int) -> None:
         self.outgoing: asyncio.Queue[gw.ConverseRequest] = asyncio.Queue()
-        config = gw.SessionConfig()
+        config = gw.SessionConfig(user_language=PIVOT)
         config.sampling.max_tokens, config.sampling.seed = MAX_TOKENS, seed
         config.sampling.temperature = 0.9
         self.outgoing.put_nowait(gw.ConverseRequest(config=config))
@@ -110,8 +122,9 @@ class GrpcClient:
         self.outgoing.put_nowait(gw.ConverseRequest(text=gw.UserText(text=text)))
 
     async def control(self, action: str) -> None:
-        self.outgoing.put_nowait(gw.ConverseRequest(
-            control=gw.Control(action=gw.Control.Action.Value(action))))
+        self.outgoing.put_nowait(
+            gw.ConverseRequest(control=gw.Control(action=gw.Control.Action.Value(action)))
+        )
 
     async def events(self) -> AsyncIterator[tuple[str, int]]:
         async for event in self.call:
@@ -128,7 +141,8 @@ class WsClient:
     @classmethod
     async def open(cls, url: str, seed: int) -> WsClient:
         ws = await websockets.connect(url, max_size=None)
-        await ws.send(json.dumps({"config": {"sampling": sampling(seed)}}))
+        config = {"user_language": PIVOT, "sampling": sampling(seed)}
+        await ws.send(json.dumps({"config": config}))
         return cls(ws)
 
     async def text(self, text: str) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from milo.audio.v1 import audio_pb2
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
+from milo.llm.v1 import llm_pb2
 from milo.translate.v1 import translate_pb2
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import Conversation, FakeServices, serve_gateway
 from procs import wait_until
 
-PCM16K = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                               sample_rate_hz=16000, channels=1)
+PCM16K = audio_pb2.AudioFormat(
+    encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16000, channels=1
+)
 Reason = gw.TurnEnded.Reason
 
 
@@ -35,6 +37,7 @@ async def stack():
     fakes = FakeServices()
     await fakes.start()
     host = await serve_gateway(fakes)
+    fakes.core = host.service.core  # type: ignore[attr-defined]
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
     yield fakes, gateway_pb2_grpc.ConversationStub(channel)
     await channel.close()
@@ -77,15 +80,15 @@ async def test_completed_barged_in_and_cancelled_turns_are_counted(stack):
         conv.send(control=gw.Control(action=action))
         await conv.until("turn_ended", turn_id=turn_id)
     conv.close()
-    assert count.added() == {"REASON_COMPLETED": 1, "REASON_BARGED_IN": 1,
-                             "REASON_CANCELLED": 1}
+    assert count.added() == {"REASON_COMPLETED": 1, "REASON_BARGED_IN": 1, "REASON_CANCELLED": 1}
 
 
 async def test_a_failed_stage_is_counted_with_its_error(stack):
     fakes, stub = stack
     count = TurnCount()
-    errors = counted("milo_gateway_turn_errors_total", stage="STAGE_TRANSLATE_IN",
-                     code="UNAVAILABLE")
+    errors = counted(
+        "milo_gateway_turn_errors_total", stage="STAGE_TRANSLATE_IN", code="UNAVAILABLE"
+    )
     fakes.translate.fail = grpc.StatusCode.UNAVAILABLE
     conv = Conversation(stub, gw.SessionConfig())
     conv.send(text=gw.UserText(text="Salama"))
@@ -93,8 +96,10 @@ async def test_a_failed_stage_is_counted_with_its_error(stack):
     conv.close()
     assert ended.turn_ended.reason == Reason.REASON_ERROR
     assert count.added() == {"REASON_ERROR": 1}
-    assert counted("milo_gateway_turn_errors_total", stage="STAGE_TRANSLATE_IN",
-                   code="UNAVAILABLE") == errors + 1
+    assert (
+        counted("milo_gateway_turn_errors_total", stage="STAGE_TRANSLATE_IN", code="UNAVAILABLE")
+        == errors + 1
+    )
 
 
 async def test_an_empty_transcript_is_counted(stack):
@@ -134,6 +139,48 @@ async def test_a_turn_cut_by_the_client_leaving_is_counted_as_cancelled(stack):
     conv.call.cancel()
     await asyncio.wait_for(fakes.llm.cancelled.wait(), 5)  # generation stopped upstream
     await wait_until(lambda: count.added() == {"REASON_CANCELLED": 1})
+
+
+async def test_a_session_ends_with_the_task_that_reads_it_even_if_its_stream_is_left_open(stack):
+    # A reader that stops without closing the event stream (as when a client's cancel
+    # lands while gRPC sends): the session must still end, and the LLM call with it.
+    fakes, _ = stack
+    fakes.llm.gate = asyncio.Event()
+    left_open = []  # keeps the stream from the garbage collector, which would close it
+
+    async def requests():
+        yield gw.ConverseRequest(config=gw.SessionConfig())
+        yield gw.ConverseRequest(text=gw.UserText(text="Salama"))
+        await asyncio.Event().wait()  # the client says nothing more
+
+    async def reader() -> None:
+        stream = fakes.core.converse(requests())
+        left_open.append(stream)
+        async for event in stream:
+            if event.HasField("audio"):
+                return
+
+    await asyncio.create_task(reader())
+    await asyncio.wait_for(fakes.llm.cancelled.wait(), 5)  # generation stopped upstream
+
+
+async def test_an_llm_stream_ends_with_the_task_that_opened_it_even_if_left_open(stack):
+    # The HTTP routes relay core.chat: a response abandoned mid-stream must not leave the
+    # LLM generating until the garbage collector finds the generator.
+    fakes, _ = stack
+    fakes.llm.gate = asyncio.Event()
+    left_open = []
+    request = llm_pb2.ChatRequest(
+        messages=[llm_pb2.Message(role=llm_pb2.ROLE_USER, content="Salama")]
+    )
+
+    async def reader() -> None:
+        stream = fakes.core.chat(request)
+        left_open.append(stream)
+        await anext(stream)
+
+    await asyncio.create_task(reader())
+    await asyncio.wait_for(fakes.llm.cancelled.wait(), 5)
 
 
 async def test_a_client_brain_turn_never_answered_ends_when_the_next_starts(stack):
@@ -218,8 +265,10 @@ async def test_grpc_and_http_share_one_admission_pool():
     http = f"127.0.0.1:{host.service.http_port}"  # type: ignore[attr-defined]
     translate = {"text": "a", "source": "mg", "target": "fr"}
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel, \
-                httpx.AsyncClient(base_url=f"http://{http}") as client:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+            httpx.AsyncClient(base_url=f"http://{http}") as client,
+        ):
             stub = gateway_pb2_grpc.ConversationStub(channel)
             assert (await client.post("/v1/translate", json=translate)).status_code == 200
             conv = Conversation(stub, gw.SessionConfig())  # gRPC holds the one slot
@@ -235,9 +284,13 @@ async def test_grpc_and_http_share_one_admission_pool():
                 await ws.send(json.dumps({"config": {}}))
                 assert json.loads(await ws.recv())["event"] == "session_started"
                 with pytest.raises(grpc.aio.AioRpcError) as err:
-                    await stub.Translate(gw.TranslateRequest(
-                        request=translate_pb2.TranslateRequest(
-                            texts=["a"], source_language="mg", target_language="fr")))
+                    await stub.Translate(
+                        gw.TranslateRequest(
+                            request=translate_pb2.TranslateRequest(
+                                texts=["a"], source_language="mg", target_language="fr"
+                            )
+                        )
+                    )
                 assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await host.stop(grace=0)

@@ -1,0 +1,25 @@
+"""Helpers for components that register commands on the one `milo` CLI."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def command_group(subparsers: Any, name: str, help_text: str, metavar: str = "TARGET") -> Any:
+    """The subparsers of top-level command `name` (e.g. `eval`), created here or shared
+    with another component that registered it first (argparse refuses a second parser of
+    the same name)."""
+    existing = subparsers.choices.get(name)
+    if existing is None:
+        existing = subparsers.add_parser(name, help=help_text)
+        existing.add_subparsers(dest=f"{name}_target", required=True, metavar=metavar)
+    for action in existing._actions:  # argparse keeps subparsers only there
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError(f"`milo {name}` exists without subcommands")
+
+
+def eval_group(subparsers: Any) -> Any:
+    """`milo eval`'s subparsers: each component adds its own target (stt, mt, tts)."""
+    return command_group(subparsers, "eval", "evaluate a running service")

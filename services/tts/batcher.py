@@ -1,0 +1,190 @@
+"""Batched synthesis across requests: segments (sentences or clauses) of different requests
+that wait at the same moment go through the model as one padded batch.
+
+Each request is a `Caller` that submits its segments one at a time, in order, and awaits
+each one's samples, so its chunks stay in order and its first chunk leaves as soon as its
+first segment is done. One model call runs at a time, in a worker thread. When the model
+is free, the next batch is taken:
+
+- oldest first, at most one segment per caller, up to `max_batch`: no caller waits behind
+  another's whole reply (a long reply gives one segment per batch, like everybody else),
+  and no caller starves (a waiting segment is in the next batch or, when more than
+  `max_batch` callers wait, in one of the next few, in arrival order);
+- it goes at once when every open caller has a segment waiting (a lone request never
+  waits), or when it is full; else it waits at most `window_s` after its oldest segment
+  arrived for the other open callers (those whose previous segment just came back) to
+  submit their next one.
+
+An engine without `synthesize_batch` is called once per segment. If a batch fails, its
+segments are synthesized one by one, so a bad segment fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.tts import metrics
+from services.tts.audio import Samples
+from services.tts.engine import Segment, SpeechEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch: int = 8  # segments per model call
+    window_s: float = 0.005  # 0: never wait for company
+
+    def wait_s(self, waiting: int, open_callers: int, oldest_wait_s: float) -> float:
+        """0 to go now with `waiting` segments (one per caller) of `open_callers`, else how
+        long to wait for the others before deciding again."""
+        if waiting >= min(self.max_batch, open_callers) or self.window_s <= 0:
+            return 0.0
+        return max(0.0, self.window_s - oldest_wait_s)
+
+
+@dataclass
+class _Entry:
+    caller: Caller
+    segment: Segment
+    future: asyncio.Future[Samples]
+    queued: float = field(default_factory=time.monotonic)
+
+
+class Caller:
+    """One request's handle on the batcher; close it when the request ends."""
+
+    def __init__(self, batcher: SynthesisBatcher) -> None:
+        self._batcher = batcher
+
+    async def synthesize(self, segment: Segment) -> Samples:
+        return await self._batcher.submit(self, segment)
+
+    def close(self) -> None:
+        self._batcher.leave(self)
+
+
+class SynthesisBatcher:
+    def __init__(self, engine: SpeechEngine, policy: BatchPolicy | None = None) -> None:
+        self.engine = engine
+        self.policy = policy or BatchPolicy()
+        self._callers: set[Caller] = set()
+        self._pending: list[_Entry] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.in_flight = 0  # segments in the model call now running
+
+    @property
+    def waiting(self) -> int:
+        return sum(not e.future.done() for e in self._pending)
+
+    def join(self) -> Caller:
+        caller = Caller(self)
+        self._callers.add(caller)
+        self._changed.set()
+        return caller
+
+    def leave(self, caller: Caller) -> None:
+        self._callers.discard(caller)
+        self._changed.set()
+
+    async def submit(self, caller: Caller, segment: Segment) -> Samples:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="tts-batcher")
+        entry = _Entry(caller, segment, asyncio.get_running_loop().create_future())
+        self._pending.append(entry)
+        self._changed.set()
+        try:
+            return await entry.future
+        finally:
+            entry.future.cancel()  # no-op once resolved; else it leaves the queue
+
+    def stop_threadsafe(self) -> None:
+        """Stop the dispatcher, from any thread (the runtime closes services in a worker
+        thread, after draining: no caller is left waiting)."""
+        task = self._task
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wait_ready()
+            batch = self._take()
+            if batch:
+                await self._run(batch)
+
+    async def _wait_ready(self) -> None:
+        while True:
+            self._changed.clear()
+            self._pending = [e for e in self._pending if not e.future.done()]
+            wait = None
+            if self._pending:
+                waiting = {e.caller for e in self._pending}
+                wait = self.policy.wait_s(
+                    len(waiting),
+                    len(self._callers | waiting),
+                    time.monotonic() - self._pending[0].queued,
+                )
+                if wait <= 0:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+
+    def _take(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        seen: set[Caller] = set()
+        for entry in self._pending:
+            if entry.caller not in seen and len(batch) < self.policy.max_batch:
+                batch.append(entry)
+                seen.add(entry.caller)
+        taken = {id(e) for e in batch}
+        self._pending = [e for e in self._pending if id(e) not in taken]
+        return batch
+
+    async def _run(self, batch: list[_Entry]) -> None:
+        start = time.monotonic()
+        for entry in batch:
+            metrics.QUEUE_WAIT.observe(start - entry.queued)
+        metrics.BATCH_SIZE.observe(len(batch))
+        self.in_flight = len(batch)
+        try:
+            results = await asyncio.to_thread(self._synthesize, [e.segment for e in batch])
+        finally:
+            self.in_flight = 0
+        metrics.BATCH_SECONDS.observe(time.monotonic() - start)
+        for entry, result in zip(batch, results, strict=True):
+            if entry.future.done():
+                continue  # its caller went away
+            if isinstance(result, BaseException):
+                entry.future.set_exception(result)
+            else:
+                entry.future.set_result(result)
+
+    def _synthesize(self, segments: Sequence[Segment]) -> list[Any]:
+        """Worker thread: one batch, else (no batch support, or it failed) one by one."""
+        batched = getattr(self.engine, "synthesize_batch", None)
+        if batched is not None and len(segments) > 1:
+            try:
+                out = list(batched(segments))
+                if len(out) == len(segments):
+                    return out
+                log.error(
+                    "batched synthesis gave %d results for %d segments; one by one",
+                    len(out),
+                    len(segments),
+                )
+            except Exception:
+                log.exception("batched synthesis of %d segments failed; one by one", len(segments))
+        alone: list[Any] = []
+        for s in segments:
+            try:
+                alone.append(self.engine.synthesize(s.text, s.voice, s.speed, s.seed))
+            except Exception as exc:
+                alone.append(exc)
+        return alone
