@@ -42,7 +42,8 @@ up: demo
 
 lint: setup
 	$(BIN)/buf lint
-	$(BIN)/ruff check services gateway tests protos/generate.py setup.py
+	BUF=$(BIN)/buf sh protos/breaking.sh
+	$(BIN)/ruff check services gateway tests protos/generate.py setup.py gateway/milo_client/setup.py
 	$(BIN)/mypy
 
 $(CHECKOV_VENV)/.installed:

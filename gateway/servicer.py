@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
+import grpc
+
 from gateway.core import GatewayCore
 from milo.gateway.v1 import gateway_pb2 as gw
 from milo.gateway.v1 import gateway_pb2_grpc
@@ -24,26 +26,39 @@ class ConversationServicer(gateway_pb2_grpc.ConversationServicer):
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
 
-    async def Describe(self, request, context):
+    async def Describe(
+        self, request: gw.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> gw.DescribeResponse:
         return self.core.describe()
 
-    async def Converse(self, request_iterator, context) -> AsyncIterator[gw.ConverseResponse]:
+    async def Converse(
+        self, request_iterator: AsyncIterator[gw.ConverseRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[gw.ConverseResponse]:
         async with self.core.conversation(request_iterator) as events:
             async for event in events:
                 yield event
 
-    async def Transcribe(self, request, context):
+    async def Transcribe(
+        self, request: gw.TranscribeRequest, context: grpc.aio.ServicerContext
+    ) -> gw.TranscribeResponse:
         return gw.TranscribeResponse(response=await self.core.transcribe(request.request))
 
-    async def Translate(self, request, context):
+    async def Translate(
+        self, request: gw.TranslateRequest, context: grpc.aio.ServicerContext
+    ) -> gw.TranslateResponse:
         return gw.TranslateResponse(response=await self.core.translate(request.request))
 
-    async def Chat(self, request, context):
+    async def Chat(
+        self, request: gw.ChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gw.ChatResponse]:
         async with aclosing(self.core.chat(request.request)) as replies:
             async for reply in replies:
                 yield gw.ChatResponse(response=reply)
 
-    async def Speak(self, request, context):
+    async def Speak(
+        self, request: gw.SpeakRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gw.SpeakResponse]:
         async with aclosing(self.core.speak(request.request)) as replies:
             async for reply in replies:
                 yield gw.SpeakResponse(response=reply)

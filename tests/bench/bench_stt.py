@@ -15,6 +15,20 @@
    sent to the final result's arrival, median and max over clips and runs. It includes
    the endpointer's silence wait (`--min-silence-ms`, the service default 400).
 
+3. Batched finals (`--batching`, run instead of 1 and 2): `--streams` utterances (the
+   clips, cycled) decoded as the finals of that many streams ending together (one
+   batched model call through the service's scheduler, in this process) against the same
+   finals one at a time, alternately, `--batch-rounds` times; printed: finals per second
+   each way and their ratio, and a lone final through the batching scheduler against
+   `WhisperEngine.transcribe` called directly (goal: no slower). `--batch-model
+   small-shape` (default) builds once a random-weight Whisper of whisper-small.en's shape
+   (768 wide, 12+12 layers, int8), whose decoding is capped at `--max-tokens` tokens and
+   kept on its first try (random weights never stop nor pass the fallback checks, so this
+   measures encoder + a fixed decode, no word timings); `--batch-model demo` uses
+   `--model-dir` (real tiny.en weights, real decoding, word timings).
+
+    python tests/bench/bench_stt.py --batching --streams 8 --batch-rounds 2
+
 Needs espeak-ng. Both sides use the same device, compute type and CPU threads.
 """
 
@@ -61,8 +75,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0, help="0: CTranslate2's default")
     p.add_argument("--min-silence-ms", type=int, default=400, help="endpointing silence")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.add_argument("--batching", action="store_true", help="only the batched-finals figures")
+    p.add_argument("--batch-model", choices=["small-shape", "demo"], default="small-shape")
+    p.add_argument("--streams", type=int, default=8, help="streams ending together")
+    p.add_argument("--batch-rounds", type=int, default=2, help="alternations of both ways")
+    p.add_argument("--max-tokens", type=int, default=32, help="small-shape: decode cap")
+    p.add_argument("--cache", type=Path, default=Path(os.environ.get(
+        "XDG_CACHE_HOME", Path.home() / ".cache")) / "milo" / "bench",
+        help="where the small-shape model is built once")
     args = p.parse_args(argv)
-    if args.runs < 5:
+    if args.runs < 5 and not args.batching:
         p.error("--runs must be at least 5 (the figures are medians)")
     return args
 
@@ -259,8 +281,122 @@ def report(recognize: dict[str, Any], streaming: dict[str, Any], args: argparse.
         print(json.dumps({"recognize": recognize, "streaming": streaming}, indent=2))
 
 
+def build_small_shape(demo_stt: Path, cache: Path) -> Path:
+    """A random-weight Whisper of openai/whisper-small.en's shape, with the demo's tokenizer,
+    converted to CTranslate2 int8 (once, into `cache`)."""
+    dest = cache / "whisper-small-shape-int8"
+    if (dest / "model.bin").is_file():
+        return dest
+    import shutil
+
+    import torch
+    import transformers
+
+    from services.models.convert import convert_whisper
+
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(
+        vocab_size=51864, num_mel_bins=80, d_model=768, encoder_layers=12, decoder_layers=12,
+        encoder_attention_heads=12, decoder_attention_heads=12, encoder_ffn_dim=3072,
+        decoder_ffn_dim=3072, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
+        decoder_start_token_id=50257, begin_suppress_tokens=[220, 50256])
+    with tempfile.TemporaryDirectory(prefix="milo-whisper-small-") as tmp:
+        transformers.WhisperForConditionalGeneration(config).save_pretrained(tmp)
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        convert_whisper(Path(tmp), partial, "int8", extra_dir=demo_stt)
+        partial.rename(dest)
+    return dest
+
+
+async def batching_bench(args: argparse.Namespace, clips: list[tuple[Path, float]]
+                         ) -> dict[str, Any]:
+    from prometheus_client import REGISTRY
+
+    from services.stt.batching import BatchPolicy
+    from services.stt.core import Defaults, RequestOptions, SttCore
+    from services.stt.vad import SileroDetector
+    from services.stt.whisper_engine import WhisperConfig, WhisperEngine
+
+    shape = args.batch_model == "small-shape"
+    folder = build_small_shape(args.model_dir, args.cache) if shape else args.model_dir
+    keep_first_try = {"log_prob_threshold": -1e9, "compression_ratio_threshold": 1e9}
+    config = WhisperConfig(folder, device=args.device, compute_type=args.compute_type,
+                           cpu_threads=args.cpu_threads, **(keep_first_try if shape else {}))
+    core = SttCore(WhisperEngine(config), SileroDetector,
+                   Defaults(language=args.language, beam_size=args.beam_size),
+                   batching=BatchPolicy(max_batch=args.streams, window_s=0.005))
+    core._warm_up = lambda: None  # type: ignore[method-assign]  # warmed below, capped
+    core.load()
+    engine: Any = core.engine
+    if shape:
+        engine.model.max_length = args.max_tokens
+    options = core.decode_options(RequestOptions(word_timestamps=not shape))
+    audio = [np.frombuffer(speech_end(path)[0], "<i2").astype(np.float32) / 32768
+             for path, _ in clips]
+    finals = [audio[i % len(audio)] for i in range(args.streams)]
+    await core.decode(finals[0], options, "final")  # warm-up
+    alone_before = REGISTRY.get_sample_value("milo_stt_batch_decoded_alone_total") or 0.0
+    rows = []
+    for _ in range(args.batch_rounds):
+        start = time.perf_counter()
+        one_by_one = [(await core.decode(a, options, "final")).text for a in finals]
+        sequential = time.perf_counter() - start
+        core.callers = args.streams  # the streams are open: their finals share a call
+        start = time.perf_counter()
+        together = await asyncio.gather(*(core.decode(a, options, "final") for a in finals))
+        batched = time.perf_counter() - start
+        core.callers = 0
+        start = time.perf_counter()
+        await asyncio.to_thread(engine.transcribe, finals[0], options)
+        direct = time.perf_counter() - start
+        start = time.perf_counter()
+        await core.decode(finals[0], options, "final")
+        scheduled = time.perf_counter() - start
+        rows.append({"one_by_one_s": sequential, "together_s": batched, "lone_direct_s": direct,
+                     "lone_scheduled_s": scheduled,
+                     "same_text": one_by_one == [t.text for t in together]})
+    core.close()
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "same_text"}
+    n = args.streams
+    return {"model": engine.model_id, "shape": shape, "streams": n, "rounds": rows, **med,
+            "finals_per_s_one_by_one": n / med["one_by_one_s"],
+            "finals_per_s_together": n / med["together_s"],
+            "ratio": med["one_by_one_s"] / med["together_s"],
+            "lone_ratio": med["lone_scheduled_s"] / med["lone_direct_s"],
+            "same_text": all(r["same_text"] for r in rows),
+            "decoded_alone": (REGISTRY.get_sample_value("milo_stt_batch_decoded_alone_total")
+                              or 0.0) - alone_before}
+
+
+def report_batching(b: dict[str, Any], args: argparse.Namespace) -> None:
+    kind = (f"random weights of whisper-small.en's shape, decode capped at {args.max_tokens} "
+            "tokens, no word timings" if b["shape"] else "real weights, word timings")
+    print(f"batched finals: {b['model']} ({kind}), beam {args.beam_size}, {args.device}, "
+          f"cpu_threads {args.cpu_threads or 'auto'}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}; median of {len(b['rounds'])} rounds")
+    print(f"{b['streams']} finals one at a time   {b['one_by_one_s']:8.2f} s   "
+          f"{b['finals_per_s_one_by_one']:.3f} finals/s")
+    print(f"{b['streams']} finals together (1 batch) {b['together_s']:8.2f} s   "
+          f"{b['finals_per_s_together']:.3f} finals/s")
+    print(f"throughput ratio, {b['streams']} streams together / one at a time: "
+          f"{b['ratio']:.2f}x (same text both ways: {b['same_text']}; items decoded again "
+          f"alone: {b['decoded_alone']:.0f})")
+    verdict = "no slower" if b["lone_ratio"] <= 1.05 else "SLOWER"
+    print(f"lone final: through the batching scheduler {b['lone_scheduled_s']:.3f} s, "
+          f"WhisperEngine.transcribe directly {b['lone_direct_s']:.3f} s: "
+          f"{b['lone_ratio']:.3f}x ({verdict})")
+    if args.json:
+        print(json.dumps(b, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.batching:
+        with tempfile.TemporaryDirectory(prefix="milo-bench-stt-") as tmp:
+            clips = make_clips(Path(tmp))
+            report_batching(asyncio.run(batching_bench(args, clips)), args)
+        return 0
     import grpc
     from procs import ServiceProcess
 

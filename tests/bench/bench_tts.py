@@ -10,6 +10,15 @@ Goal: first chunk <= 0.3x the one-pass time.
     python tests/bench/bench_tts.py --model demo         # the tiny demo VITS
     python tests/bench/bench_tts.py --model-dir PATH     # any transformers VITS folder
 
+`--concurrency 8` (run instead of the above) measures batched synthesis: 8 requests of
+two sentences each, sent at once, against the same 8 one at a time, alternately
+(`--runs` rounds): audio chunks per second each way and their ratio (goal: report it); and
+a lone request through the batcher against the same request with no batcher (each
+segment a plain engine call, as before batching; goal: no slower). In this process, at
+the service's core (`TtsCore.stream`), no gRPC.
+
+    python tests/bench/bench_tts.py --concurrency 8 --runs 2
+
 The MMS-shape model (the facebook/mms-tts-* config: hidden 192, 6 encoder layers, 4 prior
 flows, HiFi-GAN 512 channels x [8, 8, 2, 2]) has random weights, so it costs what the real
 voice costs per frame, but its predicted durations are random: compare the audio seconds
@@ -156,6 +165,77 @@ def report(folder: Path, results: list[Run], info: Any) -> None:
     print(f"audio per character read                 {per_char:8.3f} s")
 
 
+CONCURRENT_TEXTS = [
+    "Manao ahoana tompoko. Tongasoa eto amin'ny Milo.",
+    "Misaotra betsaka. Veloma e, mandra-pihaona.",
+    "Ny toetr'andro dia mafana androany. Aza adino ny rano.",
+    "Eny, azo atao izany. Andao ho any an-tsena.",
+]
+
+
+async def _chunks(core: Any, text: str, seed: int, batched: bool) -> int:
+    from services.tts.audio import Chunk
+    from services.tts.core import Options, stream
+
+    job = core.prepare(Options(text=text, seed=seed))
+    events = core.stream(job) if batched else stream(job, core.engine, core.settings, None)
+    return sum([isinstance(e, Chunk) async for e in events])
+
+
+async def concurrency_bench(folder: Path, n: int, runs: int, threads: int, device: str
+                            ) -> dict[str, Any]:
+    from services.tts.config import TtsSettings
+    from services.tts.core import TtsCore
+    from services.tts.vits_engine import VitsEngine
+
+    settings = TtsSettings(model_dir=folder, threads=threads, device=device, max_batch=n)  # type: ignore[call-arg,arg-type]
+    core = TtsCore(VitsEngine(folder, threads=threads, device=device), settings)
+    core.load()
+    texts = [CONCURRENT_TEXTS[i % len(CONCURRENT_TEXTS)] for i in range(n)]
+    await _chunks(core, texts[0], 0, True)  # warm-up
+    rows = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        alone = [await _chunks(core, t, i, True) for i, t in enumerate(texts)]
+        one_by_one = time.perf_counter() - start
+        start = time.perf_counter()
+        together = await asyncio.gather(*(_chunks(core, t, i, True) for i, t in enumerate(texts)))
+        concurrent = time.perf_counter() - start
+        start = time.perf_counter()
+        await _chunks(core, texts[0], 0, True)
+        lone_batcher = time.perf_counter() - start
+        start = time.perf_counter()
+        await _chunks(core, texts[0], 0, False)
+        lone_plain = time.perf_counter() - start
+        rows.append({"chunks": sum(alone), "same_chunks": alone == list(together),
+                     "one_by_one_s": one_by_one, "concurrent_s": concurrent,
+                     "lone_batcher_s": lone_batcher, "lone_plain_s": lone_plain})
+    core.close()
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k.endswith("_s")}
+    chunks = rows[0]["chunks"]
+    return {"model": core.engine.model_id, "requests": n, "chunks": chunks, **med,
+            "same_chunks": all(r["same_chunks"] for r in rows), "runs": len(rows),
+            "chunks_per_s_one_by_one": chunks / med["one_by_one_s"],
+            "chunks_per_s_concurrent": chunks / med["concurrent_s"],
+            "ratio": med["one_by_one_s"] / med["concurrent_s"],
+            "lone_ratio": med["lone_batcher_s"] / med["lone_plain_s"]}
+
+
+def report_concurrency(folder: Path, r: dict[str, Any]) -> None:
+    print(f"model      {r['model']} ({folder})")
+    print(f"device     torch threads {_threads()}, load avg {os.getloadavg()[0]:.2f} on "
+          f"{os.cpu_count()} CPUs; median of {r['runs']} rounds")
+    print(f"{r['requests']} requests one at a time    {r['one_by_one_s']:8.2f} s  "
+          f"{r['chunks_per_s_one_by_one']:7.1f} chunks/s ({r['chunks']} chunks)")
+    print(f"{r['requests']} requests at once          {r['concurrent_s']:8.2f} s  "
+          f"{r['chunks_per_s_concurrent']:7.1f} chunks/s (same chunk counts: "
+          f"{r['same_chunks']})")
+    print(f"chunks/s ratio, {r['requests']} at once / one at a time: {r['ratio']:.2f}x")
+    verdict = "no slower" if r["lone_ratio"] <= 1.05 else "SLOWER"
+    print(f"lone request: through the batcher {r['lone_batcher_s'] * 1000:.0f} ms, plain "
+          f"engine calls {r['lone_plain_s'] * 1000:.0f} ms: {r['lone_ratio']:.3f}x ({verdict})")
+
+
 def _threads() -> int:
     import torch
 
@@ -175,8 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="batched synthesis: this many requests at once vs one at a time")
     args = parser.parse_args(argv)
     folder = model_dir(args)
+    if args.concurrency:
+        result = asyncio.run(concurrency_bench(folder, args.concurrency, args.runs,
+                                               args.threads, args.device))
+        report_concurrency(folder, result)
+        return 0
     results, info = asyncio.run(bench(folder, args.runs, args.threads, args.device))
     report(folder, results, info)
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -45,8 +46,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from gateway.client import MiloClient  # noqa: E402
 from milo.audio.v1 import audio_pb2  # noqa: E402
+from milo.client import MiloClient  # noqa: E402
 from milo.gateway.v1 import gateway_pb2 as gw  # noqa: E402
 
 NAMES = ("stt", "translate", "llm", "tts", "gateway")
@@ -187,8 +188,10 @@ class Record:
     deliberate: Counter[str] = field(default_factory=Counter)
     done: Counter[str] = field(default_factory=Counter)
 
+    windows: int = 1  # the turns that end after the last window are counted in it
+
     def window(self) -> int:
-        return int((time.monotonic() - self.started) // self.window_s)
+        return min(self.windows - 1, int((time.monotonic() - self.started) // self.window_s))
 
     def latency(self, kind: str, seconds: float) -> None:
         self.latencies[(self.window(), kind)].append(seconds * 1000)
@@ -403,7 +406,9 @@ def report(record: Record, samples: list[dict], up: Up, args: argparse.Namespace
 
 async def soak(args: argparse.Namespace, up: Up, speech: Path) -> dict:
     window_s = args.window * 60
-    record = Record(time.monotonic(), window_s)
+    record = Record(
+        time.monotonic(), window_s, windows=max(1, math.ceil(args.minutes / args.window))
+    )
     until = record.started + args.minutes * 60
     pids = up.pids()
     samples = [{"at_s": 0.0, "procs": resources(pids)}]

@@ -151,7 +151,7 @@ def test_gateway_is_a_normal_service_on_grpc_and_http(rendered: dict[str, list[d
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-@pytest.mark.parametrize("name", (*MODEL_SERVICES, "gateway"))
+@pytest.mark.parametrize("name", [*MODEL_SERVICES, "gateway"])
 def test_environment_names_real_settings_with_valid_values(
     name: str,
     overlay: str,
@@ -165,7 +165,7 @@ def test_environment_names_real_settings_with_valid_values(
     check_settings(name, env, monkeypatch)
 
 
-@pytest.mark.parametrize("name", (*MODEL_SERVICES, "gateway"))
+@pytest.mark.parametrize("name", [*MODEL_SERVICES, "gateway"])
 def test_termination_grace_covers_prestop_and_the_drain(
     name: str, rendered: dict[str, list[dict[str, Any]]]
 ):
@@ -187,7 +187,7 @@ def image_user(dockerfile: Path) -> tuple[int, int]:
     return int(uid), int(gid)
 
 
-@pytest.mark.parametrize("name", (*MODEL_SERVICES, "gateway"))
+@pytest.mark.parametrize("name", [*MODEL_SERVICES, "gateway"])
 def test_pods_run_as_the_images_non_root_user(name: str, rendered: dict[str, list[dict[str, Any]]]):
     pod = find(rendered["gpu"], "Deployment", name)["spec"]["template"]["spec"]
     uid, gid = image_user(DEPLOY / f"{name}.Dockerfile")

@@ -20,34 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "fuzz")]
 import fuzzing  # noqa: E402
 from procs import ServiceProcess  # noqa: E402
+from stack import DemoStack  # noqa: E402
 
-SERVICES = ("stt", "translate", "llm", "tts")
 WARM_UP = 50
-
-
-def start_stack(models: Path) -> dict[str, ServiceProcess]:
-    procs: dict[str, ServiceProcess] = {}
-    env = {"MILO_MODELS_DIR": str(models), "MILO_STT_LANGUAGE": "en"}
-    try:
-        for name in SERVICES:
-            procs[name] = ServiceProcess(
-                f"services.{name}", env, prefix=f"MILO_{name.upper()}_"
-            ).start()
-        gateway_env = {
-            **env,
-            "MILO_GATEWAY_DEFAULT_USER_LANGUAGE": "en",
-            **{f"MILO_GATEWAY_{n.upper()}_ADDRESS": procs[n].address for n in SERVICES},
-        }
-        procs["gateway"] = ServiceProcess("gateway", gateway_env, prefix="MILO_GATEWAY_").start()
-    except BaseException:
-        stop(procs)
-        raise
-    return procs
-
-
-def stop(procs: dict[str, ServiceProcess]) -> None:
-    for proc in procs.values():
-        proc.stop()
 
 
 def fuzz_one(proc: ServiceProcess, name: str, examples: int) -> bool:
@@ -81,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", default="stt,translate,llm,tts,gateway")
     p.add_argument("--models", type=Path, default=ROOT / "models" / "demo")
     args = p.parse_args(argv)
-    procs = start_stack(args.models)
+    stack = DemoStack(args.models)
     try:
-        results = [fuzz_one(procs[t], t, args.examples) for t in args.targets.split(",")]
+        results = [fuzz_one(stack.service(t), t, args.examples) for t in args.targets.split(",")]
     finally:
-        stop(procs)
+        stack.stop()
     return 0 if all(results) else 1
 
 

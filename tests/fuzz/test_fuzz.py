@@ -13,15 +13,14 @@ import os
 import fuzzing
 import pytest
 
-pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("MILO_FUZZ_EXAMPLES", "100"))
 WARM_UP = 50  # inputs before memory is measured (first-use caches, allocator pools)
 RSS_SLACK = 0.10  # growth allowed after the warm-up (allocator pools; fuzz_long.py measures more)
 
 
 @pytest.mark.parametrize("service", ["stt", "translate", "llm", "tts", "gateway"])
-def test_fuzzed_inputs_get_proper_statuses_and_the_service_holds(fuzz_stack, service):
-    proc = fuzz_stack[service]
+def test_fuzzed_inputs_get_proper_statuses_and_the_service_holds(demo_stack, service):
+    proc = demo_stack.service(service)
     pid = proc.proc.pid  # type: ignore[union-attr]
     tally = fuzzing.fuzz_service(proc.address, service, WARM_UP)
     before = fuzzing.rss_bytes(pid)

@@ -22,12 +22,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.backends import SERVICE_NAMES
-from gateway.client import Event, MiloClient
 from gateway.up import free_base_port
 from milo.audio.v1 import audio_pb2
+from milo.client import Event, MiloClient
 from milo.gateway.v1 import gateway_pb2 as gw
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.tier4
 DEADLINES = {"stt": 20.0, "translate": 20.0, "llm": 20.0, "tts": 20.0}  # s; a busy CI box
 STAGES = {
     "stt": {gw.STAGE_STT},

@@ -30,6 +30,7 @@ def test_exit_reason_names_the_signal():
     assert exit_reason(3) == "exited with status 3"
 
 
+@pytest.mark.tier3  # starts processes
 @pytest.mark.parametrize("name", ["tts", "gateway"])
 def test_a_crashing_child_is_restarted_then_given_up_on(monkeypatch, name):
     monkeypatch.setitem(up.MODULES, name, "tests.gateway.crash_child")

@@ -203,3 +203,23 @@ def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load():
         assert proc.wait(timeout=20) == 0  # the load would take 120 s
     finally:
         proc.kill()
+
+
+async def test_bytes_that_are_not_the_request_message_get_invalid_argument(host):
+    """grpc.aio parses a request before the handler; undecodable bytes used to answer
+    UNKNOWN "Unexpected <class '...DecodeError'>" (unary) or INTERNAL (streams)."""
+    garbage = b"\xff\xff\xff\xff\x0f"  # a tag past the last field number, then nothing
+    bad_utf8 = b"\x12\x01\xff"  # source_language (a string) holding the byte 0xff
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as ch:
+        paths = ["/milo.translate.v1.Translator/Translate", "/grpc.health.v1.Health/Check"]
+        for path, data in [(paths[0], garbage), (paths[0], bad_utf8), (paths[1], garbage)]:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await ch.unary_unary(path)(data, timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (path, data)
+            assert "could not be parsed" in err.value.details()
+            assert "class" not in err.value.details() and "Error" not in err.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in ch.unary_stream("/grpc.health.v1.Health/Watch")(garbage, timeout=10):
+                pass
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert await health(ch) == Status.SERVING
