@@ -43,6 +43,7 @@ up: demo
 lint: setup
 	$(BIN)/buf lint
 	BUF=$(BIN)/buf sh protos/breaking.sh
+	$(BIN)/ruff format --check services gateway tests protos/generate.py setup.py gateway/milo_client/setup.py
 	$(BIN)/ruff check services gateway tests protos/generate.py setup.py gateway/milo_client/setup.py
 	$(BIN)/mypy
 

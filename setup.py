@@ -15,8 +15,10 @@ runpy.run_path(str(ROOT / "protos" / "generate.py"))["generate"]()
 generated = ["milo." + p for p in find_packages(where=str(ROOT / "protos" / "gen" / "milo"))]
 setup(
     packages=[
-        *find_packages(include=["services", "services.*", "gateway", "gateway.*"],
-                       exclude=["gateway.milo_client", "gateway.milo_client.*"]),
+        *find_packages(
+            include=["services", "services.*", "gateway", "gateway.*"],
+            exclude=["gateway.milo_client", "gateway.milo_client.*"],
+        ),
         "milo",
         *generated,
         "milo.client",  # its own distribution too: gateway/milo_client

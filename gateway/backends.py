@@ -66,8 +66,9 @@ class Backends:
                 async for reply in stub.Watch(request, wait_for_ready=True):
                     self._set(dep, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
             except grpc.aio.AioRpcError as exc:
-                self._set(dep, "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE
-                          else "UNKNOWN")
+                self._set(
+                    dep, "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else "UNKNOWN"
+                )
             await asyncio.sleep(0.5)
 
     def _set(self, dep: Dependency, status: str) -> None:

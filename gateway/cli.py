@@ -16,12 +16,20 @@ from services.runtime.model_folder import demo_models_dir
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="run the whole stack locally (demo models by default)")
-    up.add_argument("--models", type=Path, default=demo_models_dir(),
-                    help="models folder (default: %(default)s)")
+    up.add_argument(
+        "--models",
+        type=Path,
+        default=demo_models_dir(),
+        help="models folder (default: %(default)s)",
+    )
     up.add_argument("--host", default="127.0.0.1", help="address the services listen on")
     up.add_argument("--language", help="user language (default: mg, or en on the demo set)")
-    up.add_argument("--base-port", type=int, default=0,
-                    help="use ports BASE..BASE+4 instead of the defaults (50050-50054)")
+    up.add_argument(
+        "--base-port",
+        type=int,
+        default=0,
+        help="use ports BASE..BASE+4 instead of the defaults (50050-50054)",
+    )
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for SERVING")
     up.set_defaults(func=_up)
 
@@ -66,16 +74,23 @@ async def converse(args: argparse.Namespace) -> int:
     from milo.client import MiloClient
     from milo.gateway.v1 import gateway_pb2 as gw
 
-    config = gw.SessionConfig(user_language=args.language, pivot_language=args.pivot,
-                              output_mode=gw.OUTPUT_MODE_TEXT if args.text_out else None)
+    config = gw.SessionConfig(
+        user_language=args.language,
+        pivot_language=args.pivot,
+        output_mode=gw.OUTPUT_MODE_TEXT if args.text_out else None,
+    )
     if args.wav:
         with wave.open(str(args.wav), "rb") as wav:
             if wav.getsampwidth() != 2:
                 print("--wav must be 16-bit PCM", file=sys.stderr)
                 return 2
-            config.input_format.CopyFrom(audio_pb2.AudioFormat(
-                encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                sample_rate_hz=wav.getframerate(), channels=wav.getnchannels()))
+            config.input_format.CopyFrom(
+                audio_pb2.AudioFormat(
+                    encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+                    sample_rate_hz=wav.getframerate(),
+                    channels=wav.getnchannels(),
+                )
+            )
 
     async def inputs() -> AsyncIterator[bytes | str | int]:
         if args.text is not None:
@@ -114,8 +129,10 @@ class EventPrinter:
         if kind == "error":
             self.errors += 1
         text = _describe(kind, p)
-        print(f"[turn {event.turn_id}] {kind}: {text}" if text else f"[turn {event.turn_id}] "
-              f"{kind}", flush=True)
+        print(
+            f"[turn {event.turn_id}] {kind}: {text}" if text else f"[turn {event.turn_id}] {kind}",
+            flush=True,
+        )
 
     def write_wav(self, path: Path) -> None:
         with wave.open(str(path), "wb") as wav:

@@ -23,8 +23,10 @@ class GatewaySettings(ServiceSettings):
     max_concurrency: int = Field(64, ge=1, description="conversations and calls served at once")
     # Each address: host:port, dns:///name:port (every replica the name resolves to, e.g.
     # a headless Service) or a comma-separated list of IP host:port (gateway/balancing.py).
-    stt_address: str = Field(f"127.0.0.1:{PORTS['stt'][0]}", description="STT service "
-                             "host:port, dns:///name:port or a list of IP host:port")
+    stt_address: str = Field(
+        f"127.0.0.1:{PORTS['stt'][0]}",
+        description="STT service host:port, dns:///name:port or a list of IP host:port",
+    )
     translate_address: str = Field(f"127.0.0.1:{PORTS['translate'][0]}")
     llm_address: str = Field(f"127.0.0.1:{PORTS['llm'][0]}")
     tts_address: str = Field(f"127.0.0.1:{PORTS['tts'][0]}")
@@ -57,15 +59,21 @@ class GatewaySettings(ServiceSettings):
         25 * 1024 * 1024, ge=1024, le=1024**3, description="largest HTTP request body (413)"
     )
     body_read_timeout_s: float = Field(
-        15.0, gt=0, le=3600, description="longest wait for the next piece of an HTTP request "
+        15.0,
+        gt=0,
+        le=3600,
+        description="longest wait for the next piece of an HTTP request "
         "body; past it the request gets 408 and the connection is closed, so a slow or broken "
-        "client cannot hold a worker")
+        "client cannot hold a worker",
+    )
     max_text_chars: int = Field(
         10_000, ge=1, le=1_000_000, description="longest text in an HTTP request (400)"
     )
     stt_metrics_address: str | None = Field(
-        None, description="host:port of the STT service's /metrics, for the status page "
-        "(default: its gRPC host and default metrics port)")
+        None,
+        description="host:port of the STT service's /metrics, for the status page "
+        "(default: its gRPC host and default metrics port)",
+    )
     translate_metrics_address: str | None = Field(None)
     llm_metrics_address: str | None = Field(None)
     tts_metrics_address: str | None = Field(None)

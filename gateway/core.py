@@ -33,38 +33,54 @@ log = logging.getLogger(__name__)
 _DRAINING = "this gateway is shutting down: connect again and another replica will answer"
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$")
 _RAW = (audio_pb2.AUDIO_ENCODING_PCM_S16LE, audio_pb2.AUDIO_ENCODING_PCM_F32LE)
-_OUT = (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-        audio_pb2.AUDIO_ENCODING_WAV)
+_OUT = (
+    audio_pb2.AUDIO_ENCODING_UNSPECIFIED,
+    audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+    audio_pb2.AUDIO_ENCODING_WAV,
+)
 
 
 def session_options(config: gw.SessionConfig, settings: GatewaySettings) -> SessionOptions:
     """The session's settings after defaults; INVALID_ARGUMENT for what cannot work."""
-    user = config.user_language if config.HasField("user_language") else (
-        settings.default_user_language)
-    pivot = config.pivot_language if config.HasField("pivot_language") else (
-        settings.default_pivot_language)
+    user = (
+        config.user_language
+        if config.HasField("user_language")
+        else (settings.default_user_language)
+    )
+    pivot = (
+        config.pivot_language
+        if config.HasField("pivot_language")
+        else (settings.default_pivot_language)
+    )
     for name, code in (("user_language", user), ("pivot_language", pivot)):
         if not _LANGUAGE.match(code):
             raise InvalidArgument(f"{name} {code!r} is not a language code such as 'mg' or 'fr'")
     fmt = config.input_format
     if config.HasField("input_format") and (
-            fmt.encoding not in _RAW or not fmt.sample_rate_hz or not fmt.channels):
-        raise InvalidArgument("input_format must be raw PCM (PCM_S16LE or PCM_F32LE) with "
-                              "sample_rate_hz and channels set")
+        fmt.encoding not in _RAW or not fmt.sample_rate_hz or not fmt.channels
+    ):
+        raise InvalidArgument(
+            "input_format must be raw PCM (PCM_S16LE or PCM_F32LE) with "
+            "sample_rate_hz and channels set"
+        )
     if config.output_encoding not in _OUT:
         raise InvalidArgument("output_encoding must be PCM_S16LE or WAV")
     return SessionOptions(
-        user_language=user, pivot_language=pivot,
+        user_language=user,
+        pivot_language=pivot,
         audio_out=config.output_mode != gw.OUTPUT_MODE_TEXT,
         client_brain=config.brain == gw.BRAIN_CLIENT,
         system_prompt=config.system_prompt if config.HasField("system_prompt") else None,
         sampling=config.sampling,
         voice=config.voice if config.HasField("voice") else None,
-        sample_rate_hz=config.output_sample_rate_hz if config.HasField(
-            "output_sample_rate_hz") else None,
-        encoding=config.output_encoding, speed=config.speed if config.HasField("speed") else None,
-        max_history_turns=config.max_history_turns if config.HasField(
-            "max_history_turns") else settings.max_history_turns,
+        sample_rate_hz=config.output_sample_rate_hz
+        if config.HasField("output_sample_rate_hz")
+        else None,
+        encoding=config.output_encoding,
+        speed=config.speed if config.HasField("speed") else None,
+        max_history_turns=config.max_history_turns
+        if config.HasField("max_history_turns")
+        else settings.max_history_turns,
         barge_in=config.barge_in if config.HasField("barge_in") else True,
     )
 
@@ -81,19 +97,24 @@ class GatewayCore:
         self._no_sessions.set()
 
     def describe(self) -> gw.DescribeResponse:
-        deps = [gw.Dependency(name=d.name, address=d.address, status=d.status,
-                              model_id=d.model_id) for d in self.backends.deps.values()]
+        deps = [
+            gw.Dependency(name=d.name, address=d.address, status=d.status, model_id=d.model_id)
+            for d in self.backends.deps.values()
+        ]
         return gw.DescribeResponse(
-            version=version(), dependencies=deps,
+            version=version(),
+            dependencies=deps,
             default_user_language=self.settings.default_user_language,
             default_pivot_language=self.settings.default_pivot_language,
-            max_audio_chunk_bytes=self.settings.max_audio_chunk_bytes)
+            max_audio_chunk_bytes=self.settings.max_audio_chunk_bytes,
+        )
 
     # ---- conversations ------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def conversation(self, requests: AsyncIterator[gw.ConverseRequest]
-                           ) -> AsyncIterator[AsyncIterator[gw.ConverseResponse]]:
+    async def conversation(
+        self, requests: AsyncIterator[gw.ConverseRequest]
+    ) -> AsyncIterator[AsyncIterator[gw.ConverseResponse]]:
         """One session, for the block's duration: `async with core.conversation(requests)
         as events: async for event in events: ...`. The first request must be a
         SessionConfig. Events end when the requests do (and the last turn is over).
@@ -106,12 +127,18 @@ class GatewayCore:
             raise InvalidArgument("the first message of Converse must be a SessionConfig")
         options = session_options(first.config, self.settings)
         session = Session(self.settings, self.upstream, first.config, options)
-        log.info("session %s opened: %s -> %s, audio out %s, client brain %s", session.id,
-                 options.user_language, options.pivot_language, options.audio_out,
-                 options.client_brain)
+        log.info(
+            "session %s opened: %s -> %s, audio out %s, client brain %s",
+            session.id,
+            options.user_language,
+            options.pivot_language,
+            options.audio_out,
+            options.client_brain,
+        )
         metrics.SESSIONS.inc()
-        session.emit(0, session_started=gw.SessionStarted(session_id=session.id,
-                                                          config=first.config))
+        session.emit(
+            0, session_started=gw.SessionStarted(session_id=session.id, config=first.config)
+        )
         session.bind(asyncio.current_task())
         session.run(requests)
         self._opened(session)
@@ -125,8 +152,9 @@ class GatewayCore:
             metrics.SESSIONS.dec()
             log.info("session %s closed after %d turns", session.id, session.turns)
 
-    async def converse(self, requests: AsyncIterator[gw.ConverseRequest]
-                       ) -> AsyncIterator[gw.ConverseResponse]:
+    async def converse(
+        self, requests: AsyncIterator[gw.ConverseRequest]
+    ) -> AsyncIterator[gw.ConverseResponse]:
         """`conversation` as one stream of events (iterate it with contextlib.aclosing)."""
         async with self.conversation(requests) as events:
             async for event in events:
@@ -148,8 +176,9 @@ class GatewayCore:
         in-band `reconnect` event), let it finish its turns until its client half-closes,
         and end those still open after `grace` seconds."""
         self.draining = True
-        log.info("draining: %d conversations told to reconnect (grace %.1fs)",
-                 len(self._sessions), grace)
+        log.info(
+            "draining: %d conversations told to reconnect (grace %.1fs)", len(self._sessions), grace
+        )
         for session in list(self._sessions):
             session.go_away(_DRAINING, int(grace * 1000))
         if not self._sessions:
@@ -158,8 +187,7 @@ class GatewayCore:
             async with asyncio.timeout(grace):
                 await self._no_sessions.wait()
         except TimeoutError:
-            log.warning("drain grace over: ending %d conversations still open",
-                        len(self._sessions))
+            log.warning("drain grace over: ending %d conversations still open", len(self._sessions))
             for session in list(self._sessions):
                 session.cut()
             with contextlib.suppress(TimeoutError):  # they flush their last events
@@ -172,23 +200,25 @@ class GatewayCore:
         reply: stt_pb2.RecognizeResponse = await self.upstream.unary("stt", "Recognize", request)
         return reply
 
-    async def translate(self, request: translate_pb2.TranslateRequest
-                        ) -> translate_pb2.TranslateResponse:
+    async def translate(
+        self, request: translate_pb2.TranslateRequest
+    ) -> translate_pb2.TranslateResponse:
         reply: translate_pb2.TranslateResponse = await self.upstream.unary(
-            "translate", "Translate", request)
+            "translate", "Translate", request
+        )
         return reply
 
     def chat(self, request: llm_pb2.ChatRequest) -> AsyncGenerator[llm_pb2.ChatResponse, None]:
         """The LLM's stream; closing the iterator cancels generation upstream."""
         return self._relay("llm", "Chat", request)
 
-    def speak(self, request: tts_pb2.SynthesizeRequest
-              ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
+    def speak(
+        self, request: tts_pb2.SynthesizeRequest
+    ) -> AsyncGenerator[tts_pb2.SynthesizeResponse, None]:
         """The TTS stream; closing the iterator stops synthesis upstream."""
         return self._relay("tts", "Synthesize", request)
 
-    async def _relay(self, service: str, method: str, request: Any
-                     ) -> AsyncGenerator[Any, None]:
+    async def _relay(self, service: str, method: str, request: Any) -> AsyncGenerator[Any, None]:
         async with self.upstream.stream(service, method, request) as replies:
             async for reply in replies:
                 yield reply

@@ -33,15 +33,20 @@ class SessionPort(Protocol):
     def next_turn_id(self) -> int: ...
     def emit(self, turn_id: int, **event: Any) -> None: ...
     def barge_in(self) -> None: ...
-    async def start_turn(self, turn_id: int, text: str, t0: float,
-                         stt_final_s: float | None = None) -> None: ...
-    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None
-                 ) -> None: ...
+    async def start_turn(
+        self, turn_id: int, text: str, t0: float, stt_final_s: float | None = None
+    ) -> None: ...
+    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None) -> None: ...
 
 
 class Listener:
-    def __init__(self, session: SessionPort, upstream: Upstream,
-                 config: stt_pb2.StreamingConfig, barge_in: bool) -> None:
+    def __init__(
+        self,
+        session: SessionPort,
+        upstream: Upstream,
+        config: stt_pb2.StreamingConfig,
+        barge_in: bool,
+    ) -> None:
         self.session, self.upstream = session, upstream
         self._config = stt_pb2.StreamingRecognizeRequest(config=config)
         self._barge_in = barge_in
@@ -61,16 +66,18 @@ class Listener:
         self._audio = queue
         self._reader = asyncio.create_task(self._read(queue))
 
-    async def _requests(self, queue: asyncio.Queue[object]
-                        ) -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+    async def _requests(
+        self, queue: asyncio.Queue[object]
+    ) -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
         yield self._config
         while (chunk := await queue.get()) is not _END:
             yield stt_pb2.StreamingRecognizeRequest(audio=chunk)  # type: ignore[arg-type]
 
     async def _read(self, queue: asyncio.Queue[object]) -> None:
         try:
-            async with self.upstream.stream("stt", "StreamingRecognize",
-                                            self._requests(queue)) as events:
+            async with self.upstream.stream(
+                "stt", "StreamingRecognize", self._requests(queue)
+            ) as events:
                 async for event in events:
                     await self._on_event(event)
         except UpstreamError as exc:
@@ -82,8 +89,9 @@ class Listener:
     def _failed(self, exc: UpstreamError) -> None:
         turn_id = self._utterance_turn or self.session.next_turn_id()
         self._utterance_turn = 0
-        log.info("session %s: STT stream failed: %s %s", self.session.id, exc.code.name,
-                 exc.details)
+        log.info(
+            "session %s: STT stream failed: %s %s", self.session.id, exc.code.name, exc.details
+        )
         failure = StageFailure(gw.STAGE_STT, exc.code.name, exc.message)
         self.session.end_turn(turn_id, Reason.REASON_ERROR, failure)
 
@@ -108,9 +116,15 @@ class Listener:
 
     async def _on_result(self, event: stt_pb2.StreamingRecognizeResponse) -> None:
         result, turn_id = event.result, self._turn_id()
-        self.session.emit(turn_id, transcript=gw.Transcript(
-            is_final=result.is_final, text=result.text, language=result.language,
-            audio_processed_ms=event.audio_processed_ms))
+        self.session.emit(
+            turn_id,
+            transcript=gw.Transcript(
+                is_final=result.is_final,
+                text=result.text,
+                language=result.language,
+                audio_processed_ms=event.audio_processed_ms,
+            ),
+        )
         if not result.is_final:
             return
         self._utterance_turn = 0

@@ -14,9 +14,33 @@ _END = re.compile(r"([.!?…]+[\"'»)\]]*)(\s+)|(\n+)")
 # Words whose trailing period does not end a sentence (French and Malagasy, lower case).
 _ABBREVIATIONS = frozenset(
     (
-        "m", "mm", "mme", "mlle", "dr", "pr", "st", "ste", "etc", "av", "apr", "bd", "cf",
-        "ex", "fig", "n", "no", "p", "vol", "env", "art", "chap",
-        "ra", "rtoa", "atoa", "dok", "prof",
+        "m",
+        "mm",
+        "mme",
+        "mlle",
+        "dr",
+        "pr",
+        "st",
+        "ste",
+        "etc",
+        "av",
+        "apr",
+        "bd",
+        "cf",
+        "ex",
+        "fig",
+        "n",
+        "no",
+        "p",
+        "vol",
+        "env",
+        "art",
+        "chap",
+        "ra",
+        "rtoa",
+        "atoa",
+        "dok",
+        "prof",
     )
 )
 _CLAUSE = re.compile(r"[,;:—–]\s")

@@ -57,8 +57,11 @@ class GatewayService:
     def _publish(self, name: str, status: str) -> None:
         if self._health is None:
             return
-        code = health_pb2.HealthCheckResponse.SERVING if status == "SERVING" else (
-            health_pb2.HealthCheckResponse.NOT_SERVING)
+        code = (
+            health_pb2.HealthCheckResponse.SERVING
+            if status == "SERVING"
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
         task = asyncio.ensure_future(self._health.set(SERVICE_NAMES[name], code))
         self._health_updates.add(task)
         task.add_done_callback(self._health_updates.discard)
@@ -82,8 +85,10 @@ class GatewayService:
             from gateway.http.app import create_app
             from gateway.http.server import HttpServer
         except ImportError as exc:
-            raise RuntimeError(f"the HTTP bridge needs {exc.name}: pip install 'milo[gateway]' "
-                               "(or run with --http-enabled false)") from exc
+            raise RuntimeError(
+                f"the HTTP bridge needs {exc.name}: pip install 'milo[gateway]' "
+                "(or run with --http-enabled false)"
+            ) from exc
         host, port = self.settings.http_address
         app = create_app(self.settings, core, admission=self._admission)
         self.http = HttpServer(app, host, port, self.settings.shutdown_grace_s)

@@ -32,7 +32,8 @@ class ConversationServicer(gateway_pb2_grpc.ConversationServicer):
         return self.core.describe()
 
     async def Converse(
-        self, request_iterator: AsyncIterator[gw.ConverseRequest],
+        self,
+        request_iterator: AsyncIterator[gw.ConverseRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[gw.ConverseResponse]:
         async with self.core.conversation(request_iterator) as events:

@@ -50,10 +50,19 @@ def stt_config(config: gw.SessionConfig, options: SessionOptions) -> stt_pb2.Str
 
 
 class Session:
-    def __init__(self, settings: GatewaySettings, upstream: Upstream,
-                 config: gw.SessionConfig, options: SessionOptions) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        upstream: Upstream,
+        config: gw.SessionConfig,
+        options: SessionOptions,
+    ) -> None:
         self.settings, self.upstream, self.config, self.options = (
-            settings, upstream, config, options)
+            settings,
+            upstream,
+            config,
+            options,
+        )
         self.id = uuid.uuid4().hex[:12]
         self.outbox = Outbox(self._commit_history, options.audio_out)
         self.history: list[llm_pb2.Message] = []
@@ -81,8 +90,9 @@ class Session:
         self.outbox.put(gw.ConverseResponse(turn_id=turn_id, **event))  # type: ignore[arg-type]
 
     def gateway_error(self, message: str) -> None:
-        self.emit(0, error=gw.TurnError(stage=gw.STAGE_GATEWAY, code="INVALID_ARGUMENT",
-                                        message=message))
+        self.emit(
+            0, error=gw.TurnError(stage=gw.STAGE_GATEWAY, code="INVALID_ARGUMENT", message=message)
+        )
 
     @property
     def replying(self) -> bool:
@@ -94,8 +104,10 @@ class Session:
         kind = request.WhichOneof("request")
         if kind == "audio":
             if len(request.audio) > self.settings.max_audio_chunk_bytes:
-                self.gateway_error(f"audio chunk of {len(request.audio)} bytes is over the limit"
-                                   f" of {self.settings.max_audio_chunk_bytes}; chunk dropped")
+                self.gateway_error(
+                    f"audio chunk of {len(request.audio)} bytes is over the limit"
+                    f" of {self.settings.max_audio_chunk_bytes}; chunk dropped"
+                )
                 return
             await self.listener.feed(request.audio)
         elif kind == "text":
@@ -117,8 +129,9 @@ class Session:
         elif action == gw.Control.ACTION_END_OF_UTTERANCE:
             await self.listener.end_utterance()
         else:
-            self.gateway_error(f"unknown control action {action}: expected BARGE_IN, "
-                               "END_OF_UTTERANCE or CANCEL")
+            self.gateway_error(
+                f"unknown control action {action}: expected BARGE_IN, END_OF_UTTERANCE or CANCEL"
+            )
 
     # ---- turns --------------------------------------------------------------------------
 
@@ -136,8 +149,9 @@ class Session:
             self.emit(turn.id, barged_in=gw.BargedIn())
         self.end_turn(turn.id, reason, turn=turn)
 
-    async def start_turn(self, turn_id: int, text: str, t0: float,
-                         stt_final_s: float | None = None) -> None:
+    async def start_turn(
+        self, turn_id: int, text: str, t0: float, stt_final_s: float | None = None
+    ) -> None:
         self._drop_awaited_reply()
         await self._settle()
         turn = self._new_turn(turn_id, t0)
@@ -203,17 +217,31 @@ class Session:
         self._turn = None
         self.end_turn(turn.id, Reason.REASON_COMPLETED, turn=turn)
 
-    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None,
-                 turn: Turn | None = None) -> None:
+    def end_turn(
+        self,
+        turn_id: int,
+        reason: int,
+        failure: StageFailure | None = None,
+        turn: Turn | None = None,
+    ) -> None:
         """The one place a turn ends: its error (if it failed), its latency breakdown (if
         it got as far as a Turn), TurnEnded, and the turn metrics."""
         if failure is not None:
-            log.info("session %s turn %d failed at %s: %s", self.id, turn_id,
-                     gw.Stage.Name(failure.stage), failure.message)  # type: ignore[arg-type]
-            metrics.TURN_ERRORS.labels(gw.Stage.Name(failure.stage),  # type: ignore[arg-type]
-                                       failure.code).inc()
-            self.emit(turn_id, error=gw.TurnError(
-                stage=failure.stage, code=failure.code, message=failure.message))
+            log.info(
+                "session %s turn %d failed at %s: %s",
+                self.id,
+                turn_id,
+                gw.Stage.Name(failure.stage),
+                failure.message,
+            )  # type: ignore[arg-type]
+            metrics.TURN_ERRORS.labels(
+                gw.Stage.Name(failure.stage),  # type: ignore[arg-type]
+                failure.code,
+            ).inc()
+            self.emit(
+                turn_id,
+                error=gw.TurnError(stage=failure.stage, code=failure.code, message=failure.message),
+            )
         if turn is not None:
             latency = turn.latency()
             self.emit(turn_id, latency=latency)
@@ -226,8 +254,9 @@ class Session:
     def _messages(self, pivot: str) -> list[llm_pb2.Message]:
         messages = []
         if self.options.system_prompt:
-            messages.append(llm_pb2.Message(role=llm_pb2.ROLE_SYSTEM,
-                                            content=self.options.system_prompt))
+            messages.append(
+                llm_pb2.Message(role=llm_pb2.ROLE_SYSTEM, content=self.options.system_prompt)
+            )
         keep = self.options.max_history_turns * 2
         messages.extend(self.history[-keep:] if keep else [])
         messages.append(llm_pb2.Message(role=llm_pb2.ROLE_USER, content=pivot))
@@ -239,8 +268,9 @@ class Session:
         if user is None:
             return
         self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_USER, content=user))
-        self.history.append(llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT,
-                                            content=" ".join(sentences)))
+        self.history.append(
+            llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content=" ".join(sentences))
+        )
         del self.history[: max(0, len(self.history) - 2 * max(1, self.options.max_history_turns))]
 
     def go_away(self, reason: str, deadline_ms: int) -> None:
@@ -316,8 +346,9 @@ class Session:
         if tasks:
             _, stuck = await asyncio.wait(tasks, timeout=_UNWIND_S)
             if stuck:
-                log.warning("session %s: %d tasks still unwinding after %gs", self.id,
-                            len(stuck), _UNWIND_S)
+                log.warning(
+                    "session %s: %d tasks still unwinding after %gs", self.id, len(stuck), _UNWIND_S
+                )
 
 
 async def _once(text: str) -> AsyncIterator[str]:

@@ -115,7 +115,8 @@ class Turn:
 
     async def translate(self, text: str, source: str, target: str, stage: int) -> str:
         request = translate_pb2.TranslateRequest(
-            texts=[text], source_language=source, target_language=target)
+            texts=[text], source_language=source, target_language=target
+        )
         try:
             reply = await self.upstream.unary("translate", "Translate", request)
         except UpstreamError as exc:
@@ -127,12 +128,19 @@ class Turn:
         if not o.translates:
             return text
         start = time.monotonic()
-        pivot = await self.translate(text, o.user_language, o.pivot_language,
-                                     Stage.STAGE_TRANSLATE_IN)
+        pivot = await self.translate(
+            text, o.user_language, o.pivot_language, Stage.STAGE_TRANSLATE_IN
+        )
         self.timings.stage("translate_in", time.monotonic() - start)
-        self.emit(translation=gw.TranslationEvent(
-            direction=gw.DIRECTION_USER_TO_PIVOT, source_text=text, text=pivot,
-            source_language=o.user_language, target_language=o.pivot_language))
+        self.emit(
+            translation=gw.TranslationEvent(
+                direction=gw.DIRECTION_USER_TO_PIVOT,
+                source_text=text,
+                text=pivot,
+                source_language=o.user_language,
+                target_language=o.pivot_language,
+            )
+        )
         return pivot
 
     async def llm_deltas(self, messages: list[llm_pb2.Message]) -> AsyncIterator[str]:
@@ -170,8 +178,9 @@ class Turn:
         except* StageFailure as failures:
             raise failures.exceptions[0] from None
 
-    async def _cut(self, deltas: AsyncIterator[str], out: asyncio.Queue[str | None],
-                   start: float) -> None:
+    async def _cut(
+        self, deltas: AsyncIterator[str], out: asyncio.Queue[str | None], start: float
+    ) -> None:
         cutter = SentenceCutter(self.settings.max_sentence_chars)
         try:
             # aclosing: a barge-in that lands between two deltas closes the stream at once,
@@ -187,20 +196,25 @@ class Turn:
         finally:
             out.put_nowait(None)
 
-    async def _translate_out(self, inp: asyncio.Queue[str | None],
-                             out: asyncio.Queue[tuple[str, str] | None]) -> None:
+    async def _translate_out(
+        self, inp: asyncio.Queue[str | None], out: asyncio.Queue[tuple[str, str] | None]
+    ) -> None:
         o, index = self.options, 0
         try:
             while (pivot := await inp.get()) is not None:
                 text = pivot
                 if o.translates and sayable(pivot):  # nothing to translate in "😀" or "#"
                     begin = time.monotonic()
-                    text = await self.translate(pivot, o.pivot_language, o.user_language,
-                                                Stage.STAGE_TRANSLATE_OUT)
+                    text = await self.translate(
+                        pivot, o.pivot_language, o.user_language, Stage.STAGE_TRANSLATE_OUT
+                    )
                     self.timings.stage("translate_out_first", time.monotonic() - begin)
                     metrics.STAGE_SECONDS.labels("translate_out").observe(time.monotonic() - begin)
-                self.emit(reply_sentence=gw.ReplySentence(
-                    sentence_index=index, pivot_text=pivot, text=text))
+                self.emit(
+                    reply_sentence=gw.ReplySentence(
+                        sentence_index=index, pivot_text=pivot, text=text
+                    )
+                )
                 await out.put((pivot, text))
                 index += 1
         finally:
@@ -227,16 +241,24 @@ class Turn:
         except StageFailure as failure:
             if failure.code != grpc.StatusCode.INVALID_ARGUMENT.name:
                 raise
-            log.info("turn %d: TTS refused sentence %d, skipped: %s", self.id, sentence_index,
-                     failure.message)
+            log.info(
+                "turn %d: TTS refused sentence %d, skipped: %s",
+                self.id,
+                sentence_index,
+                failure.message,
+            )
             metrics.UNSPOKEN_SENTENCES.labels("tts_refused").inc()
             self._refused = self._refused or failure
 
     async def _tts(self, text: str, sentence_index: int) -> None:
         o = self.options
         request = tts_pb2.SynthesizeRequest(
-            text=text, voice=o.voice, speed=o.speed, sample_rate_hz=o.sample_rate_hz,
-            encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE)
+            text=text,
+            voice=o.voice,
+            speed=o.speed,
+            sample_rate_hz=o.sample_rate_hz,
+            encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+        )
         begin, audio_format = time.monotonic(), None
         try:
             async with self.upstream.stream("tts", "Synthesize", request) as replies:
@@ -249,15 +271,18 @@ class Turn:
         except UpstreamError as exc:
             raise StageFailure.of(Stage.STAGE_TTS, exc) from exc
 
-    def _send_audio(self, chunk: audio_pb2.AudioChunk, fmt: audio_pb2.AudioFormat | None,
-                    sentence_index: int) -> None:
+    def _send_audio(
+        self, chunk: audio_pb2.AudioChunk, fmt: audio_pb2.AudioFormat | None, sentence_index: int
+    ) -> None:
         first = not self._first_audio_sent
         data = chunk.data
         out_format = None
         if first and fmt is not None:
             out_format = audio_pb2.AudioFormat(
                 encoding=self.options.encoding or audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                sample_rate_hz=fmt.sample_rate_hz, channels=fmt.channels or 1)
+                sample_rate_hz=fmt.sample_rate_hz,
+                channels=fmt.channels or 1,
+            )
             if self.options.encoding == audio_pb2.AUDIO_ENCODING_WAV:
                 data = streaming_wav_header(fmt.sample_rate_hz, fmt.channels or 1) + data
         if first:
@@ -265,8 +290,12 @@ class Turn:
             waited = time.monotonic() - self.timings.t0
             self.timings.marks["end_of_speech_to_first_audio"] = waited * 1000
             metrics.FIRST_AUDIO_SECONDS.observe(waited)
-        out = audio_pb2.AudioChunk(data=data, index=self._audio_index,
-                                   offset_ms=self._audio_offset_ms, duration_ms=chunk.duration_ms)
+        out = audio_pb2.AudioChunk(
+            data=data,
+            index=self._audio_index,
+            offset_ms=self._audio_offset_ms,
+            duration_ms=chunk.duration_ms,
+        )
         self._audio_index += 1
         self._audio_offset_ms += chunk.duration_ms
         self.emit(audio=gw.AudioOut(format=out_format, chunk=out, sentence_index=sentence_index))

@@ -35,8 +35,13 @@ from services.runtime.config import PORTS
 
 SERVICES = ("stt", "translate", "llm", "tts")
 LAST_LINES = 15  # of a crashed child's output, repeated in the crash report
-MODULES = {"stt": "services.stt", "translate": "services.translate", "llm": "services.llm",
-           "tts": "services.tts", "gateway": "gateway"}
+MODULES = {
+    "stt": "services.stt",
+    "translate": "services.translate",
+    "llm": "services.llm",
+    "tts": "services.tts",
+    "gateway": "gateway",
+}
 
 
 @dataclass
@@ -54,8 +59,12 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", MODULES[self.name]], env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", MODULES[self.name]],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pump = threading.Thread(target=self._relay, daemon=True)
         self.pump.start()
 
@@ -85,14 +94,20 @@ def language_note(models: Path) -> tuple[str | None, str]:
         return None, ""
     languages = manifest.get("stt", {}).get("languages") or []
     if languages == ["en"]:
-        return "en", ("the STT model is English-only (demo tiny.en): conversations default to "
-                      "English in, French as the pivot; pass --language to override")
+        return "en", (
+            "the STT model is English-only (demo tiny.en): conversations default to "
+            "English in, French as the pivot; pass --language to override"
+        )
     return None, ""
 
 
 def plan(models: Path, host: str, language: str | None, base_port: int) -> list[Child]:
-    env = {**os.environ, "MILO_MODELS_DIR": str(models.resolve()), "PYTHONUNBUFFERED": "1",
-           "HF_HUB_OFFLINE": "1"}  # local files only: a missing one fails at once
+    env = {
+        **os.environ,
+        "MILO_MODELS_DIR": str(models.resolve()),
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+    }  # local files only: a missing one fails at once
     children = []
     for name in (*SERVICES, "gateway"):
         grpc_port, metrics_port = PORTS[name]
@@ -100,8 +115,12 @@ def plan(models: Path, host: str, language: str | None, base_port: int) -> list[
             grpc_port = base_port + list(PORTS).index(name)
             metrics_port = grpc_port + 100
         prefix = f"MILO_{name.upper()}_"
-        child_env = {**env, f"{prefix}HOST": host, f"{prefix}PORT": str(grpc_port),
-                     f"{prefix}METRICS_PORT": str(metrics_port)}
+        child_env = {
+            **env,
+            f"{prefix}HOST": host,
+            f"{prefix}PORT": str(grpc_port),
+            f"{prefix}METRICS_PORT": str(metrics_port),
+        }
         children.append(Child(name, grpc_port, metrics_port, child_env))
     gateway = children[-1]
     for child in children[:-1]:
@@ -145,11 +164,17 @@ def stop_all(children: list[Child], grace: float = 15.0) -> None:
             child.proc.wait()
 
 
-def up(models: Path, host: str = "127.0.0.1", language: str | None = None,
-       base_port: int = 0, timeout: float = 300.0) -> int:
+def up(
+    models: Path,
+    host: str = "127.0.0.1",
+    language: str | None = None,
+    base_port: int = 0,
+    timeout: float = 300.0,
+) -> int:
     if not (models / "manifest.json").exists():
-        print(f"no models in {models}: run `milo models demo --dir {models}` first",
-              file=sys.stderr)
+        print(
+            f"no models in {models}: run `milo models demo --dir {models}` first", file=sys.stderr
+        )
         return 2
     forced, why = language_note(models)
     if language is None and forced:
@@ -176,15 +201,19 @@ def preflight_ok(models: Path, language: str | None, base_port: int) -> bool:
     from services.doctor.cli import diagnose
     from services.doctor.report import failed, format_report
 
-    findings = diagnose(models, language=language, load=False, base_port=base_port,
-                        network=False)  # plan() runs the stack in hub offline mode
+    findings = diagnose(
+        models, language=language, load=False, base_port=base_port, network=False
+    )  # plan() runs the stack in hub offline mode
     problems = failed(findings)
     for finding in findings:
         if finding.level == "warn":
             print(f"milo up: warning: {finding.subject}: {finding.message}", flush=True)
     if problems:
-        print(f"milo up: not starting, `milo doctor --models {models}` found:\n"
-              + format_report(problems), file=sys.stderr)
+        print(
+            f"milo up: not starting, `milo doctor --models {models}` found:\n"
+            + format_report(problems),
+            file=sys.stderr,
+        )
     return not problems
 
 
@@ -204,8 +233,9 @@ def _run(children: list[Child], timeout: float, stopping: threading.Event) -> in
     return 0
 
 
-def supervise(child: Child, now: float, stopping: threading.Event,
-              say: Callable[[str], None] | None = None) -> bool:
+def supervise(
+    child: Child, now: float, stopping: threading.Event, say: Callable[[str], None] | None = None
+) -> bool:
     """One look at a child: restart it when due, or handle its unexpected exit. False when
     the stack must stop (the gateway was given up on)."""
     say = say or _say
@@ -216,28 +246,36 @@ def supervise(child: Child, now: float, stopping: threading.Event,
             child.restart_at = None
             child.start()
             say(f"{child.name} restarted (pid {child.proc.pid})")  # type: ignore[union-attr]
-            threading.Thread(target=_announce_serving, args=(child, stopping, say),
-                             daemon=True).start()
+            threading.Thread(
+                target=_announce_serving, args=(child, stopping, say), daemon=True
+            ).start()
         return True
     lines = "\n".join(f"    {line}" for line in child.last_lines()) or "    (no output)"
-    say(f"{child.name} {exit_reason(child.proc.returncode)} unexpectedly; "  # type: ignore[union-attr]
-        f"its last lines:\n{lines}")
+    say(
+        f"{child.name} {exit_reason(child.proc.returncode)} unexpectedly; "  # type: ignore[union-attr]
+        f"its last lines:\n{lines}"
+    )
     wait = child.policy.on_exit(now)
     if wait is None:
         child.gave_up = True
         p = child.policy
-        say(f"{child.name} crashed {p.max_crashes} times within {p.window_s:g}s: giving up on "
-            "it" + ("; stopping the stack" if child.name == "gateway"
-                    else " (the other services keep serving; its stage fails until "
-                    "milo up is restarted)"))
+        say(
+            f"{child.name} crashed {p.max_crashes} times within {p.window_s:g}s: giving up on "
+            "it"
+            + (
+                "; stopping the stack"
+                if child.name == "gateway"
+                else " (the other services keep serving; its stage fails until "
+                "milo up is restarted)"
+            )
+        )
         return child.name != "gateway"
     child.restart_at = now + wait
     say(f"restarting {child.name} in {wait:g}s")
     return True
 
 
-def _announce_serving(child: Child, stopping: threading.Event,
-                      say: Callable[[str], None]) -> None:
+def _announce_serving(child: Child, stopping: threading.Event, say: Callable[[str], None]) -> None:
     try:
         wait_serving(child, time.monotonic() + 600, stopping)
     except (RuntimeError, TimeoutError, KeyboardInterrupt):
@@ -252,13 +290,19 @@ def _say(message: str) -> None:
 def _print_table(children: list[Child]) -> None:
     print("\nMilo is up. Every service is SERVING:", flush=True)
     for child in children:
-        print(f"  {child.name:<10} grpc {child.env[f'MILO_{child.name.upper()}_HOST']}:"
-              f"{child.port:<6} metrics :{child.metrics_port}/metrics", flush=True)
+        print(
+            f"  {child.name:<10} grpc {child.env[f'MILO_{child.name.upper()}_HOST']}:"
+            f"{child.port:<6} metrics :{child.metrics_port}/metrics",
+            flush=True,
+        )
     gateway = children[-1]
     http = gateway.env.get("MILO_GATEWAY_HTTP_PORT", "8080")
-    print(f"\nTalk to it:  milo converse --address 127.0.0.1:{gateway.port} --text 'Salama'\n"
-          f"Web page:    http://127.0.0.1:{http}/   (HTTP API docs at /docs)\n"
-          "Ctrl-C stops everything.", flush=True)
+    print(
+        f"\nTalk to it:  milo converse --address 127.0.0.1:{gateway.port} --text 'Salama'\n"
+        f"Web page:    http://127.0.0.1:{http}/   (HTTP API docs at /docs)\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
 
 
 def free_base_port() -> int:
@@ -269,8 +313,12 @@ def free_base_port() -> int:
 
 
 @contextmanager
-def local_stack(models: Path, language: str = "en", gateway_env: dict[str, str] | None = None,
-                timeout: float = 300.0) -> Iterator[dict[str, str]]:
+def local_stack(
+    models: Path,
+    language: str = "en",
+    gateway_env: dict[str, str] | None = None,
+    timeout: float = 300.0,
+) -> Iterator[dict[str, str]]:
     """The stack on free ports, quiet, for benchmarks: yields each one's host:port."""
     children = plan(models, "127.0.0.1", language, free_base_port())
     children[-1].env.update(gateway_env or {})

@@ -46,7 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="milo", description="Milo, a voice assistant for Malagasy")
+        prog="milo", description="Milo, a voice assistant for Malagasy"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run one service", add_help=False)
     serve.add_argument("service", choices=sorted(SERVICES))

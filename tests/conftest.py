@@ -28,8 +28,15 @@ from stack import DemoStack  # noqa: E402 (tests/ is on the path from here on)
 TIERS = ("tier1", "tier2", "tier3", "tier4")
 # What a test's code (or a fixture it uses) mentions, and the tier that makes it.
 _OWN_PROCESS = ("ServiceProcess", "subprocess.", "Popen(", "DemoStack(")
-_IN_PROCESS_SERVER = ("ServiceHost(", "grpc.aio.server(", "grpc.server(", "HTTPServer(",
-                      "uvicorn.", "start_fakes(", "serve(")
+_IN_PROCESS_SERVER = (
+    "ServiceHost(",
+    "grpc.aio.server(",
+    "grpc.server(",
+    "HTTPServer(",
+    "uvicorn.",
+    "start_fakes(",
+    "serve(",
+)
 
 
 @pytest.fixture(scope="session")

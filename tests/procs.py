@@ -77,8 +77,10 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [self.python, "-m", self.module, *self.args], env=self.env,
-                stdout=out, stderr=subprocess.STDOUT,
+                [self.python, "-m", self.module, *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + self.startup_timeout
         try:

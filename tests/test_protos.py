@@ -58,7 +58,13 @@ def test_every_service_has_describe_and_the_contract_names():
         (llm_pb2, "Llm"): {"Describe", "Chat"},
         (tts_pb2, "Tts"): {"Describe", "Synthesize"},
         (gateway_pb2, "Conversation"): {
-            "Describe", "Converse", "Transcribe", "Translate", "Chat", "Speak"},
+            "Describe",
+            "Converse",
+            "Transcribe",
+            "Translate",
+            "Chat",
+            "Speak",
+        },
     }
     for (module, name), methods in contract.items():
         service = module.DESCRIPTOR.services_by_name[name]

@@ -30,20 +30,38 @@ Native routes under `/v1`, OpenAI-compatible routes (`/v1/audio/transcriptions`,
 WebSocket conversation at `/v1/converse`, and `/healthz`, `/readyz`, `/metrics`. When the
 gateway has an API key, `/v1/*` needs `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
 # Documentation only: RequireKey checks the key before the body is read.
-_DOC_AUTH = [Depends(HTTPBearer(auto_error=False)),
-             Depends(APIKeyHeader(name="X-API-Key", auto_error=False))]
+_DOC_AUTH = [
+    Depends(HTTPBearer(auto_error=False)),
+    Depends(APIKeyHeader(name="X-API-Key", auto_error=False)),
+]
 
 
-def create_app(settings: GatewaySettings, core: GatewayCore,
-               board: StatusBoard | None = None, admission: Admission | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings,
+    core: GatewayCore,
+    board: StatusBoard | None = None,
+    admission: Admission | None = None,
+) -> FastAPI:
     """The bridge's app. `admission`: the gateway's one pool, shared with its gRPC side
     (by default a pool of its own, sized by the same settings)."""
-    app = FastAPI(title="Milo gateway", version=version(), description=_DESCRIPTION,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="Milo gateway",
+        version=version(),
+        description=_DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     key = ApiKey(settings.api_key.get_secret_value() if settings.api_key else None)
     admission = admission or Admission(settings.max_concurrency, settings.max_queue)
-    app.state.bridge = Bridge(settings, core, key, board or StatusBoard(settings, core.backends),
-                              admission, VoiceMap(core))
+    app.state.bridge = Bridge(
+        settings,
+        core,
+        key,
+        board or StatusBoard(settings, core.backends),
+        admission,
+        VoiceMap(core),
+    )
     errors.install(app)
     for router in (native.router, openai_routes.router):
         app.include_router(router, dependencies=_DOC_AUTH)
@@ -59,9 +77,12 @@ def create_app(settings: GatewaySettings, core: GatewayCore,
     app.add_middleware(Metrics)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-            expose_headers=["Retry-After", "X-Sample-Rate"])
+            expose_headers=["Retry-After", "X-Sample-Rate"],
+        )
     return app
 
 

@@ -47,8 +47,9 @@ def event_json(event: gw.ConverseResponse) -> tuple[dict[str, Any], bytes | None
         copy.CopyFrom(event)
         copy.audio.chunk.data = b""
         event = copy
-    body = json_format.MessageToDict(event, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    body = json_format.MessageToDict(
+        event, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     if data is not None:
         body["audio"]["chunk"].pop("data", None)
         body["audio"]["chunk"]["bytes"] = len(data)
@@ -59,14 +60,19 @@ def parse_request(text: str) -> gw.ConverseRequest:
     try:
         return json_format.Parse(text, gw.ConverseRequest())
     except json_format.ParseError as exc:
-        raise InvalidArgument(f"not a ConverseRequest in JSON ({exc}); expected e.g. "
-                              '{"text": {"text": "..."}} or {"control": {"action": '
-                              '"ACTION_BARGE_IN"}}') from exc
+        raise InvalidArgument(
+            f"not a ConverseRequest in JSON ({exc}); expected e.g. "
+            '{"text": {"text": "..."}} or {"control": {"action": '
+            '"ACTION_BARGE_IN"}}'
+        ) from exc
 
 
 def error_event(code: str, message: str) -> dict[str, Any]:
-    return {"event": "error", "turn_id": 0, "error": {
-        "stage": "STAGE_GATEWAY", "code": code, "message": message}}
+    return {
+        "event": "error",
+        "turn_id": 0,
+        "error": {"stage": "STAGE_GATEWAY", "code": code, "message": message},
+    }
 
 
 class Socket:

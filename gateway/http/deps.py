@@ -19,13 +19,21 @@ from services.runtime.errors import InvalidArgument
 
 # Documented on every model route, so /docs and schema-based testers know the error shapes.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"schema": {
-        "$ref": "#/components/schemas/ErrorBody"}}}}
+    code: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
     for code, text in (
-        (400, "bad input"), (401, "missing or wrong API key"), (413, "request too large"),
-        (415, "unsupported media type"), (422, "the body does not match the schema"),
+        (400, "bad input"),
+        (401, "missing or wrong API key"),
+        (413, "request too large"),
+        (415, "unsupported media type"),
+        (422, "the body does not match the schema"),
         (429, "a queue is full: retry after Retry-After seconds"),
-        (502, "a service failed"), (503, "a service is down"), (504, "a service timed out"))
+        (502, "a service failed"),
+        (503, "a service is down"),
+        (504, "a service timed out"),
+    )
 }
 
 
@@ -52,5 +60,6 @@ def core(request: Request) -> GatewayCore:
 def check_text(text: str, settings: GatewaySettings, name: str = "text") -> None:
     """Longer than the gateway's limit: 400 before any service is bothered."""
     if len(text) > settings.max_text_chars:
-        raise InvalidArgument(f"{name} has {len(text)} characters; the limit is "
-                              f"{settings.max_text_chars}")
+        raise InvalidArgument(
+            f"{name} has {len(text)} characters; the limit is {settings.max_text_chars}"
+        )

@@ -26,22 +26,47 @@ log = logging.getLogger(__name__)
 C = grpc.StatusCode
 
 STATUS = {
-    C.INVALID_ARGUMENT: 400, C.OUT_OF_RANGE: 400, C.FAILED_PRECONDITION: 400,
-    C.UNAUTHENTICATED: 401, C.PERMISSION_DENIED: 403, C.NOT_FOUND: 404,
-    C.ALREADY_EXISTS: 409, C.RESOURCE_EXHAUSTED: 429, C.CANCELLED: 503,
-    C.UNIMPLEMENTED: 501, C.UNAVAILABLE: 503, C.DEADLINE_EXCEEDED: 504,
+    C.INVALID_ARGUMENT: 400,
+    C.OUT_OF_RANGE: 400,
+    C.FAILED_PRECONDITION: 400,
+    C.UNAUTHENTICATED: 401,
+    C.PERMISSION_DENIED: 403,
+    C.NOT_FOUND: 404,
+    C.ALREADY_EXISTS: 409,
+    C.RESOURCE_EXHAUSTED: 429,
+    C.CANCELLED: 503,
+    C.UNIMPLEMENTED: 501,
+    C.UNAVAILABLE: 503,
+    C.DEADLINE_EXCEEDED: 504,
 }
 # A dependency that refuses the gateway's own key, or fails inside, is the gateway's
 # problem to report, not the caller's: 502.
-_UPSTREAM_STATUS = {C.UNAUTHENTICATED: 502, C.PERMISSION_DENIED: 502, C.INTERNAL: 502,
-                    C.UNKNOWN: 502, C.DATA_LOSS: 502}
-_OPENAI_TYPE = {400: "invalid_request_error", 401: "authentication_error",
-                404: "not_found_error", 413: "invalid_request_error",
-                415: "invalid_request_error", 422: "invalid_request_error",
-                429: "rate_limit_exceeded"}
-_CODE_NAME = {401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-              413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
-              422: "VALIDATION_ERROR", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+_UPSTREAM_STATUS = {
+    C.UNAUTHENTICATED: 502,
+    C.PERMISSION_DENIED: 502,
+    C.INTERNAL: 502,
+    C.UNKNOWN: 502,
+    C.DATA_LOSS: 502,
+}
+_OPENAI_TYPE = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+_CODE_NAME = {
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
 OPENAI_PREFIXES = ("/v1/audio/", "/v1/chat/completions", "/v1/models", "/v1/realtime")
 
 
@@ -60,21 +85,27 @@ def status_of(exc: MiloError) -> int:
     return STATUS.get(exc.code, 500)
 
 
-def error_body(path: str, status: int, code: str, message: str,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    path: str, status: int, code: str, message: str, param: str | None = None
+) -> dict[str, Any]:
     if path.startswith(OPENAI_PREFIXES):
         fallback = "server_error" if status >= 500 else "invalid_request_error"
         kind = _OPENAI_TYPE.get(status, fallback)
-        return {"error": {"message": message, "type": kind, "param": param,
-                          "code": code.lower()}}
+        return {"error": {"message": message, "type": kind, "param": param, "code": code.lower()}}
     return {"error": {"code": code, "message": message}}
 
 
-def error_response(path: str, status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None,
-                   param: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(path, status, code, message, param), status_code=status,
-                        headers=headers)
+def error_response(
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(path, status, code, message, param), status_code=status, headers=headers
+    )
 
 
 # Reasons (MiloError.reason) that OpenAI's API names, and the parameter at fault.
@@ -90,8 +121,9 @@ def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     if exc.reason in _REASON_PARAM and path.startswith(OPENAI_PREFIXES):
-        return error_response(path, status, exc.reason, exc.message, headers,
-                              param=_REASON_PARAM[exc.reason])
+        return error_response(
+            path, status, exc.reason, exc.message, headers, param=_REASON_PARAM[exc.reason]
+        )
     return error_response(path, status, exc.code.name, exc.message, headers)
 
 
@@ -127,11 +159,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _starlette(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODE_NAME.get(exc.status_code, "ERROR")
-        return error_response(request.url.path, exc.status_code, code, str(exc.detail),
-                              headers=getattr(exc, "headers", None))
+        return error_response(
+            request.url.path,
+            exc.status_code,
+            code,
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
-        return error_response(request.url.path, 500, "INTERNAL", "internal error; see the "
-                              "gateway's log")
+        return error_response(
+            request.url.path, 500, "INTERNAL", "internal error; see the gateway's log"
+        )

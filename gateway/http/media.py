@@ -22,26 +22,41 @@ from services.runtime.wav import streaming_wav_header
 
 # Declared types an upload may have; the STT service reads the data itself (WAV, FLAC,
 # Ogg, MP3, WebM, MP4 audio), so the list only keeps out what is plainly not audio.
-_AUDIO_TYPES = ("audio/", "video/webm", "video/ogg", "video/mp4", "application/octet-stream",
-                "application/ogg")
+_AUDIO_TYPES = (
+    "audio/",
+    "video/webm",
+    "video/ogg",
+    "video/mp4",
+    "application/octet-stream",
+    "application/ogg",
+)
 
 
 def check_upload_type(file: UploadFile) -> None:
     declared = (file.content_type or "").split(";")[0].strip().lower()
     if declared and not declared.startswith(_AUDIO_TYPES):
-        raise HttpError(415, f"the file is {declared}, not audio: send WAV, FLAC, Ogg, MP3 or "
-                        "WebM audio")
+        raise HttpError(
+            415, f"the file is {declared}, not audio: send WAV, FLAC, Ogg, MP3 or WebM audio"
+        )
 
 
-async def recognize_request(file: UploadFile, language: str | None, prompt: str | None,
-                            word_timestamps: bool | None = None,
-                            beam_size: int | None = None) -> stt_pb2.RecognizeRequest:
+async def recognize_request(
+    file: UploadFile,
+    language: str | None,
+    prompt: str | None,
+    word_timestamps: bool | None = None,
+    beam_size: int | None = None,
+) -> stt_pb2.RecognizeRequest:
     check_upload_type(file)
     data = await file.read()
     if not data:
         raise InvalidArgument("the file is empty: send an audio file in the `file` field")
-    config = stt_pb2.RecognitionConfig(language=language or None, initial_prompt=prompt or None,
-                                       word_timestamps=word_timestamps, beam_size=beam_size)
+    config = stt_pb2.RecognitionConfig(
+        language=language or None,
+        initial_prompt=prompt or None,
+        word_timestamps=word_timestamps,
+        beam_size=beam_size,
+    )
     return stt_pb2.RecognizeRequest(config=config, audio=data)
 
 
@@ -58,8 +73,9 @@ class Speech:
         return {"X-Sample-Rate": str(self.sample_rate_hz), "Cache-Control": "no-store"}
 
 
-async def start_speech(core: GatewayCore, request: tts_pb2.SynthesizeRequest,
-                       container: str) -> Speech:
+async def start_speech(
+    core: GatewayCore, request: tts_pb2.SynthesizeRequest, container: str
+) -> Speech:
     """Call TTS and wait for its format (errors before it raise here); `container` is
     'wav' (streamed WAV, sizes unknown), 'pcm' (raw s16le) or a key of encode.CODECS."""
     request.encoding = audio_pb2.AUDIO_ENCODING_PCM_S16LE

@@ -96,10 +96,11 @@ class BodyTimeout:
             nonlocal started
             if not started:
                 started = True
-                message = (f"the request body did not arrive: nothing for {self.timeout_s:g} "
-                           "s before the announced Content-Length was reached")
-                await _send_json(send, scope["path"], 408, "REQUEST_TIMEOUT", message,
-                                 close=True)
+                message = (
+                    f"the request body did not arrive: nothing for {self.timeout_s:g} "
+                    "s before the announced Content-Length was reached"
+                )
+                await _send_json(send, scope["path"], 408, "REQUEST_TIMEOUT", message, close=True)
 
         try:
             await self.app(scope, timed, sending)
@@ -203,11 +204,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_json(send: Send, path: str, status: int, code: str, message: str,
-                     close: bool = False) -> None:
+async def _send_json(
+    send: Send, path: str, status: int, code: str, message: str, close: bool = False
+) -> None:
     body: Any = json.dumps(error_body(path, status, code, message)).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -25,19 +25,34 @@ Core = Annotated[GatewayCore, Depends(core)]
 
 
 def transcription(reply: stt_pb2.RecognizeResponse) -> s.Transcription:
-    segments = [s.Segment(
-        text=seg.text, start_ms=seg.start_ms, end_ms=seg.end_ms, avg_logprob=seg.avg_logprob,
-        no_speech_prob=seg.no_speech_prob,
-        words=[s.Word(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms,
-                      probability=w.probability) for w in seg.words])
-        for seg in reply.segments]
-    return s.Transcription(text=reply.text, language=reply.language,
-                           duration_ms=reply.audio_duration_ms,
-                           processing_ms=reply.processing_ms, segments=segments)
+    segments = [
+        s.Segment(
+            text=seg.text,
+            start_ms=seg.start_ms,
+            end_ms=seg.end_ms,
+            avg_logprob=seg.avg_logprob,
+            no_speech_prob=seg.no_speech_prob,
+            words=[
+                s.Word(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms, probability=w.probability)
+                for w in seg.words
+            ],
+        )
+        for seg in reply.segments
+    ]
+    return s.Transcription(
+        text=reply.text,
+        language=reply.language,
+        duration_ms=reply.audio_duration_ms,
+        processing_ms=reply.processing_ms,
+        segments=segments,
+    )
 
 
-@router.post("/transcribe", response_model=s.Transcription,
-             summary="Transcribe an audio file (multipart `file`)")
+@router.post(
+    "/transcribe",
+    response_model=s.Transcription,
+    summary="Transcribe an audio file (multipart `file`)",
+)
 async def transcribe(
     core: Core,
     file: Annotated[UploadFile, File(description="WAV, FLAC, Ogg, MP3 or WebM audio")],
@@ -53,35 +68,57 @@ async def transcribe(
 @router.post("/translate", response_model=s.TranslateOut, summary="Translate a text")
 async def translate(body: s.TranslateIn, request: Request, core: Core) -> s.TranslateOut:
     check_text(body.text, bridge(request).settings)
-    reply = await core.translate(translate_pb2.TranslateRequest(
-        texts=[body.text], source_language=body.source, target_language=body.target,
-        beam_size=body.beam_size))
+    reply = await core.translate(
+        translate_pb2.TranslateRequest(
+            texts=[body.text],
+            source_language=body.source,
+            target_language=body.target,
+            beam_size=body.beam_size,
+        )
+    )
     out = reply.translations[0]
     return s.TranslateOut(
-        text=out.text, source=body.source, target=body.target,
-        source_model_code=reply.source_model_code, target_model_code=reply.target_model_code,
-        input_tokens=out.input_tokens, output_tokens=out.output_tokens,
-        truncated=out.truncated, processing_ms=reply.processing_ms)
+        text=out.text,
+        source=body.source,
+        target=body.target,
+        source_model_code=reply.source_model_code,
+        target_model_code=reply.target_model_code,
+        input_tokens=out.input_tokens,
+        output_tokens=out.output_tokens,
+        truncated=out.truncated,
+        processing_ms=reply.processing_ms,
+    )
 
 
 def chat_request(body: s.ChatIn) -> llm_pb2.ChatRequest:
     sampling = llm_pb2.SamplingOptions(
-        temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
-        repeat_penalty=body.repeat_penalty, max_tokens=body.max_tokens, stop=body.stop,
-        seed=body.seed)
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        repeat_penalty=body.repeat_penalty,
+        max_tokens=body.max_tokens,
+        stop=body.stop,
+        seed=body.seed,
+    )
     messages = [llm_pb2.Message(role=ROLES[m.role], content=m.content) for m in body.messages]
-    return llm_pb2.ChatRequest(messages=messages, sampling=sampling,
-                               allow_cloud=body.allow_cloud)
+    return llm_pb2.ChatRequest(messages=messages, sampling=sampling, allow_cloud=body.allow_cloud)
 
 
-_SSE_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "server-sent events: `delta` ({text}) events, then one `done` event "
-    "(finish_reason, usage, timings); a failure mid-stream is a last `error` event",
-    "content": {"text/event-stream": {"schema": SSE_EVENT}}}}
+_SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "server-sent events: `delta` ({text}) events, then one `done` event "
+        "(finish_reason, usage, timings); a failure mid-stream is a last `error` event",
+        "content": {"text/event-stream": {"schema": SSE_EVENT}},
+    }
+}
 
 
-@router.post("/chat", summary="Chat with the LLM, streamed as server-sent events",
-             response_class=StreamingResponse, responses=_SSE_DOC)
+@router.post(
+    "/chat",
+    summary="Chat with the LLM, streamed as server-sent events",
+    response_class=StreamingResponse,
+    responses=_SSE_DOC,
+)
 async def chat(body: s.ChatIn, request: Request, core: Core) -> StreamingResponse:
     for m in body.messages:
         check_text(m.content, bridge(request).settings, "a message")
@@ -93,31 +130,51 @@ async def chat(body: s.ChatIn, request: Request, core: Core) -> StreamingRespons
                 yield sse({"text": reply.delta.text}, "delta")
             else:
                 done = json_format.MessageToDict(
-                    reply.done, preserving_proto_field_name=True,
-                    always_print_fields_with_no_presence=True)
-                done["finish_reason"] = llm_pb2.FinishReason.Name(
-                    reply.done.finish_reason).removeprefix("FINISH_REASON_").lower()
+                    reply.done,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                )
+                done["finish_reason"] = (
+                    llm_pb2.FinishReason.Name(reply.done.finish_reason)
+                    .removeprefix("FINISH_REASON_")
+                    .lower()
+                )
                 yield sse(done, "done")
 
     path = request.url.path
-    return StreamingResponse(sse_guard(path, events(), lambda e: sse(e, "error")),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        sse_guard(path, events(), lambda e: sse(e, "error")),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
-_AUDIO_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "the speech, streamed as it is synthesized: a WAV file whose header says "
-    "'size unknown', or raw s16le PCM (its rate in X-Sample-Rate)",
-    "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}},
-                "audio/L16": {"schema": {"type": "string", "format": "binary"}}}}}
+_AUDIO_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the speech, streamed as it is synthesized: a WAV file whose header says "
+        "'size unknown', or raw s16le PCM (its rate in X-Sample-Rate)",
+        "content": {
+            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+            "audio/L16": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
-@router.post("/speak", summary="Speak a text (Malagasy); streamed audio",
-             response_class=StreamingResponse, responses=_AUDIO_DOC)
+@router.post(
+    "/speak",
+    summary="Speak a text (Malagasy); streamed audio",
+    response_class=StreamingResponse,
+    responses=_AUDIO_DOC,
+)
 async def speak(body: s.SpeakIn, request: Request, core: Core) -> StreamingResponse:
     check_text(body.text, bridge(request).settings)
     tts_request = tts_pb2.SynthesizeRequest(
-        text=body.text, voice=body.voice, speed=body.speed, sample_rate_hz=body.sample_rate_hz,
-        seed=body.seed)
+        text=body.text,
+        voice=body.voice,
+        speed=body.speed,
+        sample_rate_hz=body.sample_rate_hz,
+        seed=body.seed,
+    )
     speech = await start_speech(core, tts_request, body.format)
     return StreamingResponse(speech.body, media_type=speech.media_type, headers=speech.headers)

@@ -28,48 +28,94 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
 Core = Annotated[GatewayCore, Depends(core)]
 _FINISH = {llm_pb2.FINISH_REASON_LENGTH: "length"}
 _PCM_RATE = 24000  # OpenAI's pcm is 24 kHz s16le mono
-_TRANSCRIPTION_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "json: {text}; verbose_json: segments and words in seconds; text: plain; "
-    "srt and vtt: subtitles, one cue per segment",
-    "content": {
-        "application/json": {"schema": {"anyOf": [
-            {"$ref": "#/components/schemas/TranscriptionOut"},
-            {"$ref": "#/components/schemas/VerboseTranscription"}]}},
-        "text/plain": {"schema": {"type": "string"}},
-        "text/vtt": {"schema": {"type": "string"}}}}}
+_TRANSCRIPTION_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "json: {text}; verbose_json: segments and words in seconds; text: plain; "
+        "srt and vtt: subtitles, one cue per segment",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/TranscriptionOut"},
+                        {"$ref": "#/components/schemas/VerboseTranscription"},
+                    ]
+                }
+            },
+            "text/plain": {"schema": {"type": "string"}},
+            "text/vtt": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
-_SPEECH_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "the speech, streamed: mp3 (audio/mpeg), opus (audio/ogg), aac "
-    "(audio/aac), flac (audio/flac), wav (audio/wav) or pcm (s16le mono, 24 kHz)",
-    "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in (
-        "audio/mpeg", "audio/ogg", "audio/aac", "audio/flac", "audio/wav", "audio/L16")}}}
+_SPEECH_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the speech, streamed: mp3 (audio/mpeg), opus (audio/ogg), aac "
+        "(audio/aac), flac (audio/flac), wav (audio/wav) or pcm (s16le mono, 24 kHz)",
+        "content": {
+            t: {"schema": {"type": "string", "format": "binary"}}
+            for t in (
+                "audio/mpeg",
+                "audio/ogg",
+                "audio/aac",
+                "audio/flac",
+                "audio/wav",
+                "audio/L16",
+            )
+        },
+    }
+}
 
 
 def verbose(reply: stt_pb2.RecognizeResponse) -> o.VerboseTranscription:
-    segments = [o.VerboseSegment(
-        id=i, seek=0, start=seg.start_ms / 1000, end=seg.end_ms / 1000, text=seg.text,
-        tokens=[], temperature=0.0, avg_logprob=seg.avg_logprob, compression_ratio=0.0,
-        no_speech_prob=seg.no_speech_prob) for i, seg in enumerate(reply.segments)]
-    words = [o.VerboseWord(word=w.word, start=w.start_ms / 1000, end=w.end_ms / 1000)
-             for seg in reply.segments for w in seg.words]
-    return o.VerboseTranscription(language=reply.language, duration=reply.audio_duration_ms / 1000,
-                                  text=reply.text, segments=segments, words=words)
+    segments = [
+        o.VerboseSegment(
+            id=i,
+            seek=0,
+            start=seg.start_ms / 1000,
+            end=seg.end_ms / 1000,
+            text=seg.text,
+            tokens=[],
+            temperature=0.0,
+            avg_logprob=seg.avg_logprob,
+            compression_ratio=0.0,
+            no_speech_prob=seg.no_speech_prob,
+        )
+        for i, seg in enumerate(reply.segments)
+    ]
+    words = [
+        o.VerboseWord(word=w.word, start=w.start_ms / 1000, end=w.end_ms / 1000)
+        for seg in reply.segments
+        for w in seg.words
+    ]
+    return o.VerboseTranscription(
+        language=reply.language,
+        duration=reply.audio_duration_ms / 1000,
+        text=reply.text,
+        segments=segments,
+        words=words,
+    )
 
 
-@router.post("/audio/transcriptions", summary="OpenAI: transcribe audio",
-             responses=_TRANSCRIPTION_DOC, response_class=Response)
+@router.post(
+    "/audio/transcriptions",
+    summary="OpenAI: transcribe audio",
+    responses=_TRANSCRIPTION_DOC,
+    response_class=Response,
+)
 async def transcriptions(
     core: Core,
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form(max_length=200, description="any name")],
     language: Annotated[str | None, Form(pattern=r"^[a-z]{2,3}$")] = None,
     prompt: Annotated[str | None, Form(max_length=2000)] = None,
-    response_format: Annotated[Literal["json", "text", "verbose_json", "srt", "vtt"],
-                               Form()] = "json",
+    response_format: Annotated[
+        Literal["json", "text", "verbose_json", "srt", "vtt"], Form()
+    ] = "json",
     temperature: Annotated[float | None, Form(ge=0, le=1, description="ignored")] = None,
-    granularities: Annotated[list[Literal["word", "segment"]] | None,
-                             Form(alias="timestamp_granularities[]")] = None,
+    granularities: Annotated[
+        list[Literal["word", "segment"]] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
 ) -> Response:
     words = response_format == "verbose_json"
     request = await recognize_request(file, language, prompt, word_timestamps=words)
@@ -85,16 +131,23 @@ async def transcriptions(
     return JSONResponse(o.TranscriptionOut(text=reply.text).model_dump())
 
 
-@router.post("/audio/speech", summary="OpenAI: text to speech (streamed)",
-             response_class=StreamingResponse, responses=_SPEECH_DOC)
+@router.post(
+    "/audio/speech",
+    summary="OpenAI: text to speech (streamed)",
+    response_class=StreamingResponse,
+    responses=_SPEECH_DOC,
+)
 async def speech(body: o.SpeechIn, request: Request, core: Core) -> StreamingResponse:
     b = bridge(request)
     check_text(body.input, b.settings, "input")
     speed = None if body.speed is None else min(max(body.speed, o.MIN_SPEED), o.MAX_SPEED)
     fmt = body.response_format
     tts_request = tts_pb2.SynthesizeRequest(
-        text=body.input, voice=await b.voices.resolve(body.voice), speed=speed,
-        sample_rate_hz=None if fmt == "wav" else _PCM_RATE)
+        text=body.input,
+        voice=await b.voices.resolve(body.voice),
+        speed=speed,
+        sample_rate_hz=None if fmt == "wav" else _PCM_RATE,
+    )
     speech = await start_speech(core, tts_request, fmt)
     return StreamingResponse(speech.body, media_type=speech.media_type, headers=speech.headers)
 
@@ -104,27 +157,42 @@ def llm_request(body: o.ChatCompletionIn, max_chars: int) -> llm_pb2.ChatRequest
     for m in body.messages:
         text = m.text()
         if len(text) > max_chars:  # past the gateway's text limit: no model context holds it
-            raise ContextLengthExceeded(f"a message has {len(text)} characters; the gateway "
-                                        f"takes at most {max_chars} per message")
+            raise ContextLengthExceeded(
+                f"a message has {len(text)} characters; the gateway "
+                f"takes at most {max_chars} per message"
+            )
         messages.append(llm_pb2.Message(role=ROLES[m.role], content=text))
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stop) > 4:
         raise InvalidArgument("stop takes at most 4 sequences")
     sampling = llm_pb2.SamplingOptions(
-        temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop,
-        max_tokens=body.max_completion_tokens or body.max_tokens)
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+    )
     return llm_pb2.ChatRequest(messages=messages, sampling=sampling)
 
 
-_COMPLETION_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "a chat.completion, or with stream=true server-sent chat.completion.chunk "
-    "events ending with `data: [DONE]`",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-                "text/event-stream": {"schema": SSE_EVENT}}}}
+_COMPLETION_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "a chat.completion, or with stream=true server-sent chat.completion.chunk "
+        "events ending with `data: [DONE]`",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+            "text/event-stream": {"schema": SSE_EVENT},
+        },
+    }
+}
 
 
-@router.post("/chat/completions", summary="OpenAI: chat completion (streaming or not)",
-             response_class=Response, responses=_COMPLETION_DOC)
+@router.post(
+    "/chat/completions",
+    summary="OpenAI: chat completion (streaming or not)",
+    response_class=Response,
+    responses=_COMPLETION_DOC,
+)
 async def chat_completions(body: o.ChatCompletionIn, request: Request, core: Core) -> Response:
     settings = bridge(request).settings
     llm = llm_request(body, settings.max_text_chars)
@@ -135,12 +203,15 @@ async def chat_completions(body: o.ChatCompletionIn, request: Request, core: Cor
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     chunks = _chunks(stream, ident, created, body.model, include_usage)
     return StreamingResponse(
-        sse_guard(request.url.path, chunks, sse), media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        sse_guard(request.url.path, chunks, sse),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
-async def _complete(stream: AsyncIterator[llm_pb2.ChatResponse], ident: str, created: int,
-                    model: str) -> dict[str, Any]:
+async def _complete(
+    stream: AsyncIterator[llm_pb2.ChatResponse], ident: str, created: int, model: str
+) -> dict[str, Any]:
     parts: list[str] = []
     done = llm_pb2.ChatDone()
     async for reply in stream:
@@ -149,22 +220,40 @@ async def _complete(stream: AsyncIterator[llm_pb2.ChatResponse], ident: str, cre
         else:
             done = reply.done
     message = o.ResponseMessage(content="".join(parts))
-    choice = o.Choice(index=0, message=message,
-                      finish_reason=_FINISH.get(done.finish_reason, "stop"))  # type: ignore[arg-type]
+    choice = o.Choice(
+        index=0, message=message, finish_reason=_FINISH.get(done.finish_reason, "stop")
+    )  # type: ignore[arg-type]
     return o.ChatCompletion(
-        id=ident, created=created, model=done.model_id or model, choices=[choice],
+        id=ident,
+        created=created,
+        model=done.model_id or model,
+        choices=[choice],
         usage=o.Usage(**o.usage(done.usage.prompt_tokens, done.usage.completion_tokens)),
     ).model_dump()
 
 
-async def _chunks(stream: AsyncIterator[llm_pb2.ChatResponse], ident: str, created: int,
-                  model: str, include_usage: bool) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None = None,
-              usage: dict[str, Any] | None = None) -> bytes:
-        choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish,
-                                     "logprobs": None}]
-        body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk",
-                                "created": created, "model": model, "choices": choices}
+async def _chunks(
+    stream: AsyncIterator[llm_pb2.ChatResponse],
+    ident: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None
+    ) -> bytes:
+        choices = (
+            []
+            if usage
+            else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        )
+        body: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+        }
         if include_usage:
             body["usage"] = usage
         return sse(body)
@@ -177,8 +266,9 @@ async def _chunks(stream: AsyncIterator[llm_pb2.ChatResponse], ident: str, creat
             done = reply.done
             yield chunk({}, _FINISH.get(done.finish_reason, "stop"))
             if include_usage:
-                yield chunk({}, usage=o.usage(done.usage.prompt_tokens,
-                                              done.usage.completion_tokens))
+                yield chunk(
+                    {}, usage=o.usage(done.usage.prompt_tokens, done.usage.completion_tokens)
+                )
     yield sse("[DONE]")
 
 
@@ -186,6 +276,7 @@ async def _chunks(stream: AsyncIterator[llm_pb2.ChatResponse], ident: str, creat
 async def models(request: Request) -> o.ModelList:
     deps = bridge(request).core.backends.deps.values()
     now = int(time.time())
-    cards = [o.ModelCard(id=d.model_id or d.name, created=now, owned_by=f"milo-{d.name}")
-             for d in deps]
+    cards = [
+        o.ModelCard(id=d.model_id or d.name, created=now, owned_by=f"milo-{d.name}") for d in deps
+    ]
     return o.ModelList(data=cards)

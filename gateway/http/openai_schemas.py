@@ -10,8 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.runtime.errors import InvalidArgument
 
 # OpenAI's stock voice names, in a fixed order: voices.py maps them onto the TTS model's.
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
-                 "shimmer", "verse", "marin", "cedar")
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 # Milo's TTS speaks at 0.5x to 2x; OpenAI takes 0.25 to 4.0: the rest is clamped.
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
@@ -25,15 +38,24 @@ class SpeechIn(BaseModel):
 
     model: str = Field(max_length=200, examples=["milo-tts"], description="any name")
     input: str = Field(min_length=1, max_length=100_000, examples=["Manao ahoana ianao?"])
-    voice: str = Field(max_length=100, examples=["alloy"],
-                       description="a voice of the TTS model, 'default', or any OpenAI voice "
-                       "name (mapped onto the model's voices, see the README)")
+    voice: str = Field(
+        max_length=100,
+        examples=["alloy"],
+        description="a voice of the TTS model, 'default', or any OpenAI voice "
+        "name (mapped onto the model's voices, see the README)",
+    )
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
-        "mp3", description="mp3 (default, as OpenAI's), opus (in Ogg), aac (ADTS), flac, "
-        "wav (streamed) or pcm (raw s16le, 24 kHz mono as OpenAI's); all streamed")
+        "mp3",
+        description="mp3 (default, as OpenAI's), opus (in Ogg), aac (ADTS), flac, "
+        "wav (streamed) or pcm (raw s16le, 24 kHz mono as OpenAI's); all streamed",
+    )
     speed: float | None = Field(
-        None, ge=0.25, le=4.0, description="1.0 is normal; OpenAI's range 0.25 to 4.0 is "
-        f"accepted and clamped to what the TTS does, {MIN_SPEED} to {MAX_SPEED}")
+        None,
+        ge=0.25,
+        le=4.0,
+        description="1.0 is normal; OpenAI's range 0.25 to 4.0 is "
+        f"accepted and clamped to what the TTS does, {MIN_SPEED} to {MAX_SPEED}",
+    )
     instructions: str | None = Field(None, max_length=10_000, description="ignored")
 
 
@@ -61,8 +83,10 @@ class ChatMessageIn(BaseModel):
         for part in self.content:
             if part.type != "text":
                 what = "images are" if part.type == "image_url" else f"{part.type} parts are"
-                raise InvalidArgument(f"{what} not supported: Milo's language model reads "
-                                      "text only; send the content as text parts")
+                raise InvalidArgument(
+                    f"{what} not supported: Milo's language model reads "
+                    "text only; send the content as text parts"
+                )
         return "".join(part.text or "" for part in self.content)
 
 
@@ -77,8 +101,10 @@ class ChatCompletionIn(BaseModel):
 
     model: str = Field(max_length=200, examples=["milo"])
     messages: list[ChatMessageIn] = Field(
-        min_length=1, max_length=MAX_MESSAGES,
-        description="the oldest turns are dropped to fit the model's context, as gRPC Chat does")
+        min_length=1,
+        max_length=MAX_MESSAGES,
+        description="the oldest turns are dropped to fit the model's context, as gRPC Chat does",
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -163,5 +189,8 @@ class ModelList(BaseModel):
 
 
 def usage(prompt: int, completion: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

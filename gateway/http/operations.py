@@ -14,9 +14,12 @@ from gateway.http import schemas as s
 from gateway.http.deps import bridge
 
 router = APIRouter(tags=["operations"])
-_NOT_READY: dict[int | str, dict[str, Any]] = {503: {
-    "description": "some service is not SERVING; the body names them",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotReady"}}}}}
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "some service is not SERVING; the body names them",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotReady"}}},
+    }
+}
 
 
 @router.get("/healthz", response_model=s.Health, summary="The gateway process is up")
@@ -24,22 +27,35 @@ async def healthz() -> s.Health:
     return s.Health(status="ok")
 
 
-@router.get("/readyz", response_model=s.Readiness, responses=_NOT_READY,
-            summary="Ready when every service is SERVING, else 503 naming those that are not")
+@router.get(
+    "/readyz",
+    response_model=s.Readiness,
+    responses=_NOT_READY,
+    summary="Ready when every service is SERVING, else 503 naming those that are not",
+)
 async def readyz(request: Request) -> Any:
     statuses = bridge(request).core.backends.statuses()
     down = [name for name, status in statuses.items() if status != "SERVING"]
     if not down:
         return s.Readiness(ready=True, services=statuses)
     message = "not ready: " + ", ".join(f"{n} is {statuses[n]}" for n in down)
-    body = s.NotReady(ready=False, services=statuses, not_ready=down,
-                    error=s.ErrorDetail(code="UNAVAILABLE", message=message))
+    body = s.NotReady(
+        ready=False,
+        services=statuses,
+        not_ready=down,
+        error=s.ErrorDetail(code="UNAVAILABLE", message=message),
+    )
     return JSONResponse(body.model_dump(), status_code=503)
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics of the gateway",
-            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {
-                "schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics of the gateway",
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+    },
+)
 async def prometheus_metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
@@ -48,13 +64,15 @@ def _auth(request: Request) -> None:
     bridge(request).api_key.check(request)
 
 
-@router.get("/v1/status", dependencies=[Depends(_auth)],
-            summary="Each service's health, model, recent latencies, queue depth, GPU memory")
+@router.get(
+    "/v1/status",
+    dependencies=[Depends(_auth)],
+    summary="Each service's health, model, recent latencies, queue depth, GPU memory",
+)
 async def status(request: Request) -> dict[str, Any]:
     b = bridge(request)
     board = await b.board.snapshot()
-    return {"version": version(), "auth": b.api_key.enabled, **board,
-            "sessions": _sessions()}
+    return {"version": version(), "auth": b.api_key.enabled, **board, "sessions": _sessions()}
 
 
 def _sessions() -> float:

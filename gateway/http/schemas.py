@@ -6,8 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LanguageCode = Field(pattern=r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$", examples=["mg"],
-                     description="ISO 639-1 ('mg', 'fr', 'en') or the model's code ('plt_Latn')")
+LanguageCode = Field(
+    pattern=r"^[a-z]{2,3}(_[A-Z][a-z]{3})?$",
+    examples=["mg"],
+    description="ISO 639-1 ('mg', 'fr', 'en') or the model's code ('plt_Latn')",
+)
 
 
 class Word(BaseModel):
@@ -87,7 +90,8 @@ class SpeakIn(BaseModel):
     sample_rate_hz: int | None = Field(None, ge=8000, le=48000, description="default: model's")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     format: Literal["wav", "pcm"] = Field(
-        "wav", description="wav: a streamed WAV file; pcm: raw s16le mono")
+        "wav", description="wav: a streamed WAV file; pcm: raw s16le mono"
+    )
 
 
 class ErrorDetail(BaseModel):

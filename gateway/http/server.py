@@ -21,10 +21,17 @@ log = logging.getLogger(__name__)
 
 class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int, grace_s: float) -> None:
-        self.config = uvicorn.Config(app, host=host, port=port, log_config=None,
-                                     access_log=False, lifespan="off", ws="auto",
-                                     timeout_graceful_shutdown=max(1, int(grace_s)),
-                                     server_header=False)
+        self.config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="auto",
+            timeout_graceful_shutdown=max(1, int(grace_s)),
+            server_header=False,
+        )
         self.server = uvicorn.Server(self.config)
         self.host, self.port = host, port
         self.started: concurrent.futures.Future[int] = concurrent.futures.Future()
@@ -45,11 +52,15 @@ class HttpServer:
             self.server.lifespan = self.config.lifespan_class(self.config)
             await self.server.startup(sockets=[self._socket])
         except Exception as exc:
-            self.started.set_exception(OSError(f"HTTP bridge could not start on "
-                                               f"{self.host}:{self.port}: {exc}"))
+            self.started.set_exception(
+                OSError(f"HTTP bridge could not start on {self.host}:{self.port}: {exc}")
+            )
             return
-        log.info("http bridge serving on http://%s:%d (web page at /, API docs at /docs)",
-                 self.host, self.port)
+        log.info(
+            "http bridge serving on http://%s:%d (web page at /, API docs at /docs)",
+            self.host,
+            self.port,
+        )
         self.started.set_result(self.port)
         await self.server.main_loop()
         await self.server.shutdown(sockets=[self._socket])

@@ -68,18 +68,24 @@ def recent_ms(now: Sample, then: Sample | None) -> dict[str, dict[str, float | N
             continue
         past_total, past_count = then.sums.get(key, (0.0, 0.0)) if then else (0.0, 0.0)
         recent = count - past_count
-        out[key] = {"recent_mean_ms": (total - past_total) / recent * 1000 if recent else None,
-                    "recent_count": recent, "mean_ms": total / count * 1000, "count": count}
+        out[key] = {
+            "recent_mean_ms": (total - past_total) / recent * 1000 if recent else None,
+            "recent_count": recent,
+            "mean_ms": total / count * 1000,
+            "count": count,
+        }
     return out
 
 
 class StatusBoard:
-    def __init__(self, settings: GatewaySettings, backends: Backends,
-                 window_s: float = 60.0) -> None:
+    def __init__(
+        self, settings: GatewaySettings, backends: Backends, window_s: float = 60.0
+    ) -> None:
         self.backends, self.window_s = backends, window_s
         self.addresses = {name: settings.metrics_address(name) for name in backends.deps}
         self._history: dict[str, collections.deque[Sample]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=256))
+            lambda: collections.deque(maxlen=256)
+        )
 
     async def snapshot(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=1.5) as client:
@@ -89,8 +95,13 @@ class StatusBoard:
 
     async def _service(self, client: httpx.AsyncClient, name: str) -> dict[str, Any]:
         dep = self.backends.deps[name]
-        out: dict[str, Any] = {"name": name, "address": dep.address, "status": dep.status,
-                               "model_id": dep.model_id, "metrics": None}
+        out: dict[str, Any] = {
+            "name": name,
+            "address": dep.address,
+            "status": dep.status,
+            "model_id": dep.model_id,
+            "metrics": None,
+        }
         url = f"http://{self.addresses[name]}/metrics"
         try:
             reply = await client.get(url)

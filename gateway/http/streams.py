@@ -14,8 +14,15 @@ from services.runtime.errors import MiloError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How one server-sent event is documented: `data` is JSON text (or `[DONE]`).
-SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
-    "event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}}}
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+    },
+}
 
 
 async def prime(stream: AsyncIterator[T]) -> tuple[T | None, AsyncIterator[T]]:
@@ -40,8 +47,9 @@ def sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {text}\n\n".encode()
 
 
-async def sse_guard(path: str, stream: AsyncIterator[bytes],
-                    error_event: Callable[[dict[str, Any]], bytes]) -> AsyncIterator[bytes]:
+async def sse_guard(
+    path: str, stream: AsyncIterator[bytes], error_event: Callable[[dict[str, Any]], bytes]
+) -> AsyncIterator[bytes]:
     """A failure after the response started is sent as a last SSE event."""
     try:
         async for chunk in stream:

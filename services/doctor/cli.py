@@ -27,26 +27,44 @@ from services.models.layout import COMPONENTS, Component, default_models_dir, re
 def add_commands(subparsers: Any) -> None:
     """Register `milo doctor` on the main CLI."""
     parser = subparsers.add_parser(
-        "doctor", help="check models, GPU, ports and offline mode before starting Milo",
+        "doctor",
+        help="check models, GPU, ports and offline mode before starting Milo",
         description="Check that every model folder is complete and loadable, that the GPU "
         "fits the models, that the ports are free and that nothing needs the network. Says "
-        "what is wrong and what to run; exits 1 when something would fail.")
-    parser.add_argument("--models", type=Path, default=None,
-                        help="models folder (default: $MILO_MODELS_DIR or ./models)")
-    parser.add_argument("--only", nargs="+", choices=COMPONENTS, default=list(COMPONENTS),
-                        help="check only these models (a container checks its own)")
-    parser.add_argument("--language", help="STT language (default: $MILO_STT_LANGUAGE, else mg, "
-                        "or en on an English-only demo set as milo up does)")
-    parser.add_argument("--no-load", action="store_true",
-                        help="skip loading each model with its engine (quick checks only)")
+        "what is wrong and what to run; exits 1 when something would fail.",
+    )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="models folder (default: $MILO_MODELS_DIR or ./models)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=COMPONENTS,
+        default=list(COMPONENTS),
+        help="check only these models (a container checks its own)",
+    )
+    parser.add_argument(
+        "--language",
+        help="STT language (default: $MILO_STT_LANGUAGE, else mg, "
+        "or en on an English-only demo set as milo up does)",
+    )
+    parser.add_argument(
+        "--no-load",
+        action="store_true",
+        help="skip loading each model with its engine (quick checks only)",
+    )
     parser.add_argument("--no-ports", action="store_true", help="skip the free-port check")
     parser.add_argument("--base-port", type=int, default=0, help="as for milo up")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_doctor)
 
 
-def stt_language(root: Path, explicit: str | None = None,
-                 env: Mapping[str, str] | None = None) -> str:
+def stt_language(
+    root: Path, explicit: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
     """The language STT will be asked for: the flag, MILO_STT_LANGUAGE, else `en` on an
     English-only set (as `milo up` chooses), else `mg`."""
     env = os.environ if env is None else env
@@ -58,12 +76,20 @@ def stt_language(root: Path, explicit: str | None = None,
     return "en" if languages == ["en"] else "mg"
 
 
-def diagnose(root: Path, *, only: Sequence[Component] = COMPONENTS, language: str | None = None,
-             load: bool = True, ports: bool = True, base_port: int = 0,
-             network: bool = True) -> list[Finding]:
+def diagnose(
+    root: Path,
+    *,
+    only: Sequence[Component] = COMPONENTS,
+    language: str | None = None,
+    load: bool = True,
+    ports: bool = True,
+    base_port: int = 0,
+    network: bool = True,
+) -> list[Finding]:
     """Every check, in the order a person fixes them: models, GPU, ports, network."""
-    findings = check_models(root, stt_language=stt_language(root, language), load=load,
-                            only=tuple(only))
+    findings = check_models(
+        root, stt_language=stt_language(root, language), load=load, only=tuple(only)
+    )
     findings += check_gpu(root, only=tuple(only))
     if ports:
         findings += check_ports(planned_ports(base_port))
@@ -74,8 +100,14 @@ def diagnose(root: Path, *, only: Sequence[Component] = COMPONENTS, language: st
 
 def run_doctor(args: argparse.Namespace) -> int:
     root: Path = args.models or default_models_dir()
-    findings = diagnose(root, only=args.only, language=args.language, load=not args.no_load,
-                        ports=not args.no_ports, base_port=args.base_port)
+    findings = diagnose(
+        root,
+        only=args.only,
+        language=args.language,
+        load=not args.no_load,
+        ports=not args.no_ports,
+        base_port=args.base_port,
+    )
     if args.json:
         print(json.dumps(report_json(findings), ensure_ascii=False, indent=2))
     else:

@@ -35,8 +35,13 @@ NLLB_CODES = ("plt_Latn", "fra_Latn")
 FIX_FETCH = "milo models fetch --only {c} --dir {root}  (or `milo models demo` for the demo set)"
 
 
-def check_models(root: Path, *, stt_language: str, load: bool = False,
-                 only: tuple[Component, ...] = ("stt", "translate", "llm", "tts")) -> list[Finding]:
+def check_models(
+    root: Path,
+    *,
+    stt_language: str,
+    load: bool = False,
+    only: tuple[Component, ...] = ("stt", "translate", "llm", "tts"),
+) -> list[Finding]:
     """Every component's findings, in order stt, translate, llm, tts."""
     layout = Layout(root)
     checks: dict[Component, Callable[[], list[Finding]]] = {
@@ -66,16 +71,22 @@ def _json(path: Path, component: str) -> tuple[Any, Finding | None]:
     try:
         return json.loads(path.read_text(encoding="utf-8")), None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return None, fail(component, f"{path} is not readable JSON ({exc})",
-                          f"re-create it: {FIX_FETCH.format(c=component, root=path.parent.parent)}")
+        return None, fail(
+            component,
+            f"{path} is not readable JSON ({exc})",
+            f"re-create it: {FIX_FETCH.format(c=component, root=path.parent.parent)}",
+        )
 
 
 def _load(component: str, what: str, opener: Callable[[], object]) -> Finding:
     try:
         opener()
     except Exception as exc:  # any engine error means the service would not start
-        return fail(component, f"{what} does not load: {type(exc).__name__}: {exc}",
-                    "the file is damaged or incomplete: fetch or convert it again")
+        return fail(
+            component,
+            f"{what} does not load: {type(exc).__name__}: {exc}",
+            "the file is damaged or incomplete: fetch or convert it again",
+        )
     return ok(component, f"{what} loads")
 
 
@@ -107,6 +118,7 @@ def preflight(component: Component, path: Path) -> None:
 
 # --- stt ------------------------------------------------------------------------------
 
+
 def whisper_languages() -> frozenset[str]:
     """Whisper's language codes (faster-whisper's tokenizer list)."""
     from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -128,15 +140,24 @@ def check_stt(folder: Path, language: str | None, load: bool) -> list[Finding]:
     tokens = _added_tokens(tokenizer)
     size = _vocabulary_size(folder)
     if size is None:
-        return [fail("stt", f"{folder} lacks a readable vocabulary.json/vocabulary.txt",
-                     FIX_FETCH.format(c="stt", root=root))]
+        return [
+            fail(
+                "stt",
+                f"{folder} lacks a readable vocabulary.json/vocabulary.txt",
+                FIX_FETCH.format(c="stt", root=root),
+            )
+        ]
     multilingual = size >= MULTILINGUAL_VOCABULARY
     if not (folder / "preprocessor_config.json").is_file():
-        findings.append(warn(
-            "stt", "no preprocessor_config.json: faster-whisper assumes 80 mel bins, right for "
-            "tiny to medium and wrong for large-v3 (128)",
-            "copy preprocessor_config.json from the base model (`milo models convert stt "
-            "CHECKPOINT --base openai/whisper-medium` does)"))
+        findings.append(
+            warn(
+                "stt",
+                "no preprocessor_config.json: faster-whisper assumes 80 mel bins, right for "
+                "tiny to medium and wrong for large-v3 (128)",
+                "copy preprocessor_config.json from the base model (`milo models convert stt "
+                "CHECKPOINT --base openai/whisper-medium` does)",
+            )
+        )
     if language is not None:
         findings.append(_stt_language(language, multilingual, tokens))
     if load:
@@ -163,30 +184,48 @@ def _vocabulary_size(folder: Path) -> int | None:
 def _added_tokens(tokenizer: Any) -> frozenset[str]:
     added = tokenizer.get("added_tokens", []) if isinstance(tokenizer, dict) else []
     vocab = tokenizer.get("model", {}).get("vocab", {}) if isinstance(tokenizer, dict) else {}
-    return frozenset([t.get("content", "") for t in added if isinstance(t, dict)]
-                     + [t for t in vocab if isinstance(t, str) and t.startswith("<|")])
+    return frozenset(
+        [t.get("content", "") for t in added if isinstance(t, dict)]
+        + [t for t in vocab if isinstance(t, str) and t.startswith("<|")]
+    )
 
 
 def _stt_language(language: str, multilingual: bool, tokens: frozenset[str]) -> Finding:
     known = whisper_languages()
     if language == "auto":
-        return ok("stt", "Whisper detects the language of each utterance (language auto)"
-                  if multilingual else "English-only Whisper: language auto means 'en'")
+        return ok(
+            "stt",
+            "Whisper detects the language of each utterance (language auto)"
+            if multilingual
+            else "English-only Whisper: language auto means 'en'",
+        )
     if language not in known:
-        return fail("stt", f"MILO_STT_LANGUAGE={language!r} is not a Whisper language code",
-                    "set MILO_STT_LANGUAGE to an ISO 639-1 code Whisper knows: mg (Malagasy), "
-                    "fr, en ...")
+        return fail(
+            "stt",
+            f"MILO_STT_LANGUAGE={language!r} is not a Whisper language code",
+            "set MILO_STT_LANGUAGE to an ISO 639-1 code Whisper knows: mg (Malagasy), fr, en ...",
+        )
     if not multilingual and language != "en":
-        return fail("stt", f"the Whisper model is English-only (no <|{language}|> token) but the "
-                    f"language is {language!r}: speech would be transcribed as English",
-                    "use a multilingual Whisper fine-tuned for Malagasy (milo models fetch "
-                    "--only stt), or MILO_STT_LANGUAGE=en on the demo set")
+        return fail(
+            "stt",
+            f"the Whisper model is English-only (no <|{language}|> token) but the "
+            f"language is {language!r}: speech would be transcribed as English",
+            "use a multilingual Whisper fine-tuned for Malagasy (milo models fetch "
+            "--only stt), or MILO_STT_LANGUAGE=en on the demo set",
+        )
     if multilingual and f"<|{language}|>" not in tokens:
-        return fail("stt", f"the tokenizer has no <|{language}|> token",
-                    "take tokenizer.json from the base model (openai/whisper-*)")
+        return fail(
+            "stt",
+            f"the tokenizer has no <|{language}|> token",
+            "take tokenizer.json from the base model (openai/whisper-*)",
+        )
     kind = "multilingual" if multilingual else "English-only"
-    return ok("stt", f"{kind} Whisper with the <|{language}|> language token"
-              if multilingual else f"{kind} Whisper, language 'en'")
+    return ok(
+        "stt",
+        f"{kind} Whisper with the <|{language}|> language token"
+        if multilingual
+        else f"{kind} Whisper, language 'en'",
+    )
 
 
 def _open_whisper(folder: Path) -> None:
@@ -196,6 +235,7 @@ def _open_whisper(folder: Path) -> None:
 
 
 # --- translate ------------------------------------------------------------------------
+
 
 def check_translate(folder: Path, load: bool) -> list[Finding]:
     """Files, the SentencePiece model, the NLLB language codes, and optionally a load."""
@@ -210,23 +250,39 @@ def check_translate(folder: Path, load: bool) -> list[Finding]:
         sentencepiece.SentencePieceProcessor(model_file=str(folder / SPM_FILE))
         findings.append(ok("translate", f"{SPM_FILE} loads"))
     except Exception as exc:  # sentencepiece raises OSError/RuntimeError on a bad file
-        findings.append(fail("translate", f"{folder / SPM_FILE} does not load ({exc})",
-                             FIX_FETCH.format(c="translate", root=root)))
+        findings.append(
+            fail(
+                "translate",
+                f"{folder / SPM_FILE} does not load ({exc})",
+                FIX_FETCH.format(c="translate", root=root),
+            )
+        )
     vocabulary = _ct2_vocabulary(folder)
     if vocabulary is None:
-        findings.append(fail("translate", f"{folder} has no shared_vocabulary.json/.txt",
-                             FIX_FETCH.format(c="translate", root=root)))
+        findings.append(
+            fail(
+                "translate",
+                f"{folder} has no shared_vocabulary.json/.txt",
+                FIX_FETCH.format(c="translate", root=root),
+            )
+        )
     else:
         absent = [code for code in NLLB_CODES if code not in vocabulary]
         if absent:
-            findings.append(fail(
-                "translate", f"the vocabulary lacks {', '.join(absent)}: not an NLLB-200 model "
-                "that knows Malagasy and French", "use facebook/nllb-200-distilled-600M"))
+            findings.append(
+                fail(
+                    "translate",
+                    f"the vocabulary lacks {', '.join(absent)}: not an NLLB-200 model "
+                    "that knows Malagasy and French",
+                    "use facebook/nllb-200-distilled-600M",
+                )
+            )
         else:
             findings.append(ok("translate", "NLLB vocabulary holds plt_Latn and fra_Latn"))
     if load:
-        findings.append(_load("translate", f"CTranslate2 model in {folder}",
-                              lambda: _open_translator(folder)))
+        findings.append(
+            _load("translate", f"CTranslate2 model in {folder}", lambda: _open_translator(folder))
+        )
     return findings
 
 
@@ -250,6 +306,7 @@ def _open_translator(folder: Path) -> None:
 
 # --- llm ------------------------------------------------------------------------------
 
+
 def check_llm(path: Path, load: bool) -> list[Finding]:
     """The GGUF's header, chat template and system role; optionally a vocabulary-only load.
     `path`: the GGUF file (or the folder holding model.gguf)."""
@@ -262,21 +319,36 @@ def check_llm(path: Path, load: bool) -> list[Finding]:
     try:
         metadata = gguf_metadata(path)
     except Exception as exc:  # gguf raises ValueError/struct.error/... on a damaged file
-        return [fail("llm", f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})",
-                     FIX_FETCH.format(c="llm", root=root))]
+        return [
+            fail(
+                "llm",
+                f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})",
+                FIX_FETCH.format(c="llm", root=root),
+            )
+        ]
     template = metadata.get("tokenizer.chat_template")
     if not isinstance(template, str) or not template.strip():
-        return [fail("llm", f"{path} has no chat template (tokenizer.chat_template): the LLM "
-                     "service cannot format a conversation and refuses to start",
-                     "use an instruct GGUF with its template (e.g. Mistral-7B-Instruct-v0.3 "
-                     "Q4_K_M: milo models fetch --only llm)")]
+        return [
+            fail(
+                "llm",
+                f"{path} has no chat template (tokenizer.chat_template): the LLM "
+                "service cannot format a conversation and refuses to start",
+                "use an instruct GGUF with its template (e.g. Mistral-7B-Instruct-v0.3 "
+                "Q4_K_M: milo models fetch --only llm)",
+            )
+        ]
     findings = [ok("llm", f"GGUF {metadata.get('general.name', path.name)} with a chat template")]
     if template_takes_system(template):
         findings.append(ok("llm", "the chat template takes a system role"))
     else:
-        findings.append(warn("llm", "the chat template has no system role: the system prompt "
-                             "is folded into the first user turn (works, as Mistral v0.1/v0.2 "
-                             "intend)"))
+        findings.append(
+            warn(
+                "llm",
+                "the chat template has no system role: the system prompt "
+                "is folded into the first user turn (works, as Mistral v0.1/v0.2 "
+                "intend)",
+            )
+        )
     if load:
         findings.append(_load("llm", f"GGUF {path.name}", lambda: _open_gguf(path)))
     return findings
@@ -311,8 +383,12 @@ def template_takes_system(template: str) -> bool:
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     try:
         rendered = env.from_string(template).render(
-            messages=messages, bos_token="<s>", eos_token="</s>", add_generation_prompt=True,
-            raise_exception=raise_exception)
+            messages=messages,
+            bos_token="<s>",
+            eos_token="</s>",
+            add_generation_prompt=True,
+            raise_exception=raise_exception,
+        )
     except Exception:  # jinja2 errors and the template's own raise_exception
         return False
     return "S" in rendered
@@ -325,6 +401,7 @@ def _open_gguf(path: Path) -> None:
 
 
 # --- tts ------------------------------------------------------------------------------
+
 
 def check_tts(folder: Path, load: bool, sample: str = MALAGASY_SAMPLE) -> list[Finding]:
     """Config, sampling rate, vocabulary, which characters of Malagasy text it cannot say."""
@@ -341,13 +418,24 @@ def check_tts(folder: Path, load: bool, sample: str = MALAGASY_SAMPLE) -> list[F
     findings = []
     rate = config.get("sampling_rate") if isinstance(config, dict) else None
     if not isinstance(rate, int) or rate <= 0:
-        findings.append(fail("tts", f"{folder / 'config.json'} has no sampling_rate",
-                             FIX_FETCH.format(c="tts", root=root)))
+        findings.append(
+            fail(
+                "tts",
+                f"{folder / 'config.json'} has no sampling_rate",
+                FIX_FETCH.format(c="tts", root=root),
+            )
+        )
     else:
         findings.append(ok("tts", f"VITS voice at {rate} Hz"))
     if isinstance(tokenizer_config, dict) and tokenizer_config.get("phonemize"):
-        findings.append(fail("tts", "the tokenizer wants phonemes (phonemize=true); Milo reads "
-                             "Malagasy letters as MMS-TTS does", "use an MMS-TTS-style voice"))
+        findings.append(
+            fail(
+                "tts",
+                "the tokenizer wants phonemes (phonemize=true); Milo reads "
+                "Malagasy letters as MMS-TTS does",
+                "use an MMS-TTS-style voice",
+            )
+        )
     findings.append(_unsayable(vocab, tokenizer_config, sample))
     if load:
         findings.append(_load("tts", f"VITS in {folder}", lambda: _open_vits(folder)))
@@ -368,12 +456,16 @@ def unsayable_characters(vocab: Any, pad: str | None, sample: str) -> str:
 
 def _unsayable(vocab: Any, tokenizer_config: Any, sample: str) -> Finding:
     pad = tokenizer_config.get("pad_token") if isinstance(tokenizer_config, dict) else None
-    dropped = unsayable_characters(vocab if isinstance(vocab, dict) else {},
-                                   pad if isinstance(pad, str) else None, sample)
+    dropped = unsayable_characters(
+        vocab if isinstance(vocab, dict) else {}, pad if isinstance(pad, str) else None, sample
+    )
     if dropped:
-        return warn("tts", f"the voice cannot say {dropped!r} of typical Malagasy text: "
-                    "those characters are skipped", "fine-tune the voice with a vocabulary "
-                    "that has them, or accept the skip")
+        return warn(
+            "tts",
+            f"the voice cannot say {dropped!r} of typical Malagasy text: "
+            "those characters are skipped",
+            "fine-tune the voice with a vocabulary that has them, or accept the skip",
+        )
     return ok("tts", "the voice can say every character of typical Malagasy text")
 
 

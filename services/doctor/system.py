@@ -43,8 +43,13 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 def check_ports(ports: Mapping[str, int]) -> list[Finding]:
     busy = [f"{port} ({what})" for what, port in ports.items() if port and port_in_use(port)]
     if busy:
-        return [fail("ports", f"in use by another program: {', '.join(busy)}",
-                     "stop the program holding them (`ss -ltnp`), or `milo up --base-port N`")]
+        return [
+            fail(
+                "ports",
+                f"in use by another program: {', '.join(busy)}",
+                "stop the program holding them (`ss -ltnp`), or `milo up --base-port N`",
+            )
+        ]
     return [ok("ports", f"all {len(ports)} ports are free")]
 
 
@@ -54,6 +59,11 @@ def check_offline(env: Mapping[str, str] | None = None) -> list[Finding]:
     env = os.environ if env is None else env
     if any(env.get(name, "").lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES):
         return [ok("network", "hub offline mode is on: nothing will try the network")]
-    return [warn("network", "hub offline mode is off: the services read local files only, "
-                 "but a library may still try the network on a missing file",
-                 "export HF_HUB_OFFLINE=1 (the containers set it)")]
+    return [
+        warn(
+            "network",
+            "hub offline mode is off: the services read local files only, "
+            "but a library may still try the network on a missing file",
+            "export HF_HUB_OFFLINE=1 (the containers set it)",
+        )
+    ]

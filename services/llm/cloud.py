@@ -68,9 +68,7 @@ class SseParser:
         return None
 
 
-def request_body(
-    model: str, messages: Sequence[ChatMessage], sampling: Sampling
-) -> dict[str, Any]:
+def request_body(model: str, messages: Sequence[ChatMessage], sampling: Sampling) -> dict[str, Any]:
     """The Messages API request for a conversation (system prompt as its own field)."""
     system = [m.content for m in messages[:1] if m.role is Role.SYSTEM]
     turns = [m.as_dict() for m in messages[len(system) :]]
@@ -106,8 +104,9 @@ class _Reply:
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return Piece(str(delta["text"]))
         elif kind == "message_delta":
-            self.reason = _STOP_REASONS.get(data.get("delta", {}).get("stop_reason"),
-                                            FinishReason.STOP)
+            self.reason = _STOP_REASONS.get(
+                data.get("delta", {}).get("stop_reason"), FinishReason.STOP
+            )
             self.completion_tokens = int(data.get("usage", {}).get("output_tokens", 0))
         elif kind == "message_stop":
             self.done = True
@@ -137,10 +136,13 @@ class AnthropicClient:
         self._httpx = httpx
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            headers={"x-api-key": api_key, "anthropic-version": API_VERSION,
-                     "content-type": "application/json"},
+            headers={
+                "x-api-key": api_key,
+                "anthropic-version": API_VERSION,
+                "content-type": "application/json",
+            },
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-        )  # fmt: skip
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -45,28 +45,38 @@ class LlmSettings(ModelServiceSettings):
     port: int = grpc_port_field("llm")
     metrics_port: int = metrics_port_field("llm")
     max_concurrency: int = Field(
-        64, ge=1, le=1024,
+        64,
+        ge=1,
+        le=1024,
         description="calls handled at once, those waiting for the local model included",
     )
     max_queue: int = Field(
-        8, ge=0, le=1000,
+        8,
+        ge=0,
+        le=1000,
         description="calls waiting for a free sequence of the local model, past which "
         "RESOURCE_EXHAUSTED",
     )
     parallel: int = Field(
-        8, ge=1, le=256,
+        8,
+        ge=1,
+        le=256,
         description="replies the local model generates at once (llama.cpp sequences in one "
         "context, continuous batching)",
     )
     prefill_chunk_tokens: int = Field(
-        256, ge=16, le=8192,
+        256,
+        ge=16,
+        le=8192,
         description="prompt tokens evaluated per decoding step, so that a long prompt does "
         "not stall the tokens of the replies in flight",
     )
 
     model_path: Path = model_dir_field("llm", f"GGUF file, or a folder holding {GGUF_FILE}")
     context_tokens: int = Field(
-        2048, ge=128, le=131_072,
+        2048,
+        ge=128,
+        le=131_072,
         description="context window of each sequence (prompt + reply), in tokens",
     )
     gpu_layers: int = Field(-1, ge=-1, le=1000, description="layers on the GPU (-1: all)")
@@ -82,7 +92,9 @@ class LlmSettings(ModelServiceSettings):
     )
 
     system_prompt: str = Field(
-        DEFAULT_SYSTEM_PROMPT, min_length=1, max_length=8000,
+        DEFAULT_SYSTEM_PROMPT,
+        min_length=1,
+        max_length=8000,
         description="system prompt used when a request brings none",
     )
     temperature: float = Field(0.7, ge=0, le=2, description="default temperature (0: greedy)")
@@ -91,7 +103,8 @@ class LlmSettings(ModelServiceSettings):
     repeat_penalty: float = Field(1.1, ge=1, le=2, description="default repeat penalty")
     max_tokens: int = Field(256, ge=1, le=131_072, description="default reply length limit")
     stop: list[str] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         description="stop strings always applied (a request may add its own)",
     )
 
@@ -103,7 +116,9 @@ class LlmSettings(ModelServiceSettings):
         "https://api.anthropic.com", pattern=r"^https?://", description="Messages API base URL"
     )
     cloud_first_token_ms: int = Field(
-        1500, ge=10, le=60_000,
+        1500,
+        ge=10,
+        le=60_000,
         description="fall back to the local model if the cloud has sent no text by then",
     )
     cloud_read_timeout_s: float = Field(
@@ -120,8 +135,10 @@ class LlmSettings(ModelServiceSettings):
     @model_validator(mode="after")
     def _reply_fits_context(self) -> LlmSettings:
         if self.max_tokens >= self.context_tokens:
-            raise ValueError(f"max_tokens ({self.max_tokens}) must be below context_tokens "
-                             f"({self.context_tokens}): the prompt needs room too")
+            raise ValueError(
+                f"max_tokens ({self.max_tokens}) must be below context_tokens "
+                f"({self.context_tokens}): the prompt needs room too"
+            )
         return self
 
     @property

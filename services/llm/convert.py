@@ -89,8 +89,10 @@ def _sampling(options: llm_pb2.SamplingOptions, defaults: Defaults) -> Sampling:
     if options.HasField("max_tokens"):
         limit = defaults.context_tokens - 1
         if not 1 <= options.max_tokens <= limit:
-            raise InvalidArgument(f"sampling.max_tokens is {options.max_tokens}: it must be "
-                                  f"in [1, {limit}] (the context is {defaults.context_tokens})")
+            raise InvalidArgument(
+                f"sampling.max_tokens is {options.max_tokens}: it must be "
+                f"in [1, {limit}] (the context is {defaults.context_tokens})"
+            )
         out["max_tokens"] = options.max_tokens
     if options.HasField("seed"):
         out["seed"] = options.seed
@@ -102,8 +104,9 @@ def _in_range(name: str, value: float, low: float, high: float, low_open: bool =
     ok = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
     if not ok:
         bracket = "(" if low_open else "["
-        raise InvalidArgument(f"sampling.{name} is {value:g}: it must be in {bracket}{low:g}, "
-                              f"{high:g}]")
+        raise InvalidArgument(
+            f"sampling.{name} is {value:g}: it must be in {bracket}{low:g}, {high:g}]"
+        )
     return value
 
 
@@ -112,19 +115,20 @@ def _stops(stops: list[str]) -> list[str]:
         raise InvalidArgument(f"{len(stops)} stop strings: at most {MAX_STOP_STRINGS}")
     for i, stop in enumerate(stops):
         if not stop or len(stop) > MAX_STOP_CHARS:
-            raise InvalidArgument(
-                f"sampling.stop[{i}] must have 1 to {MAX_STOP_CHARS} characters"
-            )
+            raise InvalidArgument(f"sampling.stop[{i}] must have 1 to {MAX_STOP_CHARS} characters")
     return stops
 
 
 def sampling_options(sampling: Sampling) -> llm_pb2.SamplingOptions:
     """The server defaults as Describe shows them."""
     options = llm_pb2.SamplingOptions(
-        temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
-        repeat_penalty=sampling.repeat_penalty, max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        repeat_penalty=sampling.repeat_penalty,
+        max_tokens=sampling.max_tokens,
         stop=list(sampling.stop),
-    )  # fmt: skip
+    )
     if sampling.seed is not None:
         options.seed = sampling.seed
     return options
@@ -135,17 +139,20 @@ def delta(text: str) -> llm_pb2.ChatResponse:
 
 
 def done(result: ChatDone) -> llm_pb2.ChatResponse:
-    return llm_pb2.ChatResponse(done=llm_pb2.ChatDone(
-        finish_reason=_FINISH[result.reason],
-        usage=llm_pb2.Usage(prompt_tokens=result.prompt_tokens,
-                            completion_tokens=result.completion_tokens),
-        time_to_first_token_ms=result.time_to_first_token_ms,
-        tokens_per_second=result.tokens_per_second,
-        queue_ms=result.queue_ms,
-        trimmed_messages=result.trimmed_messages,
-        backend=result.backend,
-        model_id=result.model_id,
-    ))  # fmt: skip
+    return llm_pb2.ChatResponse(
+        done=llm_pb2.ChatDone(
+            finish_reason=_FINISH[result.reason],
+            usage=llm_pb2.Usage(
+                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
+            ),
+            time_to_first_token_ms=result.time_to_first_token_ms,
+            tokens_per_second=result.tokens_per_second,
+            queue_ms=result.queue_ms,
+            trimmed_messages=result.trimmed_messages,
+            backend=result.backend,
+            model_id=result.model_id,
+        )
+    )
 
 
 def describe(core: LlmCore) -> llm_pb2.DescribeResponse:

@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 class CloudModel(Protocol):
     model: str
 
-    def stream(self, messages: Sequence[ChatMessage], sampling: Sampling
-               ) -> AsyncGenerator[Event, None]: ...
+    def stream(
+        self, messages: Sequence[ChatMessage], sampling: Sampling
+    ) -> AsyncGenerator[Event, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -118,8 +119,9 @@ class LlmCore:
         except (CloudError, StopAsyncIteration) as exc:
             reason, detail = "error", str(exc) or type(exc).__name__
         metrics.CLOUD_FALLBACKS.labels(reason).inc()
-        log.warning("cloud model unavailable (%s: %s); answering with the local model",
-                    reason, detail)
+        log.warning(
+            "cloud model unavailable (%s: %s); answering with the local model", reason, detail
+        )
         return None
 
     async def _cloud_reply(
@@ -146,8 +148,9 @@ class LlmCore:
         _record("cloud", finish)
         yield self._done(finish, timing, "cloud", self.cloud.model, trimmed=0)
 
-    async def _local_reply(self, request: ChatRequest, timing: Timing
-                           ) -> AsyncGenerator[Piece | ChatDone, None]:
+    async def _local_reply(
+        self, request: ChatRequest, timing: Timing
+    ) -> AsyncGenerator[Piece | ChatDone, None]:
         finish: Finish | None = None
         trimmed = 0
         async with self.queue.slot() as waited:
@@ -169,8 +172,9 @@ class LlmCore:
     async def _local_stream(self, request: ChatRequest) -> AsyncGenerator[Fitted | Event, None]:
         """One job on the model thread: fit the conversation (a Fitted comes first), then
         generate. Pieces that piled up while the caller was busy come as one."""
-        stream = iterate_in_thread(self._model_thread,
-                                   lambda cancel: self._fit_and_generate(request, cancel))
+        stream = iterate_in_thread(
+            self._model_thread, lambda cancel: self._fit_and_generate(request, cancel)
+        )
         metrics.GENERATING.inc()
         try:
             async with aclosing(stream):
@@ -187,8 +191,9 @@ class LlmCore:
         finally:
             metrics.GENERATING.dec()
 
-    def _fit_and_generate(self, request: ChatRequest, cancel: threading.Event
-                          ) -> Iterator[Fitted | Event]:
+    def _fit_and_generate(
+        self, request: ChatRequest, cancel: threading.Event
+    ) -> Iterator[Fitted | Event]:
         """Runs on the model thread; records the finish even when nobody listens any more."""
         fitted = self._fit(request)
         yield fitted
@@ -210,15 +215,17 @@ class LlmCore:
                 f"{self.engine.context_tokens} tokens: shorten the message or lower max_tokens"
             ) from exc
         except TemplateError as exc:
-            raise InvalidArgument(f"the model's chat template rejected the conversation: {exc}"
-                                  ) from exc
+            raise InvalidArgument(
+                f"the model's chat template rejected the conversation: {exc}"
+            ) from exc
         if fitted.dropped:
             metrics.TRIMMED_MESSAGES.inc(fitted.dropped)
             log.info("dropped the %d oldest messages to fit the context", fitted.dropped)
         return fitted
 
-    def _done(self, finish: Finish, timing: Timing, backend: str, model_id: str, trimmed: int
-              ) -> ChatDone:
+    def _done(
+        self, finish: Finish, timing: Timing, backend: str, model_id: str, trimmed: int
+    ) -> ChatDone:
         timing.finished = time.monotonic()
         done = ChatDone(
             reason=finish.reason,

@@ -90,14 +90,22 @@ class LlamaEngine:
         self._format = self._chat_formatter()
         self._system_in_user = not self._template_takes_system()
         if self._system_in_user:
-            log.warning("the chat template refuses system messages: the system prompt goes "
-                        "before the first user message instead")
+            log.warning(
+                "the chat template refuses system messages: the system prompt goes "
+                "before the first user message instead"
+            )
         name = self._model.metadata().get("general.name")
         self.model_id = self._configured_id or name or self.model_path.stem
         self.device = self._device()
-        log.info("loaded %s (%s) on %s, %d sequences of %d tokens, in %.2fs", self.model_id,
-                 self.model_path, self.device, self.parallel, self.context_tokens,
-                 time.monotonic() - start)
+        log.info(
+            "loaded %s (%s) on %s, %d sequences of %d tokens, in %.2fs",
+            self.model_id,
+            self.model_path,
+            self.device,
+            self.parallel,
+            self.context_tokens,
+            time.monotonic() - start,
+        )
         self._warm_up()
 
     def _open(self, lib: Any) -> None:
@@ -108,8 +116,9 @@ class LlamaEngine:
         lib.llama_backend_init()
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = 0x7FFFFFFF if self.gpu_layers == -1 else self.gpu_layers
-        self._model = internals.LlamaModel(path_model=str(self.model_path), params=mparams,
-                                           verbose=False)
+        self._model = internals.LlamaModel(
+            path_model=str(self.model_path), params=mparams, verbose=False
+        )
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = self.parallel * self.context_tokens
         cparams.n_seq_max = self.parallel
@@ -118,8 +127,9 @@ class LlamaEngine:
         if self.threads:
             cparams.n_threads = cparams.n_threads_batch = self.threads
         self._ctx = internals.LlamaContext(model=self._model, params=cparams, verbose=False)
-        self._scheduler = BatchScheduler(lib, internals, self._model, self._ctx,
-                                         self.parallel, self.prefill_chunk)
+        self._scheduler = BatchScheduler(
+            lib, internals, self._model, self._ctx, self.parallel, self.prefill_chunk
+        )
 
     def _chat_formatter(self) -> Any:
         template = self._model.metadata().get("tokenizer.chat_template")
@@ -174,9 +184,11 @@ class LlamaEngine:
             formatted = self._format(messages=self._template_messages(messages))
         except Exception as exc:  # jinja2 errors and the template's raise_exception
             raise TemplateError(str(exc)) from exc
-        return list(self._model.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        ))  # fmt: skip
+        return list(
+            self._model.tokenize(
+                formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+            )
+        )
 
     def _template_messages(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
         out = [m.as_dict() for m in messages]
@@ -211,8 +223,14 @@ class LlamaEngine:
         finally:
             job.abandoned = True  # a caller that stops reading frees the sequence
 
-    def submit(self, prompt: list[int], sampling: Sampling, cancel: threading.Event,
-               emit: Callable[[Event | BaseException], None], budget: int) -> Job:
+    def submit(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        cancel: threading.Event,
+        emit: Callable[[Event | BaseException], None],
+        budget: int,
+    ) -> Job:
         """Start a reply to `prompt` (tokens); its events go to `emit`, called on the
         scheduler thread (Pieces, then one Finish, or the exception that failed it)."""
         if self._scheduler is None:

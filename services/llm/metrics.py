@@ -21,23 +21,30 @@ PROMPT_TOKENS = Counter(
     "milo_llm_prompt_tokens", "Prompt tokens processed, by backend", ["backend"]
 )
 COMPLETION_TOKENS = Counter(
-    "milo_llm_completion_tokens", "Tokens generated (cancelled replies included), by backend",
+    "milo_llm_completion_tokens",
+    "Tokens generated (cancelled replies included), by backend",
     ["backend"],
 )
 REPLIES = Counter(
-    "milo_llm_replies", "Replies finished, by backend and finish reason",
+    "milo_llm_replies",
+    "Replies finished, by backend and finish reason",
     ["backend", "finish_reason"],
 )
 TIME_TO_FIRST_TOKEN = Histogram(
-    "milo_llm_time_to_first_token_seconds", "From receipt of the request to the first text",
-    ["backend"], buckets=TTFT_BUCKETS,
+    "milo_llm_time_to_first_token_seconds",
+    "From receipt of the request to the first text",
+    ["backend"],
+    buckets=TTFT_BUCKETS,
 )
 TOKENS_PER_SECOND = Histogram(
-    "milo_llm_tokens_per_second", "Decode speed of each reply", ["backend"],
+    "milo_llm_tokens_per_second",
+    "Decode speed of each reply",
+    ["backend"],
     buckets=RATE_BUCKETS,
 )
 QUEUE_WAIT = Histogram(
-    "milo_llm_queue_wait_seconds", "Time a request waited for the local model",
+    "milo_llm_queue_wait_seconds",
+    "Time a request waited for the local model",
     buckets=LATENCY_BUCKETS,
 )
 QUEUE_DEPTH = Gauge("milo_llm_queue_depth", "Requests waiting for the local model")
@@ -46,11 +53,13 @@ ACTIVE_SEQUENCES = Gauge(
     "milo_llm_active_sequences", "KV-cache sequences in use (continuous batching)"
 )
 BATCH_SEQUENCES = Histogram(
-    "milo_llm_batch_sequences", "Replies advanced by one decoding step (the batch size)",
+    "milo_llm_batch_sequences",
+    "Replies advanced by one decoding step (the batch size)",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
 )
 BATCH_TOKENS = Histogram(
-    "milo_llm_batch_tokens", "Tokens evaluated by one decoding step (replies and prompts)",
+    "milo_llm_batch_tokens",
+    "Tokens evaluated by one decoding step (replies and prompts)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 SEQUENCE_WAIT = Histogram(

@@ -34,18 +34,31 @@ def cloud_model(settings: LlmSettings) -> CloudModel | None:
         return None
     from services.llm.cloud import AnthropicClient
 
-    log.info("cloud model %s at %s is tried first (budget %d ms to first text)",
-             s.cloud_model, s.cloud_base_url, s.cloud_first_token_ms)
-    return AnthropicClient(s.cloud_base_url, s.cloud_api_key.get_secret_value(),
-                           s.cloud_model, read_timeout_s=s.cloud_read_timeout_s)
+    log.info(
+        "cloud model %s at %s is tried first (budget %d ms to first text)",
+        s.cloud_model,
+        s.cloud_base_url,
+        s.cloud_first_token_ms,
+    )
+    return AnthropicClient(
+        s.cloud_base_url,
+        s.cloud_api_key.get_secret_value(),
+        s.cloud_model,
+        read_timeout_s=s.cloud_read_timeout_s,
+    )
 
 
 def default_sampling(settings: LlmSettings) -> Sampling:
     """The sampling settings a request that sets none gets."""
     s = settings
-    return Sampling(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                    repeat_penalty=s.repeat_penalty, max_tokens=s.max_tokens,
-                    stop=tuple(s.stop))
+    return Sampling(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        repeat_penalty=s.repeat_penalty,
+        max_tokens=s.max_tokens,
+        stop=tuple(s.stop),
+    )
 
 
 def make_service(
@@ -56,15 +69,27 @@ def make_service(
     s = settings
     check = None if engine else partial(preflight, "llm", s.gguf_path)
     engine = engine or LlamaEngine(
-        s.gguf_path, s.context_tokens, s.gpu_layers, s.threads, s.model_id, s.omp_wait_policy,
-        s.parallel, s.prefill_chunk_tokens,
-    )  # fmt: skip
+        s.gguf_path,
+        s.context_tokens,
+        s.gpu_layers,
+        s.threads,
+        s.model_id,
+        s.omp_wait_policy,
+        s.parallel,
+        s.prefill_chunk_tokens,
+    )
     parallel = getattr(engine, "parallel", 1)  # replies the engine generates at once
     queue = Admission(parallel, s.max_queue, on_change=_on_queue_change)
     defaults = Defaults(default_sampling(s), s.system_prompt, engine.context_tokens)
-    core = LlmCore(engine, queue, cloud or cloud_model(s), s.cloud_first_token_ms / 1000.0,
-                      defaults)
+    core = LlmCore(
+        engine, queue, cloud or cloud_model(s), s.cloud_first_token_ms / 1000.0, defaults
+    )
     servicer = LlmServicer(core)
-    return ModelService("llm", (SERVICE_NAME,), core,
-                        partial(llm_pb2_grpc.add_LlmServicer_to_server, servicer),  # type: ignore[arg-type]
-                        aclose=core.aclose, preflight=check)
+    return ModelService(
+        "llm",
+        (SERVICE_NAME,),
+        core,
+        partial(llm_pb2_grpc.add_LlmServicer_to_server, servicer),  # type: ignore[arg-type]
+        aclose=core.aclose,
+        preflight=check,
+    )

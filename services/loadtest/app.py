@@ -29,9 +29,12 @@ FORMAT = 1  # of the JSON document; --compare reads the same
 def channel_options() -> list[tuple[str, Any]]:
     """The tool talks to the address it is given and nothing else: no proxy from the
     environment, no client-side retries (the errors are what is being measured)."""
-    return [("grpc.enable_http_proxy", 0), ("grpc.enable_retries", 0),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    return [
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.enable_retries", 0),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ]
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,10 @@ async def run_loadtest(cfg: Config) -> dict[str, Any]:
         try:
             server = await target.describe()
         except grpc.aio.AioRpcError as exc:
-            raise Unreachable(f"{cfg.target} at {cfg.address} did not answer Describe: "
-                              f"{exc.code().name}: {exc.details()}") from exc
+            raise Unreachable(
+                f"{cfg.target} at {cfg.address} did not answer Describe: "
+                f"{exc.code().name}: {exc.details()}"
+            ) from exc
         with tempfile.TemporaryDirectory(prefix="milo-loadtest-") as tmp:
             items = await target.payloads(Path(tmp))
         log.info("%s: %d payloads; %s", cfg.target, len(items), server)
@@ -70,8 +75,9 @@ async def run_loadtest(cfg: Config) -> dict[str, Any]:
         if cfg.ramp is not None:
             doc = await _ramp(cfg, cfg.ramp, target, items, budget)
         else:
-            result = await run_with_progress(Run(target, items, cfg.shape, budget),
-                                             cfg.progress, cfg.progress_every_s)
+            result = await run_with_progress(
+                Run(target, items, cfg.shape, budget), cfg.progress, cfg.progress_every_s
+            )
             doc = document(cfg, target, cfg.shape, result)
         doc.update(server=server, started_at=started, cpu=meter.stop())
         return doc
@@ -79,16 +85,24 @@ async def run_loadtest(cfg: Config) -> dict[str, Any]:
 
 def document(cfg: Config, target: Target, shape: Shape, result: RunResult) -> dict[str, Any]:
     return {
-        "tool": "milo loadtest", "format": FORMAT, "target": cfg.target,
-        "address": cfg.address, "shape": asdict(shape), "limits": asdict(cfg.limits),
-        "stopped_by": result.stopped_by, "elapsed_s": result.elapsed_s,
-        "warmup_sent": result.warmup_sent, "first_result": target.first_result,
-        "units": target.units, **summarize(result.calls, result.skipped),
+        "tool": "milo loadtest",
+        "format": FORMAT,
+        "target": cfg.target,
+        "address": cfg.address,
+        "shape": asdict(shape),
+        "limits": asdict(cfg.limits),
+        "stopped_by": result.stopped_by,
+        "elapsed_s": result.elapsed_s,
+        "warmup_sent": result.warmup_sent,
+        "first_result": target.first_result,
+        "units": target.units,
+        **summarize(result.calls, result.skipped),
     }
 
 
-async def _ramp(cfg: Config, plan: RampPlan, target: Target, items: list[Any],
-                budget: Budget) -> dict[str, Any]:
+async def _ramp(
+    cfg: Config, plan: RampPlan, target: Target, items: list[Any], budget: Budget
+) -> dict[str, Any]:
     """Open-loop steps; the document of the best step, with every step under "ramp"."""
     docs: dict[float, dict[str, Any]] = {}
 
@@ -96,24 +110,30 @@ async def _ramp(cfg: Config, plan: RampPlan, target: Target, items: list[Any],
         warmup = cfg.shape.warmup_s if not docs else 0.0
         if budget.requests_left <= 0 or budget.remaining_s() < warmup + cfg.step_duration_s:
             return None
-        shape = replace(cfg.shape, rate=rate, duration_s=cfg.step_duration_s, requests=None,
-                        warmup_s=warmup)
+        shape = replace(
+            cfg.shape, rate=rate, duration_s=cfg.step_duration_s, requests=None, warmup_s=warmup
+        )
         if cfg.progress is not None:
             print(f"ramp step: {rate:g} req/s for {cfg.step_duration_s:g} s", file=sys.stderr)
-        result = await run_with_progress(Run(target, items, shape, budget), cfg.progress,
-                                         cfg.progress_every_s)
+        result = await run_with_progress(
+            Run(target, items, shape, budget), cfg.progress, cfg.progress_every_s
+        )
         docs[rate] = document(cfg, target, shape, result)
         return docs[rate]
 
     best, steps = await find_max_rate(plan, step)
     if not steps:
-        raise Unreachable("the caps (--max-duration, --max-requests) leave no room for one "
-                          "ramp step")
+        raise Unreachable(
+            "the caps (--max-duration, --max-requests) leave no room for one ramp step"
+        )
     doc = dict(docs[best] if best is not None else steps[0].summary)
     doc["ramp"] = {
-        "objective": str(plan.slo), "best_rate": best,
-        "steps": [{"rate": s.rate, "passed": s.passed, "reason": s.reason,
-                   "summary": s.summary} for s in steps],
+        "objective": str(plan.slo),
+        "best_rate": best,
+        "steps": [
+            {"rate": s.rate, "passed": s.passed, "reason": s.reason, "summary": s.summary}
+            for s in steps
+        ],
     }
     return doc
 
@@ -125,8 +145,12 @@ def render(doc: dict[str, Any]) -> str:
     if ramp:
         steps = [Step(s["rate"], s["summary"], s["passed"], s["reason"]) for s in ramp["steps"]]
         best = ramp["best_rate"]
-        text = (report.ramp_table(ramp["objective"], best, steps) + "\n\n"
-                + ("best step:\n" if best is not None else "first step:\n") + text)
+        text = (
+            report.ramp_table(ramp["objective"], best, steps)
+            + "\n\n"
+            + ("best step:\n" if best is not None else "first step:\n")
+            + text
+        )
     return text
 
 

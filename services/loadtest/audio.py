@@ -35,7 +35,7 @@ class Speech:
 
     def chunks(self, chunk_ms: int) -> list[bytes]:
         size = max(1, self.sample_rate * chunk_ms // 1000) * self.frame_bytes
-        return [self.pcm[i:i + size] for i in range(0, len(self.pcm), size)]
+        return [self.pcm[i : i + size] for i in range(0, len(self.pcm), size)]
 
     def silence(self, ms: int) -> bytes:
         return b"\x00" * (self.sample_rate * ms // 1000) * self.frame_bytes
@@ -72,13 +72,19 @@ def espeak(texts: list[str], voice: str, workdir: Path) -> list[Path]:
     """Speak each text with espeak-ng into a WAV file in `workdir`."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng): install "
-                           "it, or pass your own speech with --payload FILE.wav")
+        raise RuntimeError(
+            "espeak-ng is not installed (apt-get install espeak-ng): install "
+            "it, or pass your own speech with --payload FILE.wav"
+        )
     paths = []
     for i, text in enumerate(texts):
         path = workdir / f"speech-{voice}-{i:03d}.wav"
-        subprocess.run([exe, "-v", voice, "-s", "150", "-w", str(path), text],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [exe, "-v", voice, "-s", "150", "-w", str(path), text],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         paths.append(path)
     return paths
 
@@ -99,8 +105,9 @@ def speech_payloads(files: list[Path], language: str, rate_hz: int, workdir: Pat
     wavs, texts = payloads.split_audio_files(files)
     lines: list[str] = []
     for path in texts:
-        lines.extend(str(payloads.field_of(r, "text", str(path)))
-                     for r in payloads.read_records(path))
+        lines.extend(
+            str(payloads.field_of(r, "text", str(path))) for r in payloads.read_records(path)
+        )
     if not files:
         lines = list(payloads.speech_texts(language))
     if lines:

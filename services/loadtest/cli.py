@@ -34,14 +34,18 @@ def parse_address(text: str) -> str:
     host, sep, port = text.strip().rpartition(":")
     if not sep or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not host:port (e.g. 127.0.0.1:50052, localhost:50050, [::1]:50051)")
+            f"{text!r} is not host:port (e.g. 127.0.0.1:50052, localhost:50050, [::1]:50051)"
+        )
     return f"{host}:{int(port)}"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "loadtest", help="load-test one service or the gateway at one address",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "loadtest",
+        help="load-test one service or the gateway at one address",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser, parse_address)
     parser.set_defaults(func=main)
 
@@ -108,12 +112,17 @@ def _output(args: argparse.Namespace, doc: dict[str, Any], old: dict[str, Any] |
     if old is not None:
         deltas = compare(old, doc)
         if old.get("target") != doc["target"]:
-            print(f"note: comparing a {doc['target']} run with a {old.get('target')} run",
-                  file=text)
+            print(
+                f"note: comparing a {doc['target']} run with a {old.get('target')} run", file=text
+            )
         print("\n" + comparison(old, deltas, str(args.compare)), file=text)
-        doc["comparison"] = {"against": str(args.compare), "figures": [
-            {**asdict(d), "change": d.change, "percent": d.percent, "verdict": d.verdict}
-            for d in deltas]}
+        doc["comparison"] = {
+            "against": str(args.compare),
+            "figures": [
+                {**asdict(d), "change": d.change, "percent": d.percent, "verdict": d.verdict}
+                for d in deltas
+            ],
+        }
     if args.json:
         body = json.dumps(doc, indent=2, ensure_ascii=False)
         if to_json_stdout:
@@ -136,10 +145,14 @@ def _read_old(path: Path) -> dict[str, Any]:
 def _warnings(args: argparse.Namespace) -> list[str]:
     notes = []
     if args.requests is not None and args.requests > args.max_requests:
-        notes.append(f"--requests {args.requests} is above --max-requests {args.max_requests}:"
-                     " the run stops at the cap")
+        notes.append(
+            f"--requests {args.requests} is above --max-requests {args.max_requests}:"
+            " the run stops at the cap"
+        )
     planned = (args.duration or 0) + args.warmup
     if args.requests is None and not args.ramp and planned > args.max_duration:
-        notes.append(f"warm-up + duration ({planned:g} s) is above --max-duration "
-                     f"{args.max_duration:g} s: the run stops at the cap")
+        notes.append(
+            f"warm-up + duration ({planned:g} s) is above --max-duration "
+            f"{args.max_duration:g} s: the run stops at the cap"
+        )
     return notes

@@ -67,8 +67,9 @@ class GatewayTarget:
         self.first_result = "first reply sentence" if options.text_output else "first audio"
 
     async def describe(self) -> str:
-        reply = await self.stub.Describe(gw.DescribeRequest(), timeout=10,
-                                         metadata=self.options.metadata)
+        reply = await self.stub.Describe(
+            gw.DescribeRequest(), timeout=10, metadata=self.options.metadata
+        )
         self.language = self.options.language or reply.default_user_language or "mg"
         deps = ", ".join(f"{d.name} {d.status}" for d in reply.dependencies)
         return f"gateway {reply.version} ({deps}), user language {self.language!r}"
@@ -76,20 +77,25 @@ class GatewayTarget:
     async def payloads(self, workdir: Path) -> list[Payload]:
         o = self.options
         if not o.text_input:
-            speech = await asyncio.to_thread(speech_payloads, list(o.payload_files),
-                                             self.language, o.speech_rate_hz, workdir)
+            speech = await asyncio.to_thread(
+                speech_payloads, list(o.payload_files), self.language, o.speech_rate_hz, workdir
+            )
             return list(speech)
         if not o.payload_files:
             return list(payloads.speech_texts(self.language))
-        return [str(payloads.field_of(r, "text", str(path)))
-                for path in o.payload_files for r in payloads.read_records(path)]
+        return [
+            str(payloads.field_of(r, "text", str(path)))
+            for path in o.payload_files
+            for r in payloads.read_records(path)
+        ]
 
     def _config(self, payload: Payload) -> gw.SessionConfig:
         o = self.options
         config = gw.SessionConfig(
             user_language=o.language,
             output_mode=gw.OUTPUT_MODE_TEXT if o.text_output else None,
-            voice=o.voice)
+            voice=o.voice,
+        )
         if isinstance(payload, Speech):
             config.input_format.CopyFrom(pcm_format(payload))
         if o.max_tokens is not None:

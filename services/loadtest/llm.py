@@ -11,8 +11,11 @@ from milo.llm.v1 import llm_pb2, llm_pb2_grpc
 from services.loadtest import payloads
 from services.loadtest.target import Probe, TargetOptions
 
-ROLES = {"system": llm_pb2.ROLE_SYSTEM, "user": llm_pb2.ROLE_USER,
-         "assistant": llm_pb2.ROLE_ASSISTANT}
+ROLES = {
+    "system": llm_pb2.ROLE_SYSTEM,
+    "user": llm_pb2.ROLE_USER,
+    "assistant": llm_pb2.ROLE_ASSISTANT,
+}
 
 
 class LlmTarget:
@@ -25,26 +28,33 @@ class LlmTarget:
         self.options = options
 
     async def describe(self) -> str:
-        reply = await self.stub.Describe(llm_pb2.DescribeRequest(), timeout=10,
-                                         metadata=self.options.metadata)
+        reply = await self.stub.Describe(
+            llm_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
+        )
         return f"{reply.model_id} on {reply.device}"
 
     async def payloads(self, workdir: Path) -> list[llm_pb2.ChatRequest]:
         if not self.options.payload_files:
             return [self._request(p) for p in payloads.CHAT_PROMPTS]
-        return [self._request(record, str(path))
-                for path in self.options.payload_files
-                for record in payloads.read_records(path)]
+        return [
+            self._request(record, str(path))
+            for path in self.options.payload_files
+            for record in payloads.read_records(path)
+        ]
 
     def _request(self, record: object, where: str = "") -> llm_pb2.ChatRequest:
         """A prompt string, or {"prompt": ...} / {"messages": [{"role", "content"}], ...}."""
         if isinstance(record, dict) and "messages" in record:
             try:
-                messages = [llm_pb2.Message(role=ROLES[m["role"]], content=str(m["content"]))
-                            for m in record["messages"]]
+                messages = [
+                    llm_pb2.Message(role=ROLES[m["role"]], content=str(m["content"]))
+                    for m in record["messages"]
+                ]
             except (KeyError, TypeError) as exc:
-                raise ValueError(f"{where}: each message needs a role (system, user, "
-                                 f"assistant) and a content: {record!r}") from exc
+                raise ValueError(
+                    f"{where}: each message needs a role (system, user, "
+                    f"assistant) and a content: {record!r}"
+                ) from exc
         else:
             prompt = str(payloads.field_of(record, "prompt", where))
             messages = [llm_pb2.Message(role=llm_pb2.ROLE_USER, content=prompt)]
@@ -57,8 +67,9 @@ class LlmTarget:
     async def call(self, payload: llm_pb2.ChatRequest, probe: Probe, deadline_s: float) -> None:
         first = last = 0.0
         deltas = 0
-        async for reply in self.stub.Chat(payload, timeout=deadline_s,
-                                          metadata=self.options.metadata):
+        async for reply in self.stub.Chat(
+            payload, timeout=deadline_s, metadata=self.options.metadata
+        ):
             if reply.HasField("delta"):
                 last = time.monotonic()
                 if not deltas:

@@ -60,8 +60,16 @@ _FR_TEMPLATES = (
 _SLOTS = {
     "mg_item": ("vary", "trondro", "akoho", "mangahazo", "voatabia", "katsaka"),
     "fr_item": ("riz", "poisson", "poulet", "manioc", "tomates", "maïs"),
-    "place": ("Antananarivo", "Antsirabe", "Toamasina", "Mahajanga", "Fianarantsoa",
-              "Toliara", "Antsiranana", "Morondava"),
+    "place": (
+        "Antananarivo",
+        "Antsirabe",
+        "Toamasina",
+        "Mahajanga",
+        "Fianarantsoa",
+        "Toliara",
+        "Antsiranana",
+        "Morondava",
+    ),
     "name": ("Rakoto", "Rasoa", "Faly", "Hery", "Lova", "Nirina"),
     "mg_when": ("anio", "rahampitso", "amin'ny alatsinainy", "amin'ny sabotsy", "rahariva"),
     "fr_when": ("aujourd'hui", "demain", "lundi", "samedi", "ce soir"),

@@ -44,8 +44,10 @@ def parse_slo(text: str) -> Slo:
     """`p95<500ms`, `p99<1.5s`, `first.p90<300ms` (time to first result), `max<2s`."""
     match = _SLO.match(text)
     if not match:
-        raise ValueError(f"latency objective {text!r} not understood: write it like "
-                         "p95<500ms, p99<1.5s or first.p90<300ms (p50, p90, p95, p99, max)")
+        raise ValueError(
+            f"latency objective {text!r} not understood: write it like "
+            "p95<500ms, p99<1.5s or first.p90<300ms (p50, p90, p95, p99, max)"
+        )
     value = float(match["value"]) * (1000 if match["unit"] == "s" else 1)
     if value <= 0:
         raise ValueError(f"latency objective {text!r}: the limit must be above 0, e.g. p95<500ms")

@@ -102,8 +102,14 @@ class RunResult:
 class Run:
     """One run of one shape; `await execute()` once."""
 
-    def __init__(self, target: Target, payloads: Sequence[Any], shape: Shape, budget: Budget,
-                 live: Live | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        payloads: Sequence[Any],
+        shape: Shape,
+        budget: Budget,
+        live: Live | None = None,
+    ) -> None:
         if not payloads:
             raise ValueError("no payloads to send")
         self.target, self.shape, self.budget = target, shape, budget
@@ -125,8 +131,13 @@ class Run:
                 await (self._closed() if s.rate is None else self._open(s.rate))
         except TimeoutError:
             self.stopped_by = "the max-duration cap"
-        return RunResult(self.calls, self.live.skipped, self.live.warmup_sent,
-                         self.stopped_by or "done", time.monotonic() - self._t0)
+        return RunResult(
+            self.calls,
+            self.live.skipped,
+            self.live.warmup_sent,
+            self.stopped_by or "done",
+            time.monotonic() - self._t0,
+        )
 
     def _admit(self, now: float) -> Literal["warmup", "measured"] | None:
         """May a request start now, and is it measured? None: the run is over."""
@@ -183,13 +194,21 @@ class Run:
         code, message = "CANCELLED", "cancelled by the load tester at the max-duration cap"
         pause = 0.0
         try:
-            code, message, pause = await _attempt(self.target, payload, probe,
-                                                  self.shape.timeout_s)
+            code, message, pause = await _attempt(self.target, payload, probe, self.shape.timeout_s)
         finally:
             live.in_flight -= 1
             if measured:
-                self._record(Call(probe.start, time.monotonic(), code, probe.first_s,
-                                  probe.spans, probe.units, message))
+                self._record(
+                    Call(
+                        probe.start,
+                        time.monotonic(),
+                        code,
+                        probe.first_s,
+                        probe.spans,
+                        probe.units,
+                        message,
+                    )
+                )
         return pause
 
     def _record(self, call: Call) -> None:
@@ -214,8 +233,9 @@ def retry_hint_s(exc: grpc.aio.AioRpcError) -> float:
     return 0.1
 
 
-async def _attempt(target: Target, payload: Any, probe: Probe,
-                   deadline_s: float) -> tuple[str, str, float]:
+async def _attempt(
+    target: Target, payload: Any, probe: Probe, deadline_s: float
+) -> tuple[str, str, float]:
     """Run one call: (status code name, message, pause asked for). Raises only when
     cancelled."""
     try:
@@ -232,8 +252,9 @@ async def _attempt(target: Target, payload: Any, probe: Probe,
     return "OK", "", 0.0
 
 
-async def run_with_progress(run: Run, show: Callable[[Live, float], None] | None,
-                            every_s: float) -> RunResult:
+async def run_with_progress(
+    run: Run, show: Callable[[Live, float], None] | None, every_s: float
+) -> RunResult:
     """Execute `run`, calling `show(live, elapsed)` every `every_s` seconds meanwhile."""
     if show is None:
         return await run.execute()

@@ -87,8 +87,9 @@ def summarize(calls: Iterable[Call], skipped: int = 0) -> dict[str, Any]:
         "throughput_rps": len(good) / window if window > 0 else 0.0,
         "latency_ms": distribution([c.latency_s for c in good]),
         "first_result_ms": distribution([c.first_s for c in good if c.first_s is not None]),
-        "spans_ms": {n: distribution([c.spans[n] for c in good if n in c.spans])
-                     for n in span_names},
+        "spans_ms": {
+            n: distribution([c.spans[n] for c in good if n in c.spans]) for n in span_names
+        },
         "units_total": units,
         "units_per_s": units / window if window > 0 else 0.0,
     }
@@ -137,8 +138,7 @@ def _figure(summary: dict[str, Any], group: str, key: str) -> float | None:
 
 def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Delta]:
     """What changed from an earlier summary to this one: throughput, percentiles, errors."""
-    rows = [Delta("throughput (req/s)", old.get("throughput_rps"), new.get("throughput_rps"),
-                  True)]
+    rows = [Delta("throughput (req/s)", old.get("throughput_rps"), new.get("throughput_rps"), True)]
     for group, label in (("latency_ms", "latency"), ("first_result_ms", "first result")):
         for key in ("p50", "p90", "p99"):
             a, b = _figure(old, group, key), _figure(new, group, key)
@@ -147,6 +147,12 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Delta]:
     rows.append(Delta("error rate (%)", error_rate(old) * 100, error_rate(new) * 100, False))
     codes = sorted(set(old.get("errors", {})) | set(new.get("errors", {})))
     for code in codes:
-        rows.append(Delta(f"errors {code}", float(old.get("errors", {}).get(code, 0)),
-                          float(new.get("errors", {}).get(code, 0)), False))
+        rows.append(
+            Delta(
+                f"errors {code}",
+                float(old.get("errors", {}).get(code, 0)),
+                float(new.get("errors", {}).get(code, 0)),
+                False,
+            )
+        )
     return rows

@@ -21,8 +21,11 @@ from services.loadtest.target import InBandError, Probe, TargetOptions
 
 
 def pcm_format(speech: Speech) -> audio_pb2.AudioFormat:
-    return audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                                 sample_rate_hz=speech.sample_rate, channels=speech.channels)
+    return audio_pb2.AudioFormat(
+        encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+        sample_rate_hz=speech.sample_rate,
+        channels=speech.channels,
+    )
 
 
 class SpeechTimes:
@@ -33,8 +36,9 @@ class SpeechTimes:
 
     async def chunks(self, speech: Speech, options: TargetOptions) -> AsyncIterator[bytes]:
         spoken = speech.chunks(options.chunk_ms)
-        silence = Speech("", speech.silence(options.tail_silence_ms), speech.sample_rate,
-                         speech.channels).chunks(options.chunk_ms)
+        silence = Speech(
+            "", speech.silence(options.tail_silence_ms), speech.sample_rate, speech.channels
+        ).chunks(options.chunk_ms)
         sent = 0
         async for chunk in paced(spoken + silence, options.chunk_ms / 1000, options.audio_pace):
             yield chunk
@@ -54,23 +58,30 @@ class SttTarget:
         self.language = options.language or "en"
 
     async def describe(self) -> str:
-        reply = await self.stub.Describe(stt_pb2.DescribeRequest(), timeout=10,
-                                         metadata=self.options.metadata)
+        reply = await self.stub.Describe(
+            stt_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
+        )
         self.language = self.options.language or reply.default_language or "en"
         return f"{reply.model_id} on {reply.device}, speech in {self.language!r}"
 
     async def payloads(self, workdir: Path) -> list[Speech]:
         o = self.options
-        return await asyncio.to_thread(speech_payloads, list(o.payload_files), self.language,
-                                       o.speech_rate_hz, workdir)
+        return await asyncio.to_thread(
+            speech_payloads, list(o.payload_files), self.language, o.speech_rate_hz, workdir
+        )
 
     async def call(self, payload: Speech, probe: Probe, deadline_s: float) -> None:
         probe.add_units(payload.duration_s)
         if self.options.unary:
-            await self.stub.Recognize(stt_pb2.RecognizeRequest(
-                config=stt_pb2.RecognitionConfig(language=self.options.language),
-                format=pcm_format(payload), audio=payload.pcm),
-                timeout=deadline_s, metadata=self.options.metadata)
+            await self.stub.Recognize(
+                stt_pb2.RecognizeRequest(
+                    config=stt_pb2.RecognitionConfig(language=self.options.language),
+                    format=pcm_format(payload),
+                    audio=payload.pcm,
+                ),
+                timeout=deadline_s,
+                metadata=self.options.metadata,
+            )
             return
         await self._stream(payload, probe, deadline_s)
 
@@ -78,7 +89,8 @@ class SttTarget:
         times = SpeechTimes()
         config = stt_pb2.StreamingConfig(
             format=pcm_format(speech),
-            recognition=stt_pb2.RecognitionConfig(language=self.options.language))
+            recognition=stt_pb2.RecognitionConfig(language=self.options.language),
+        )
 
         async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
             yield stt_pb2.StreamingRecognizeRequest(config=config)
@@ -86,8 +98,9 @@ class SttTarget:
                 yield stt_pb2.StreamingRecognizeRequest(audio=chunk)
 
         last_final = None
-        call = self.stub.StreamingRecognize(requests(), timeout=deadline_s,
-                                            metadata=self.options.metadata)
+        call = self.stub.StreamingRecognize(
+            requests(), timeout=deadline_s, metadata=self.options.metadata
+        )
         try:
             async for reply in call:
                 if reply.HasField("result"):

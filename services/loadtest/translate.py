@@ -32,15 +32,18 @@ class TranslateTarget:
         self.options = options
 
     async def describe(self) -> str:
-        reply = await self.stub.Describe(translate_pb2.DescribeRequest(), timeout=10,
-                                         metadata=self.options.metadata)
+        reply = await self.stub.Describe(
+            translate_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
+        )
         return f"{reply.model_id} on {reply.device}"
 
     async def payloads(self, workdir: Path) -> list[Item]:
         o = self.options
         if not o.payload_files:
-            return [Item((text,), source, target)
-                    for text, source, target in payloads.translate_sentences()]
+            return [
+                Item((text,), source, target)
+                for text, source, target in payloads.translate_sentences()
+            ]
         items = []
         for path in o.payload_files:
             for record in payloads.read_records(path):
@@ -54,14 +57,18 @@ class TranslateTarget:
         else:
             texts = (str(payloads.field_of(record, "text", where)),)
         if isinstance(record, dict):
-            return Item(texts, str(record.get("source", o.source)),
-                        str(record.get("target", o.target)))
+            return Item(
+                texts, str(record.get("source", o.source)), str(record.get("target", o.target))
+            )
         return Item(texts, o.source, o.target)
 
     async def call(self, payload: Item, probe: Probe, deadline_s: float) -> None:
         request = translate_pb2.TranslateRequest(
-            texts=list(payload.texts), source_language=payload.source,
-            target_language=payload.target)
-        reply = await self.stub.Translate(request, timeout=deadline_s,
-                                          metadata=self.options.metadata)
+            texts=list(payload.texts),
+            source_language=payload.source,
+            target_language=payload.target,
+        )
+        reply = await self.stub.Translate(
+            request, timeout=deadline_s, metadata=self.options.metadata
+        )
         probe.add_units(sum(t.output_tokens for t in reply.translations))

@@ -22,16 +22,19 @@ class TtsTarget:
         self.options = options
 
     async def describe(self) -> str:
-        reply = await self.stub.Describe(tts_pb2.DescribeRequest(), timeout=10,
-                                         metadata=self.options.metadata)
+        reply = await self.stub.Describe(
+            tts_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
+        )
         return f"{reply.model_id} on {reply.device}"
 
     async def payloads(self, workdir: Path) -> list[tts_pb2.SynthesizeRequest]:
         if not self.options.payload_files:
             return [self._request(t) for t in payloads.MALAGASY_REPLIES]
-        return [self._request(record, str(path))
-                for path in self.options.payload_files
-                for record in payloads.read_records(path)]
+        return [
+            self._request(record, str(path))
+            for path in self.options.payload_files
+            for record in payloads.read_records(path)
+        ]
 
     def _request(self, record: object, where: str = "") -> tts_pb2.SynthesizeRequest:
         """A text, or {"text": ..., "voice": ..., "speed": ...}."""
@@ -42,11 +45,13 @@ class TtsTarget:
             speed = record.get("speed")
         return tts_pb2.SynthesizeRequest(text=text, voice=voice, speed=speed)
 
-    async def call(self, payload: tts_pb2.SynthesizeRequest, probe: Probe,
-                   deadline_s: float) -> None:
+    async def call(
+        self, payload: tts_pb2.SynthesizeRequest, probe: Probe, deadline_s: float
+    ) -> None:
         done = False
-        async for reply in self.stub.Synthesize(payload, timeout=deadline_s,
-                                                metadata=self.options.metadata):
+        async for reply in self.stub.Synthesize(
+            payload, timeout=deadline_s, metadata=self.options.metadata
+        ):
             if reply.HasField("audio"):
                 probe.first()
                 probe.add_units(reply.audio.duration_ms / 1000)

@@ -45,7 +45,9 @@ def _add_demo(sub: Any) -> None:
     parser.add_argument("--dir", type=Path, default=None, help=help_dir)
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument(
-        "--stt", choices=("tiny.en", "base"), default="tiny.en",
+        "--stt",
+        choices=("tiny.en", "base"),
+        default="tiny.en",
         help="demo Whisper: tiny.en (English only, fast; default) or base (multilingual, "
         "transcribes Malagasy; ~2x slower on a CPU)",
     )

@@ -29,24 +29,39 @@ DEFAULT_MT_QUANTIZATION = "int8_float16"
 # float16 storage keeps the choice of compute type (int8_float16, float16, int8) to the service.
 DEFAULT_STT_QUANTIZATION = "float16"
 QUANTIZATIONS = (
-    "int8", "int8_float16", "int8_bfloat16", "int8_float32", "int16",
-    "float16", "bfloat16", "float32",
-)  # fmt: skip
+    "int8",
+    "int8_float16",
+    "int8_bfloat16",
+    "int8_float32",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
 
 # Files a Whisper trainer checkpoint may lack, taken from the base model when absent.
 WHISPER_BASE_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "normalizer.json",
-    "added_tokens.json", "special_tokens_map.json", "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "normalizer.json",
+    "added_tokens.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
     "generation_config.json",
-)  # fmt: skip
+)
 # Without these a checkpoint is completed from the base model.
 WHISPER_REQUIRED_FILES = ("tokenizer.json", "preprocessor_config.json", "generation_config.json")
 WHISPER_COPY_FILES = ("tokenizer.json", "preprocessor_config.json")
 VITS_REQUIRED_FILES = ("vocab.json", "tokenizer_config.json")
 TRAINER_FILES = ("trainer_state.json", "training_args.json")
 VITS_TOKENIZER_FILES = (
-    "vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-)  # fmt: skip
+    "vocab.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 
 
 class ConversionError(ModelsError):
@@ -54,9 +69,12 @@ class ConversionError(ModelsError):
 
 
 def convert_nllb(
-    src: Path, out: Path, quantization: str | None = DEFAULT_MT_QUANTIZATION,
-    *, logits_bias: Any | None = None,
-) -> Path:  # fmt: skip
+    src: Path,
+    out: Path,
+    quantization: str | None = DEFAULT_MT_QUANTIZATION,
+    *,
+    logits_bias: Any | None = None,
+) -> Path:
     """Convert an NLLB/M2M100 transformers folder to CTranslate2 at `out`.
 
     `logits_bias` (a torch tensor of shape [1, vocab]) becomes the output projection bias;
@@ -85,9 +103,12 @@ def _nllb_converter(src: Path, logits_bias: Any | None) -> Any:
 
 
 def convert_whisper(
-    src: Path, out: Path, quantization: str | None = DEFAULT_STT_QUANTIZATION,
-    *, extra_dir: Path | None = None,
-) -> Path:  # fmt: skip
+    src: Path,
+    out: Path,
+    quantization: str | None = DEFAULT_STT_QUANTIZATION,
+    *,
+    extra_dir: Path | None = None,
+) -> Path:
     """Convert a Whisper transformers folder (or trainer checkpoint) for faster-whisper.
 
     Files of WHISPER_BASE_FILES missing from `src` are taken from `extra_dir`.

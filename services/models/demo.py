@@ -57,9 +57,13 @@ class NotADemoSetError(ModelsError):
 
 
 def build_demo(
-    dest: Path, force: bool = False, *, components: Iterable[Component] = COMPONENTS,
-    echo: Echo = _print, stt: str = "tiny.en",
-) -> dict[str, Any]:  # fmt: skip
+    dest: Path,
+    force: bool = False,
+    *,
+    components: Iterable[Component] = COMPONENTS,
+    echo: Echo = _print,
+    stt: str = "tiny.en",
+) -> dict[str, Any]:
     """Build (or bring up to date) the demo models under `dest`; returns the manifest.
 
     stt: "tiny.en" (English only, fast) or "base" (multilingual whisper-base, with Malagasy).
@@ -71,12 +75,18 @@ def build_demo(
         return _build(layout, list(components), force, echo, stt)
 
 
-def _build(layout: Layout, wanted: list[Component], force: bool, echo: Echo,
-           stt: str = "tiny.en") -> dict[str, Any]:
+def _build(
+    layout: Layout, wanted: list[Component], force: bool, echo: Echo, stt: str = "tiny.en"
+) -> dict[str, Any]:
     manifest = read_manifest(layout.root)
     _refuse_real_models(manifest, wanted, force)
-    stale = [c for c in wanted if force or not is_current(layout, manifest, c)
-             or (c == "stt" and manifest["stt"].get("variant", "tiny.en") != stt)]
+    stale = [
+        c
+        for c in wanted
+        if force
+        or not is_current(layout, manifest, c)
+        or (c == "stt" and manifest["stt"].get("variant", "tiny.en") != stt)
+    ]
     if not stale:
         echo(f"demo models in {layout.root} are up to date (version {DEMO_VERSION})")
         return manifest
@@ -110,8 +120,9 @@ def _refuse_real_models(manifest: dict[str, Any], wanted: list[Component], force
         )
 
 
-def _build_one(layout: Layout, component: Component, echo: Echo,
-               stt: str = "tiny.en") -> dict[str, Any]:
+def _build_one(
+    layout: Layout, component: Component, echo: Echo, stt: str = "tiny.en"
+) -> dict[str, Any]:
     echo(f"building demo {component} ...")
     started = time.monotonic()
     builder = STT_VARIANTS[stt] if component == "stt" else BUILDERS[component]

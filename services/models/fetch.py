@@ -80,9 +80,12 @@ def download_repo(repo: str, hub: Hub, keep: Callable[[Sequence[str]], list[str]
         if not wanted:
             raise FetchError(f"{repo} has none of the files needed")
         folder = hf.snapshot_download(
-            repo, revision=hub.revision, allow_patterns=wanted, endpoint=endpoint,
+            repo,
+            revision=hub.revision,
+            allow_patterns=wanted,
+            endpoint=endpoint,
             cache_dir=hub.cache_dir,
-        )  # fmt: skip
+        )
     except _hub_errors(hf) as exc:
         raise FetchError(f"cannot download {repo} from {endpoint or 'the hub'}: {exc}") from exc
     return Path(folder)
@@ -149,9 +152,14 @@ def _record(
 
 
 def prepare_translate(
-    root: Path, source: str = NLLB_REPO, quantization: str | None = convert.DEFAULT_MT_QUANTIZATION,
-    *, hub: Hub | None = None, force: bool = False, echo: Echo = _print,
-) -> dict[str, Any]:  # fmt: skip
+    root: Path,
+    source: str = NLLB_REPO,
+    quantization: str | None = convert.DEFAULT_MT_QUANTIZATION,
+    *,
+    hub: Hub | None = None,
+    force: bool = False,
+    echo: Echo = _print,
+) -> dict[str, Any]:
     """NLLB (hub id or local folder) -> <root>/translate in CTranslate2 format."""
     entry = {"id": source, "quantization": quantization}
     if not force and is_up_to_date(root, "translate", entry):
@@ -166,11 +174,15 @@ def prepare_translate(
 
 
 def prepare_stt(
-    root: Path, source: str = WHISPER_REPO,
+    root: Path,
+    source: str = WHISPER_REPO,
     quantization: str | None = convert.DEFAULT_STT_QUANTIZATION,
-    *, base: str | None = WHISPER_REPO, hub: Hub | None = None, force: bool = False,
+    *,
+    base: str | None = WHISPER_REPO,
+    hub: Hub | None = None,
+    force: bool = False,
     echo: Echo = _print,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Whisper (local checkpoint or hub id) -> <root>/stt for faster-whisper."""
     entry = {"id": source, "quantization": quantization}
     if not force and is_up_to_date(root, "stt", entry):
@@ -188,9 +200,14 @@ def prepare_stt(
 
 
 def prepare_tts(
-    root: Path, source: str = MMS_REPO, *, base: str | None = MMS_REPO, hub: Hub | None = None,
-    force: bool = False, echo: Echo = _print,
-) -> dict[str, Any]:  # fmt: skip
+    root: Path,
+    source: str = MMS_REPO,
+    *,
+    base: str | None = MMS_REPO,
+    hub: Hub | None = None,
+    force: bool = False,
+    echo: Echo = _print,
+) -> dict[str, Any]:
     """VITS (hub id or local fine-tune) -> <root>/tts."""
     entry = {"id": source}
     if not force and is_up_to_date(root, "tts", entry):
@@ -205,9 +222,14 @@ def prepare_tts(
 
 
 def prepare_llm(
-    root: Path, source: str = LLM_REPO, filename: str = LLM_FILENAME,
-    *, hub: Hub | None = None, force: bool = False, echo: Echo = _print,
-) -> dict[str, Any]:  # fmt: skip
+    root: Path,
+    source: str = LLM_REPO,
+    filename: str = LLM_FILENAME,
+    *,
+    hub: Hub | None = None,
+    force: bool = False,
+    echo: Echo = _print,
+) -> dict[str, Any]:
     """A GGUF file (local path, or repository + file name) -> <root>/llm/model.gguf."""
     local = Path(source).expanduser()
     entry = {"id": str(local.resolve()) if local.is_file() else f"{source}/{filename}"}

@@ -43,9 +43,19 @@ from services.runtime.model_folder import demo_models_dir as default_demo_dir
 from services.runtime.model_folder import models_root as default_models_dir
 
 __all__ = [
-    "COMPONENTS", "LLM_FILE", "MANIFEST_FILE", "REQUIRED_FILES", "SPM_FILE", "Component",
-    "Layout", "default_demo_dir", "default_models_dir", "read_manifest", "record_entry",
-    "utc_now", "write_manifest",
+    "COMPONENTS",
+    "LLM_FILE",
+    "MANIFEST_FILE",
+    "REQUIRED_FILES",
+    "SPM_FILE",
+    "Component",
+    "Layout",
+    "default_demo_dir",
+    "default_models_dir",
+    "read_manifest",
+    "record_entry",
+    "utc_now",
+    "write_manifest",
 ]
 
 Component = Literal["stt", "translate", "llm", "tts"]

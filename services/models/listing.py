@@ -39,20 +39,29 @@ def list_models(root: Path) -> list[ModelRow]:
         folder = layout.entry_dir(component)
         present = folder.is_dir() and not layout.missing_files(component)
         licence = licence_of(entry, folder) if present else "-"
-        rows.append(ModelRow(
-            component=component, present=present,
-            model_id=str(entry.get("id") or (folder.name if present else "-")),
-            size_bytes=_size(folder), compute_type=_compute_type(component, entry, layout),
-            licence=licence, non_commercial=present and non_commercial(licence),
-            demo=bool(entry.get("demo"))))
+        rows.append(
+            ModelRow(
+                component=component,
+                present=present,
+                model_id=str(entry.get("id") or (folder.name if present else "-")),
+                size_bytes=_size(folder),
+                compute_type=_compute_type(component, entry, layout),
+                licence=licence,
+                non_commercial=present and non_commercial(licence),
+                demo=bool(entry.get("demo")),
+            )
+        )
     return rows
 
 
 def _size(folder: Path) -> int:
     if not folder.is_dir():
         return 0
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()
-               and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sum(
+        p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _compute_type(component: Component, entry: dict[str, Any], layout: Layout) -> str:
@@ -89,12 +98,15 @@ def format_rows(rows: list[ModelRow]) -> str:
         size = f"{r.size_bytes / 1024**2:.1f} MiB" if r.present else "-"
         flag = "  NON-COMMERCIAL" if r.non_commercial else ""
         model = r.model_id if r.present else "(missing)"
-        lines.append(f"{r.component:<10} {model:<40} {size:>9}  {r.compute_type:<22} "
-                     f"{r.licence}{flag}")
+        lines.append(
+            f"{r.component:<10} {model:<40} {size:>9}  {r.compute_type:<22} {r.licence}{flag}"
+        )
     for r in rows:
         if r.non_commercial:
-            lines.append(f"note: {r.component} ({r.model_id}) is {r.licence}: not for "
-                         "commercial use without the licensor's permission")
+            lines.append(
+                f"note: {r.component} ({r.model_id}) is {r.licence}: not for "
+                "commercial use without the licensor's permission"
+            )
     return "\n".join(lines)
 
 

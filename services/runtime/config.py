@@ -21,8 +21,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from services.runtime.model_folder import models_root
 
 __all__ = [
-    "PORTS", "CommaList", "ComputeType", "Device", "ModelServiceSettings", "ServiceSettings",
-    "grpc_port_field", "metrics_port_field", "model_dir_field", "models_root",
+    "PORTS",
+    "CommaList",
+    "ComputeType",
+    "Device",
+    "ModelServiceSettings",
+    "ServiceSettings",
+    "grpc_port_field",
+    "metrics_port_field",
+    "model_dir_field",
+    "models_root",
 ]
 
 # Default ports (gRPC, metrics). The gateway's HTTP bridge is on 8080 and serves its
@@ -40,8 +48,16 @@ Device = Literal["auto", "cpu", "cuda"]
 """Where a model runs; `auto`: cuda when the engine sees a GPU, else cpu."""
 
 ComputeType = Literal[
-    "default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
-    "int16", "float16", "bfloat16", "float32",
+    "default",
+    "auto",
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
 ]
 """CTranslate2 compute types (stt and translate); `auto`: the fastest the device supports,
 `default`: the type the model was saved in."""
@@ -105,11 +121,17 @@ class ServiceSettings(BaseSettings):
     # the client re-resolves its address and new replicas get traffic. Calls in flight go on
     # for up to the grace; unset grace: until they end (an STT stream lasts a conversation).
     max_connection_age_s: float | None = Field(
-        300.0, gt=0, le=86_400, description="recycle client connections after this long "
-        "(unset: never)")
+        300.0,
+        gt=0,
+        le=86_400,
+        description="recycle client connections after this long (unset: never)",
+    )
     max_connection_age_grace_s: float | None = Field(
-        None, ge=0, le=86_400, description="time calls in flight keep on a recycled "
-        "connection (unset: until they end)")
+        None,
+        ge=0,
+        le=86_400,
+        description="time calls in flight keep on a recycled connection (unset: until they end)",
+    )
     max_message_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, le=1024**3, description="largest gRPC message"
     )
@@ -127,7 +149,8 @@ class ServiceSettings(BaseSettings):
             options.append(("grpc.max_connection_age_ms", int(self.max_connection_age_s * 1000)))
         if self.max_connection_age_grace_s is not None:
             options.append(
-                ("grpc.max_connection_age_grace_ms", int(self.max_connection_age_grace_s * 1000)))
+                ("grpc.max_connection_age_grace_ms", int(self.max_connection_age_grace_s * 1000))
+            )
         return options
 
 

@@ -37,8 +37,7 @@ class GpuMemoryCollector(Collector):
         self.service = service
         self._nvml = _nvml()
         if self._nvml is not None:
-            log.info("GPU memory metrics from NVML (%d device(s))",
-                     self._nvml.nvmlDeviceGetCount())
+            log.info("GPU memory metrics from NVML (%d device(s))", self._nvml.nvmlDeviceGetCount())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if self._nvml is None:
@@ -46,8 +45,9 @@ class GpuMemoryCollector(Collector):
         labels = ["service", "gpu"]
         used = GaugeMetricFamily("milo_gpu_memory_used_bytes", "GPU memory in use", labels=labels)
         total = GaugeMetricFamily("milo_gpu_memory_total_bytes", "GPU memory", labels=labels)
-        mine = GaugeMetricFamily("milo_gpu_memory_process_bytes",
-                                 "GPU memory used by this process", labels=labels)
+        mine = GaugeMetricFamily(
+            "milo_gpu_memory_process_bytes", "GPU memory used by this process", labels=labels
+        )
         for index in range(self._nvml.nvmlDeviceGetCount()):
             handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
             info = self._nvml.nvmlDeviceGetMemoryInfo(handle)

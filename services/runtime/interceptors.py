@@ -163,7 +163,8 @@ class _Undecodable:
     def error(self) -> InvalidArgument:
         return InvalidArgument(
             f"the request could not be parsed: it is not a valid {self.type_name} message "
-            "(protobuf wire format; text fields must be UTF-8)")
+            "(protobuf wire format; text fields must be UTF-8)"
+        )
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -224,8 +225,11 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, call: _Call | None) -> grpc.Rp
         return grpc.stream_unary_rpc_method_handler(unary_out, *serializers)
 
     inner_stream = handler.unary_stream or handler.stream_stream
-    make = grpc.unary_stream_rpc_method_handler if handler.unary_stream else (
-        grpc.stream_stream_rpc_method_handler)
+    make = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else (grpc.stream_stream_rpc_method_handler)
+    )
     if not inspect.isasyncgenfunction(inner_stream):  # writes with context.write (health Watch)
 
         async def write_out(request: Any, context: grpc.aio.ServicerContext) -> None:

@@ -36,7 +36,8 @@ QUEUE_WAIT = Histogram(
 )
 MODEL_LOAD = Gauge("milo_model_load_seconds", "Time to load and warm up the model", ["service"])
 MODEL_INFO = Gauge(
-    "milo_model_info", "The model this service runs (value is always 1)",
+    "milo_model_info",
+    "The model this service runs (value is always 1)",
     ["service", "model_id", "device"],
 )
 SERVING = Gauge("milo_serving", "1 while health says SERVING, else 0", ["service"])

@@ -123,8 +123,9 @@ class ServiceHost:
         metrics.watch_gpu(self.service.name)
         self._metrics = metrics.MetricsServer(s.metrics_host, s.metrics_port)
         self.metrics_port = self._metrics.port
-        log.info("%s listening on %s:%d (NOT_SERVING until loaded)", self.service.name, s.host,
-                 self.port)
+        log.info(
+            "%s listening on %s:%d (NOT_SERVING until loaded)", self.service.name, s.host, self.port
+        )
         if load:
             await self.load()
 
@@ -137,8 +138,13 @@ class ServiceHost:
         metrics.MODEL_INFO.labels(name, self.service.model_id, self.service.device).set(1)
         self.interceptor.ready = True
         await self._set_health(SERVING)
-        log.info("%s SERVING: model %s on %s, loaded and warmed up in %.2fs",
-                 name, self.service.model_id, self.service.device, took)
+        log.info(
+            "%s SERVING: model %s on %s, loaded and warmed up in %.2fs",
+            name,
+            self.service.model_id,
+            self.service.device,
+            took,
+        )
 
     async def _set_health(self, status: int) -> None:
         for svc in ("", *self.service.service_names):
@@ -156,7 +162,8 @@ class ServiceHost:
         drain = getattr(self.service, "drain", None)
         if self.server is not None:
             stopping = asyncio.ensure_future(
-                self.server.stop(grace + (_DRAIN_MARGIN_S if drain is not None else 0)))
+                self.server.stop(grace + (_DRAIN_MARGIN_S if drain is not None else 0))
+            )
             if drain is not None:
                 await drain(grace)
             await stopping
@@ -176,8 +183,9 @@ class ServiceHost:
             loop.add_signal_handler(sig, stop.set)
         await self.start(load=False)
         loader = asyncio.create_task(self.load())
-        await asyncio.wait({loader, asyncio.create_task(stop.wait())},
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {loader, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
         if loader.done() and loader.exception() is not None:
             await self.stop(grace=0)
             raise loader.exception()  # type: ignore[misc]

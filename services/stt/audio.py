@@ -22,9 +22,13 @@ Encoding = Literal["s16le", "f32le", "wav", "container"]
 RAW: tuple[Encoding, ...] = ("s16le", "f32le")
 _DTYPE = {"s16le": np.int16, "f32le": np.float32}
 _MAGIC = (  # (offset, bytes, name): containers a raw PCM declaration must not hide
-    (0, b"RIFF", "a WAV (RIFF) file"), (0, b"RF64", "a WAV (RF64) file"),
-    (0, b"fLaC", "a FLAC file"), (0, b"OggS", "an Ogg file"), (0, b"ID3", "an MP3 file"),
-    (0, b"\x1a\x45\xdf\xa3", "a WebM/Matroska file"), (4, b"ftyp", "an MP4/M4A file"),
+    (0, b"RIFF", "a WAV (RIFF) file"),
+    (0, b"RF64", "a WAV (RF64) file"),
+    (0, b"fLaC", "a FLAC file"),
+    (0, b"OggS", "an Ogg file"),
+    (0, b"ID3", "an MP3 file"),
+    (0, b"\x1a\x45\xdf\xa3", "a WebM/Matroska file"),
+    (4, b"ftyp", "an MP4/M4A file"),
 )
 
 
@@ -56,7 +60,7 @@ class AudioSpec:
 def sniff(data: bytes) -> str | None:
     """The container `data` starts like, or None."""
     for offset, magic, name in _MAGIC:
-        if data[offset:offset + len(magic)] == magic:
+        if data[offset : offset + len(magic)] == magic:
             return name
     return None
 
@@ -72,14 +76,17 @@ def decode_clip(data: bytes, spec: AudioSpec, max_samples: int) -> np.ndarray:
         is_wav = data[:4] in (b"RIFF", b"RF64") and data[8:12] == b"WAVE"
         if spec.encoding == "wav" and not is_wav:
             what = sniff(data) or "not a WAV file"
-            raise InvalidArgument(f"format says WAV but the data is {what}; "
-                                  "declare CONTAINER to have the format detected")
+            raise InvalidArgument(
+                f"format says WAV but the data is {what}; "
+                "declare CONTAINER to have the format detected"
+            )
         audio = _decode_container(data, max_samples)
     if audio.size == 0:
         raise InvalidArgument("audio is empty: it decoded to no samples")
     if not np.all(np.isfinite(audio)):  # whatever the decoder: never hand NaN to the model
-        raise InvalidArgument("the audio holds non-finite samples (NaN or infinity): it "
-                              "cannot be transcribed")
+        raise InvalidArgument(
+            "the audio holds non-finite samples (NaN or infinity): it cannot be transcribed"
+        )
     if audio.size > max_samples:
         raise InvalidArgument(
             f"audio is {audio.size * 1000 // SAMPLE_RATE} ms long; the limit is "

@@ -16,7 +16,8 @@ from services.runtime.config import PORTS
 
 def add_commands(subparsers: Any) -> None:
     stt = eval_group(subparsers).add_parser(
-        "stt", help="WER/CER of a running STT service on a JSONL manifest",
+        "stt",
+        help="WER/CER of a running STT service on a JSONL manifest",
         description="Send each clip of a manifest to a running STT service (Recognize) and "
         "print corpus WER and CER after normalization, and the worst utterances.",
     )
@@ -26,8 +27,11 @@ def add_commands(subparsers: Any) -> None:
     stt.add_argument("--beam-size", type=int, help="beam size (default: the server's)")
     stt.add_argument("--worst", type=int, default=10, help="worst utterances to list")
     stt.add_argument("--timeout", type=float, default=300.0, help="seconds per clip")
-    stt.add_argument("--api-key", default=os.environ.get("MILO_API_KEY"),
-                     help="API key if the service needs one (default: $MILO_API_KEY)")
+    stt.add_argument(
+        "--api-key",
+        default=os.environ.get("MILO_API_KEY"),
+        help="API key if the service needs one (default: $MILO_API_KEY)",
+    )
     stt.add_argument("--json", action="store_true", help="print one JSON object")
     stt.set_defaults(func=run_eval)
 
@@ -49,8 +53,10 @@ def run_eval(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else "ERROR"
         detail = exc.details() if hasattr(exc, "details") else str(exc)
-        print(f"milo eval stt: the service at {args.address} answered {code}: {detail}",
-              file=sys.stderr)
+        print(
+            f"milo eval stt: the service at {args.address} answered {code}: {detail}",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps(report_json(report, model), ensure_ascii=False, indent=2))
@@ -71,11 +77,13 @@ def _evaluate(args: argparse.Namespace, items: list[Any]) -> tuple[Any, dict[str
         config.language = args.language
     if args.beam_size is not None:
         config.beam_size = args.beam_size
-    with grpc.insecure_channel(args.address, options=[
-        ("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
+    with grpc.insecure_channel(
+        args.address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
         stub = stt_pb2_grpc.SttStub(channel)
-        info = stub.Describe(stt_pb2.DescribeRequest(), metadata=metadata, timeout=args.timeout,
-                             wait_for_ready=True)
+        info = stub.Describe(
+            stt_pb2.DescribeRequest(), metadata=metadata, timeout=args.timeout, wait_for_ready=True
+        )
         hyps, audio_s, processing_s, started = [], 0.0, 0.0, time.monotonic()
         for item in items:
             request = stt_pb2.RecognizeRequest(config=config, audio=item.audio.read_bytes())
@@ -83,6 +91,10 @@ def _evaluate(args: argparse.Namespace, items: list[Any]) -> tuple[Any, dict[str
             hyps.append(reply.text)
             audio_s += reply.audio_duration_ms / 1000
             processing_s += reply.processing_ms / 1000
-    model = {"model_id": info.model_id, "language": args.language or info.default_language,
-             "address": args.address, "wall_seconds": round(time.monotonic() - started, 3)}
+    model = {
+        "model_id": info.model_id,
+        "language": args.language or info.default_language,
+        "address": args.address,
+        "wall_seconds": round(time.monotonic() - started, 3),
+    }
     return score(items, hyps, audio_s, processing_s, args.worst), model

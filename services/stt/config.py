@@ -43,22 +43,31 @@ class SttSettings(ModelServiceSettings):
     )
     cpu_threads: int = Field(0, ge=0, le=256, description="CPU threads per decode (0: auto)")
     num_workers: int = Field(
-        1, ge=1, le=16,
+        1,
+        ge=1,
+        le=16,
         description="decodes run at once on the one shared model (CTranslate2 workers share "
         "the weights); other decodes wait in the priority queue",
     )
     max_batch: int = Field(
-        8, ge=1, le=64,
+        8,
+        ge=1,
+        le=64,
         description="finals and Recognize clips with the same options decoded in one "
         "batched model call (1: no batching)",
     )
     batch_window_ms: float = Field(
-        5.0, ge=0, le=1000,
+        5.0,
+        ge=0,
+        le=1000,
         description="a free model waits up to this long for other streams' finals to "
         "share its next call, only while other streams are open (0: never wait)",
     )
     language: str = Field(
-        "mg", min_length=2, max_length=4, pattern=r"^([a-z]{2,3}|auto)$",
+        "mg",
+        min_length=2,
+        max_length=4,
+        pattern=r"^([a-z]{2,3}|auto)$",
         description="ISO 639-1 default language, passed to Whisper; 'auto': Whisper detects it",
     )
     beam_size: int = Field(5, ge=1, le=20, description="default beam size")
@@ -77,8 +86,11 @@ class SttSettings(ModelServiceSettings):
     )
 
     no_speech_threshold: float = Field(
-        0.6, ge=0, le=1, description="hallucination guard: a segment above this no-speech "
-        "probability is dropped when its avg log prob is also below log_prob_threshold"
+        0.6,
+        ge=0,
+        le=1,
+        description="hallucination guard: a segment above this no-speech "
+        "probability is dropped when its avg log prob is also below log_prob_threshold",
     )
     log_prob_threshold: float = Field(-1.0, le=0, description="see no_speech_threshold")
     compression_ratio_threshold: float = Field(

@@ -22,8 +22,10 @@ _ENCODINGS: dict[int, Encoding] = {
     audio_pb2.AUDIO_ENCODING_PCM_F32LE: "f32le",
 }
 INPUT_ENCODINGS = (
-    audio_pb2.AUDIO_ENCODING_PCM_S16LE, audio_pb2.AUDIO_ENCODING_PCM_F32LE,
-    audio_pb2.AUDIO_ENCODING_WAV, audio_pb2.AUDIO_ENCODING_CONTAINER,
+    audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+    audio_pb2.AUDIO_ENCODING_PCM_F32LE,
+    audio_pb2.AUDIO_ENCODING_WAV,
+    audio_pb2.AUDIO_ENCODING_CONTAINER,
 )
 
 
@@ -56,8 +58,10 @@ def vad_params(core: SttCore, vad: stt_pb2.VadConfig) -> VadParams:
         return getattr(vad, name) if vad.HasField(name) else None  # type: ignore[arg-type]
 
     return core.vad_params(
-        threshold=get("threshold"), min_speech_ms=get("min_speech_ms"),
-        min_silence_ms=get("min_silence_ms"), speech_pad_ms=get("speech_pad_ms"),
+        threshold=get("threshold"),
+        min_speech_ms=get("min_speech_ms"),
+        min_silence_ms=get("min_silence_ms"),
+        speech_pad_ms=get("speech_pad_ms"),
         max_utterance_ms=get("max_utterance_ms"),
     )
 
@@ -72,19 +76,30 @@ def segments(transcript: Transcript) -> list[stt_pb2.Segment]:
 
 def _segment(s: Segment) -> stt_pb2.Segment:
     words = [
-        stt_pb2.Word(word=w.word, start_ms=_ms(w.start), end_ms=_ms(w.end),
-                     probability=min(max(w.probability, 0.0), 1.0))
+        stt_pb2.Word(
+            word=w.word,
+            start_ms=_ms(w.start),
+            end_ms=_ms(w.end),
+            probability=min(max(w.probability, 0.0), 1.0),
+        )
         for w in s.words
     ]
-    return stt_pb2.Segment(text=s.text, start_ms=_ms(s.start), end_ms=_ms(s.end),
-                           avg_logprob=s.avg_logprob, no_speech_prob=s.no_speech_prob,
-                           words=words)
+    return stt_pb2.Segment(
+        text=s.text,
+        start_ms=_ms(s.start),
+        end_ms=_ms(s.end),
+        avg_logprob=s.avg_logprob,
+        no_speech_prob=s.no_speech_prob,
+        words=words,
+    )
 
 
 def recognize_response(result: Recognition) -> stt_pb2.RecognizeResponse:
     t = result.transcript
     return stt_pb2.RecognizeResponse(
-        text=t.text, segments=segments(t), language=t.language,
+        text=t.text,
+        segments=segments(t),
+        language=t.language,
         audio_duration_ms=_ms(result.audio_seconds),
         processing_ms=result.processing_seconds * 1000,
     )
@@ -94,8 +109,9 @@ def stream_response(emitted: Emitted) -> stt_pb2.StreamingRecognizeResponse:
     event, processed = emitted.event, _ms(emitted.processed)
     if isinstance(event, SpeechStarted):
         started = stt_pb2.SpeechStarted(utterance_index=event.index, offset_ms=_ms(event.offset))
-        return stt_pb2.StreamingRecognizeResponse(speech_started=started,
-                                                  audio_processed_ms=processed)
+        return stt_pb2.StreamingRecognizeResponse(
+            speech_started=started, audio_processed_ms=processed
+        )
     if isinstance(event, SpeechEnded):
         ended = stt_pb2.SpeechEnded(utterance_index=event.index, offset_ms=_ms(event.offset))
         return stt_pb2.StreamingRecognizeResponse(speech_ended=ended, audio_processed_ms=processed)
@@ -105,8 +121,13 @@ def stream_response(emitted: Emitted) -> stt_pb2.StreamingRecognizeResponse:
 def _result(r: Result) -> stt_pb2.RecognitionResult:
     t = r.transcript
     return stt_pb2.RecognitionResult(
-        is_final=r.is_final, utterance_index=r.index, text=t.text, segments=segments(t),
-        language=t.language, start_ms=_ms(r.start), end_ms=_ms(r.end),
+        is_final=r.is_final,
+        utterance_index=r.index,
+        text=t.text,
+        segments=segments(t),
+        language=t.language,
+        start_ms=_ms(r.start),
+        end_ms=_ms(r.end),
         processing_ms=r.processing * 1000,
     )
 
@@ -114,11 +135,17 @@ def _result(r: Result) -> stt_pb2.RecognitionResult:
 def describe(core: SttCore, info: ServerInfo) -> stt_pb2.DescribeResponse:
     engine, d = core.engine, core.defaults
     return stt_pb2.DescribeResponse(
-        model_id=engine.model_id, languages=list(engine.languages),
-        default_language=core.default_language, multilingual=engine.multilingual,
-        model_sample_rate_hz=SAMPLE_RATE, max_audio_bytes=d.max_audio_bytes,
-        max_audio_ms=d.max_audio_ms, input_encodings=list(INPUT_ENCODINGS),
-        device=engine.device, compute_type=engine.compute_type, word_timestamps=True,
+        model_id=engine.model_id,
+        languages=list(engine.languages),
+        default_language=core.default_language,
+        multilingual=engine.multilingual,
+        model_sample_rate_hz=SAMPLE_RATE,
+        max_audio_bytes=d.max_audio_bytes,
+        max_audio_ms=d.max_audio_ms,
+        input_encodings=list(INPUT_ENCODINGS),
+        device=engine.device,
+        compute_type=engine.compute_type,
+        word_timestamps=True,
         partial_results=info.partial_results,
         max_concurrent_streams=info.max_concurrent_streams,
     )

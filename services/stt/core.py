@@ -72,14 +72,20 @@ class SttCore:
     """Recognition over one engine: `load` before use, `close` after (see the runtime's
     `model_service`); the VAD detector is made on load."""
 
-    def __init__(self, engine: SttEngine, make_detector: Callable[[], SpeechDetector],
-                 defaults: Defaults, workers: int = 1,
-                 batching: BatchPolicy | None = None) -> None:
+    def __init__(
+        self,
+        engine: SttEngine,
+        make_detector: Callable[[], SpeechDetector],
+        defaults: Defaults,
+        workers: int = 1,
+        batching: BatchPolicy | None = None,
+    ) -> None:
         self.engine, self._make_detector = engine, make_detector
         self.defaults = defaults
         self.callers = 0  # open streams and Recognize calls (the batch policy's company)
-        self.scheduler = DecodeScheduler(workers, self._run_batch, batching,
-                                         callers=lambda: self.callers)
+        self.scheduler = DecodeScheduler(
+            workers, self._run_batch, batching, callers=lambda: self.callers
+        )
         self._detector: SpeechDetector | None = None
         self.default_language = defaults.language
 
@@ -96,11 +102,16 @@ class SttCore:
         engine.load()
         if self.defaults.language not in (*engine.languages, AUTO):
             if engine.multilingual:
-                raise ValueError(f"default language {self.defaults.language!r} is not one "
-                                 f"Whisper knows; set MILO_STT_LANGUAGE to {_KNOWN_LANGUAGES_HINT}")
-            log.warning("model %s is English-only: default language %r is not supported, "
-                        "falling back to 'en' (set MILO_STT_LANGUAGE=en to silence this)",
-                        engine.model_id, self.defaults.language)
+                raise ValueError(
+                    f"default language {self.defaults.language!r} is not one "
+                    f"Whisper knows; set MILO_STT_LANGUAGE to {_KNOWN_LANGUAGES_HINT}"
+                )
+            log.warning(
+                "model %s is English-only: default language %r is not supported, "
+                "falling back to 'en' (set MILO_STT_LANGUAGE=en to silence this)",
+                engine.model_id,
+                self.defaults.language,
+            )
             self.default_language = "en"
         self._warm_up()
 
@@ -126,7 +137,9 @@ class SttCore:
         if prompt is not None and len(prompt) > 2000:
             raise InvalidArgument(f"initial_prompt is {len(prompt)} characters; at most 2000")
         return DecodeOptions(
-            language=self.language(req.language), beam_size=beam, initial_prompt=prompt or None,
+            language=self.language(req.language),
+            beam_size=beam,
+            initial_prompt=prompt or None,
             word_timestamps=True if req.word_timestamps is None else req.word_timestamps,
         )
 
@@ -139,13 +152,18 @@ class SttCore:
         if code in engine.languages:
             return code
         if not code:
-            raise InvalidArgument(f"language is empty: leave it unset for the default "
-                                  f"({self.default_language!r}) or send {_KNOWN_LANGUAGES_HINT}")
+            raise InvalidArgument(
+                f"language is empty: leave it unset for the default "
+                f"({self.default_language!r}) or send {_KNOWN_LANGUAGES_HINT}"
+            )
         if not engine.multilingual and _whisper_knows(code):
-            raise InvalidArgument(f"model {engine.model_id} is English-only: it transcribes "
-                                  f"only 'en', not {code!r}")
-        raise InvalidArgument(f"unknown language code {asked!r}: send {_KNOWN_LANGUAGES_HINT}"
-                              + ("" if engine.multilingual else " (this model accepts only 'en')"))
+            raise InvalidArgument(
+                f"model {engine.model_id} is English-only: it transcribes only 'en', not {code!r}"
+            )
+        raise InvalidArgument(
+            f"unknown language code {asked!r}: send {_KNOWN_LANGUAGES_HINT}"
+            + ("" if engine.multilingual else " (this model accepts only 'en')")
+        )
 
     async def recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions) -> Recognition:
         self.callers += 1
@@ -154,13 +172,14 @@ class SttCore:
         finally:
             self.callers -= 1
 
-    async def _recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions
-                         ) -> Recognition:
+    async def _recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions) -> Recognition:
         start = time.monotonic()
         limit = self.defaults.max_audio_bytes
         if len(data) > limit:
-            raise InvalidArgument(f"audio is {len(data)} bytes; the limit is {limit} bytes "
-                                  "(split it or use StreamingRecognize)")
+            raise InvalidArgument(
+                f"audio is {len(data)} bytes; the limit is {limit} bytes "
+                "(split it or use StreamingRecognize)"
+            )
         options = self.decode_options(req)
         audio, spans = await asyncio.to_thread(self._prepare, data, spec)
         seconds = len(audio) / SAMPLE_RATE
@@ -173,8 +192,13 @@ class SttCore:
             speech = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in spans]
             transcript = self.guard(transcript, speech)
         took = time.monotonic() - start
-        log.debug("recognized %.2f s of audio in %.3f s (%d speech spans, %d segments)",
-                  seconds, took, len(spans), len(transcript.segments))
+        log.debug(
+            "recognized %.2f s of audio in %.3f s (%d speech spans, %d segments)",
+            seconds,
+            took,
+            len(spans),
+            len(transcript.segments),
+        )
         return Recognition(transcript, seconds, took)
 
     def _prepare(self, data: bytes, spec: AudioSpec) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -182,8 +206,9 @@ class SttCore:
         audio = decode_clip(data, spec, max_samples)
         return audio, speech_spans(self.detector, audio, self.defaults.vad)
 
-    async def decode(self, audio: np.ndarray, options: DecodeOptions, kind: str,
-                     key: object | None = None) -> Transcript:
+    async def decode(
+        self, audio: np.ndarray, options: DecodeOptions, kind: str, key: object | None = None
+    ) -> Transcript:
         """One decode through the scheduler: urgent ones (finals, Recognize) are batched
         with others of the same options; `key` makes it a replaceable best-effort job
         (an empty transcript if it was replaced)."""
@@ -195,7 +220,8 @@ class SttCore:
 
         if key is None:
             result: tuple[Transcript, float] | None = await self.scheduler.run_batched(
-                options, audio)
+                options, audio
+            )
         else:
             result = await self.scheduler.run_latest(key, job)
         if result is None:
@@ -207,8 +233,9 @@ class SttCore:
             metrics.REAL_TIME_FACTOR.labels(kind).observe(took / transcript.duration)
         return transcript
 
-    def _run_batch(self, options: Hashable, audios: Sequence[np.ndarray]
-                   ) -> list[tuple[Transcript, float] | BaseException]:
+    def _run_batch(
+        self, options: Hashable, audios: Sequence[np.ndarray]
+    ) -> list[tuple[Transcript, float] | BaseException]:
         """Decode thread: one model call for all `audios` when the engine batches (the
         time of each is the batch's); else, or if the batch failed, each alone, so one
         bad item fails only its own caller."""
@@ -220,8 +247,7 @@ class SttCore:
             try:
                 transcripts = batched(audios, options)
             except Exception:
-                log.exception("batched decode of %d clips failed; decoding each alone",
-                              len(audios))
+                log.exception("batched decode of %d clips failed; decoding each alone", len(audios))
                 metrics.BATCH_ALONE.inc(len(audios))
             else:
                 took = time.monotonic() - start
@@ -239,19 +265,32 @@ class SttCore:
         """Forget the waiting best-effort decode of `key` (a stream whose utterance ended)."""
         self.scheduler.drop(key)
 
-    def guard(self, transcript: Transcript,
-              speech: list[tuple[float, float]] | None = None) -> Transcript:
+    def guard(
+        self, transcript: Transcript, speech: list[tuple[float, float]] | None = None
+    ) -> Transcript:
         kept = apply_guard(transcript, self.defaults.guard, speech)
         if kept.dropped > transcript.dropped:
             metrics.HALLUCINATIONS.inc(kept.dropped - transcript.dropped)
         return kept
 
-    def open_stream(self, spec: AudioSpec, req: RequestOptions, vad: VadParams,
-                    partials: bool, partial_interval_ms: int) -> StreamSession:
-        options = StreamOptions(spec=spec, decode=self.decode_options(req), vad=vad,
-                                partials=partials, partial_interval_ms=partial_interval_ms)
-        session = StreamSession(options, self.detector.new_scorer(), self,
-                                on_close=self._stream_closed)
+    def open_stream(
+        self,
+        spec: AudioSpec,
+        req: RequestOptions,
+        vad: VadParams,
+        partials: bool,
+        partial_interval_ms: int,
+    ) -> StreamSession:
+        options = StreamOptions(
+            spec=spec,
+            decode=self.decode_options(req),
+            vad=vad,
+            partials=partials,
+            partial_interval_ms=partial_interval_ms,
+        )
+        session = StreamSession(
+            options, self.detector.new_scorer(), self, on_close=self._stream_closed
+        )
         self.callers += 1
         return session
 
@@ -269,8 +308,11 @@ class SttCore:
 
 
 _VAD_LIMITS: dict[str, tuple[float, float]] = {  # the same ranges as the settings
-    "threshold": (0.01, 0.99), "min_speech_ms": (0, 10_000), "min_silence_ms": (32, 10_000),
-    "speech_pad_ms": (0, 2_000), "max_utterance_ms": (1_000, 30_000),
+    "threshold": (0.01, 0.99),
+    "min_speech_ms": (0, 10_000),
+    "min_silence_ms": (32, 10_000),
+    "speech_pad_ms": (0, 2_000),
+    "max_utterance_ms": (1_000, 30_000),
 }
 
 

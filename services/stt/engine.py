@@ -51,16 +51,16 @@ class Segment:
         def clamp(t: float) -> float:
             return min(max(t, 0.0), duration)
 
-        words = tuple(replace(w, start=clamp(w.start), end=clamp(max(w.end, w.start)))
-                      for w in self.words)
-        return replace(self, start=clamp(self.start), end=clamp(max(self.end, self.start)),
-                       words=words)
+        words = tuple(
+            replace(w, start=clamp(w.start), end=clamp(max(w.end, w.start))) for w in self.words
+        )
+        return replace(
+            self, start=clamp(self.start), end=clamp(max(self.end, self.start)), words=words
+        )
 
     def shifted(self, seconds: float) -> Segment:
         """The same segment with its times moved by `seconds`."""
-        words = tuple(
-            replace(w, start=w.start + seconds, end=w.end + seconds) for w in self.words
-        )
+        words = tuple(replace(w, start=w.start + seconds, end=w.end + seconds) for w in self.words)
         return replace(self, start=self.start + seconds, end=self.end + seconds, words=words)
 
 

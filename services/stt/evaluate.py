@@ -21,8 +21,10 @@ from typing import Any
 
 from services.stt.normalize import normalize
 
-NORMALIZATION = ("NFKC, case-folded, apostrophes and punctuation -> spaces, diacritics kept "
-                 "(services/stt/normalize.py)")
+NORMALIZATION = (
+    "NFKC, case-folded, apostrophes and punctuation -> spaces, diacritics kept "
+    "(services/stt/normalize.py)"
+)
 
 
 class ManifestError(ValueError):
@@ -80,8 +82,10 @@ def _item(path: Path, number: int, line: str) -> Item:
         raise ManifestError(f"{where}: not a JSON object ({exc})") from exc
     if not isinstance(entry, dict):
         raise ManifestError(f"{where}: not a JSON object")
-    audio, text = entry.get("audio", entry.get("audio_filepath")), entry.get("text",
-                                                                             entry.get("reference"))
+    audio, text = (
+        entry.get("audio", entry.get("audio_filepath")),
+        entry.get("text", entry.get("reference")),
+    )
     if not isinstance(audio, str) or not isinstance(text, str):
         raise ManifestError(f'{where}: needs "audio" (a path) and "text" (the reference)')
     if not normalize(text):
@@ -92,8 +96,13 @@ def _item(path: Path, number: int, line: str) -> Item:
     return Item(file, text, number)
 
 
-def score(items: Sequence[Item], hypotheses: Sequence[str], audio_seconds: float = 0.0,
-          processing_seconds: float = 0.0, worst: int = 10) -> Report:
+def score(
+    items: Sequence[Item],
+    hypotheses: Sequence[str],
+    audio_seconds: float = 0.0,
+    processing_seconds: float = 0.0,
+    worst: int = 10,
+) -> Report:
     """Corpus WER/CER of `hypotheses` against the items' references, both normalized."""
     import jiwer
 
@@ -107,12 +116,17 @@ def score(items: Sequence[Item], hypotheses: Sequence[str], audio_seconds: float
     ]
     scored.sort(key=lambda s: (s.wer, s.cer), reverse=True)
     return Report(
-        utterances=len(items), wer=float(words.wer), cer=float(chars.cer),
+        utterances=len(items),
+        wer=float(words.wer),
+        cer=float(chars.cer),
         reference_words=sum(len(r.split()) for r in refs),
-        reference_chars=sum(len(r) for r in refs), substitutions=words.substitutions,
-        deletions=words.deletions, insertions=words.insertions, audio_seconds=audio_seconds,
-        processing_seconds=processing_seconds, worst=[s for s in scored[:worst] if s.wer > 0
-                                                      or s.cer > 0],
+        reference_chars=sum(len(r) for r in refs),
+        substitutions=words.substitutions,
+        deletions=words.deletions,
+        insertions=words.insertions,
+        audio_seconds=audio_seconds,
+        processing_seconds=processing_seconds,
+        worst=[s for s in scored[:worst] if s.wer > 0 or s.cer > 0],
     )
 
 
@@ -135,6 +149,9 @@ def format_report(report: Report, model: dict[str, Any]) -> str:
     if r.worst:
         lines.append(f"worst {len(r.worst)} utterances:")
     for s in r.worst:
-        lines += [f"  WER {100 * s.wer:6.2f}%  CER {100 * s.cer:6.2f}%  {s.audio}",
-                  f"    ref: {s.reference}", f"    hyp: {s.hypothesis}"]
+        lines += [
+            f"  WER {100 * s.wer:6.2f}%  CER {100 * s.cer:6.2f}%  {s.audio}",
+            f"    ref: {s.reference}",
+            f"    hyp: {s.hypothesis}",
+        ]
     return "\n".join(lines)

@@ -39,14 +39,17 @@ def overlaps(start: float, end: float, spans: Sequence[tuple[float, float]]) -> 
     return any(start < s_end and s_start < end for s_start, s_end in spans)
 
 
-def apply_guard(transcript: Transcript, params: GuardParams,
-                speech: Sequence[tuple[float, float]] | None = None) -> Transcript:
+def apply_guard(
+    transcript: Transcript, params: GuardParams, speech: Sequence[tuple[float, float]] | None = None
+) -> Transcript:
     """The transcript without hallucinated segments. `speech`: the VAD's spans in seconds,
     when the transcript covers a whole clip (None: all the audio was speech)."""
     kept = tuple(
-        s for s in transcript.segments
-        if not is_hallucination(s, params, speech is not None and not overlaps(s.start, s.end,
-                                                                                speech))
+        s
+        for s in transcript.segments
+        if not is_hallucination(
+            s, params, speech is not None and not overlaps(s.start, s.end, speech)
+        )
     )
     dropped = len(transcript.segments) - len(kept)
     return replace(transcript, segments=kept, dropped=transcript.dropped + dropped)

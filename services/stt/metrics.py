@@ -8,15 +8,17 @@ from services.runtime.metrics import LATENCY_BUCKETS
 
 RTF_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5)
 
-AUDIO_SECONDS = Counter(
-    "milo_stt_audio_seconds", "Audio received, in seconds, by RPC", ["method"]
-)
+AUDIO_SECONDS = Counter("milo_stt_audio_seconds", "Audio received, in seconds, by RPC", ["method"])
 DECODE_SECONDS = Histogram(
-    "milo_stt_decode_seconds", "Model time per decode, by kind (recognize, partial, final)",
-    ["kind"], buckets=LATENCY_BUCKETS,
+    "milo_stt_decode_seconds",
+    "Model time per decode, by kind (recognize, partial, final)",
+    ["kind"],
+    buckets=LATENCY_BUCKETS,
 )
 REAL_TIME_FACTOR = Histogram(
-    "milo_stt_real_time_factor", "Decode time / audio duration, by kind", ["kind"],
+    "milo_stt_real_time_factor",
+    "Decode time / audio duration, by kind",
+    ["kind"],
     buckets=RTF_BUCKETS,
 )
 FINAL_LATENCY = Histogram(
@@ -37,10 +39,12 @@ QUEUE_WAIT = Histogram(
     "milo_stt_decode_queue_wait_seconds",
     "Time a decode waited for the model, by priority (urgent: finals and Recognize; "
     "best_effort: partials)",
-    ["priority"], buckets=(0.001, 0.0025, *LATENCY_BUCKETS),
+    ["priority"],
+    buckets=(0.001, 0.0025, *LATENCY_BUCKETS),
 )
 BATCH_SIZE = Histogram(
-    "milo_stt_batch_size", "Finals and Recognize clips decoded by one batched model call",
+    "milo_stt_batch_size",
+    "Finals and Recognize clips decoded by one batched model call",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
 )
 BATCH_ALONE = Counter(

@@ -51,9 +51,13 @@ class _Job:
 
 
 class DecodeScheduler:
-    def __init__(self, workers: int = 1, run_batch: RunBatch | None = None,
-                 policy: BatchPolicy | None = None,
-                 callers: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        run_batch: RunBatch | None = None,
+        policy: BatchPolicy | None = None,
+        callers: Callable[[], int] = lambda: 0,
+    ) -> None:
         """`run_batch(group, items)` runs batchable jobs (blocking, in a worker thread);
         `callers()`: how many streams and Recognize calls are open (for the policy)."""
         self.workers = workers
@@ -97,10 +101,23 @@ class DecodeScheduler:
         if job is not None and not job.future.done():
             job.future.set_result(None)
 
-    def _submit(self, priority: int, fn: Callable[[], Any] | None, key: Hashable | None,
-                group: Hashable | None = None, item: Any = None) -> asyncio.Future[Any]:
-        job = _Job(priority, next(self._seq), fn, asyncio.get_running_loop().create_future(),
-                   key, group, item)
+    def _submit(
+        self,
+        priority: int,
+        fn: Callable[[], Any] | None,
+        key: Hashable | None,
+        group: Hashable | None = None,
+        item: Any = None,
+    ) -> asyncio.Future[Any]:
+        job = _Job(
+            priority,
+            next(self._seq),
+            fn,
+            asyncio.get_running_loop().create_future(),
+            key,
+            group,
+            item,
+        )
         if key is not None:
             self._latest[key] = job
         heapq.heappush(self._heap, job)
@@ -120,8 +137,9 @@ class DecodeScheduler:
                 self._start([heapq.heappop(self._heap)])
                 continue
             batch = self._batch_of(head)
-            wait = self.policy.wait_s(len(batch), time.monotonic() - head.queued,
-                                      self._callers() - len(batch))
+            wait = self.policy.wait_s(
+                len(batch), time.monotonic() - head.queued, self._callers() - len(batch)
+            )
             if wait > 0:  # hold the model (partials included) for company a little while
                 self._timer = asyncio.get_running_loop().call_later(wait, self._dispatch)
                 break
@@ -140,8 +158,9 @@ class DecodeScheduler:
                 del self._latest[job.key]
 
     def _batch_of(self, head: _Job) -> list[_Job]:
-        same = sorted(job for job in self._heap
-                      if job.group == head.group and not job.future.done())
+        same = sorted(
+            job for job in self._heap if job.group == head.group and not job.future.done()
+        )
         return same[: self.policy.max_batch]
 
     def _start(self, jobs: list[_Job]) -> None:
@@ -176,8 +195,9 @@ class DecodeScheduler:
         else:
             results: Sequence[Any] = done.result()
             if len(results) != len(jobs):
-                results = [RuntimeError(f"the batch gave {len(results)} results for "
-                                        f"{len(jobs)} decodes")] * len(jobs)
+                results = [
+                    RuntimeError(f"the batch gave {len(results)} results for {len(jobs)} decodes")
+                ] * len(jobs)
             for job, result in zip(jobs, results, strict=True):
                 if job.future.done():
                     continue  # its caller went away: the result is dropped

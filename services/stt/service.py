@@ -26,15 +26,25 @@ def defaults(settings: SttSettings) -> Defaults:
     """The recognition defaults (language, beam, VAD, guard, limits) from the settings."""
     s = settings
     return Defaults(
-        language=s.language, beam_size=s.beam_size, initial_prompt=s.initial_prompt,
-        vad=VadParams(threshold=s.vad_threshold, min_speech_ms=s.vad_min_speech_ms,
-                      min_silence_ms=s.vad_min_silence_ms, speech_pad_ms=s.vad_speech_pad_ms,
-                      max_utterance_ms=s.max_utterance_ms),
-        partial_results=s.partial_results, partial_interval_ms=s.partial_interval_ms,
-        guard=GuardParams(no_speech_threshold=s.no_speech_threshold,
-                          log_prob_threshold=s.log_prob_threshold,
-                          compression_ratio_threshold=s.compression_ratio_threshold),
-        max_audio_bytes=s.max_audio_bytes, max_audio_ms=s.max_audio_ms,
+        language=s.language,
+        beam_size=s.beam_size,
+        initial_prompt=s.initial_prompt,
+        vad=VadParams(
+            threshold=s.vad_threshold,
+            min_speech_ms=s.vad_min_speech_ms,
+            min_silence_ms=s.vad_min_silence_ms,
+            speech_pad_ms=s.vad_speech_pad_ms,
+            max_utterance_ms=s.max_utterance_ms,
+        ),
+        partial_results=s.partial_results,
+        partial_interval_ms=s.partial_interval_ms,
+        guard=GuardParams(
+            no_speech_threshold=s.no_speech_threshold,
+            log_prob_threshold=s.log_prob_threshold,
+            compression_ratio_threshold=s.compression_ratio_threshold,
+        ),
+        max_audio_bytes=s.max_audio_bytes,
+        max_audio_ms=s.max_audio_ms,
     )
 
 
@@ -42,9 +52,15 @@ def whisper_config(settings: SttSettings) -> WhisperConfig:
     """The faster-whisper engine's configuration from the settings."""
     s = settings
     return WhisperConfig(
-        model_dir=s.model_dir, model_id=s.model_id, device=s.device, device_index=s.device_index,
-        compute_type=s.compute_type, cpu_threads=s.cpu_threads, num_workers=s.num_workers,
-        no_speech_threshold=s.no_speech_threshold, log_prob_threshold=s.log_prob_threshold,
+        model_dir=s.model_dir,
+        model_id=s.model_id,
+        device=s.device,
+        device_index=s.device_index,
+        compute_type=s.compute_type,
+        cpu_threads=s.cpu_threads,
+        num_workers=s.num_workers,
+        no_speech_threshold=s.no_speech_threshold,
+        log_prob_threshold=s.log_prob_threshold,
         compression_ratio_threshold=s.compression_ratio_threshold,
     )
 
@@ -56,12 +72,27 @@ def make_service(
 ) -> ModelService:
     """The STT service: a faster-whisper engine (or `engine`: tier-2 tests pass a fake),
     the VAD (`make_detector`), the core and the servicer."""
-    core = SttCore(engine or WhisperEngine(whisper_config(settings)), make_detector,
-                   defaults(settings), workers=settings.num_workers,
-                   batching=BatchPolicy(max_batch=settings.max_batch,
-                                        window_s=settings.batch_window_ms / 1000))
-    servicer = SttServicer(core, ServerInfo(max_concurrent_streams=settings.max_concurrency,
-                                            partial_results=settings.partial_results))
+    core = SttCore(
+        engine or WhisperEngine(whisper_config(settings)),
+        make_detector,
+        defaults(settings),
+        workers=settings.num_workers,
+        batching=BatchPolicy(
+            max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000
+        ),
+    )
+    servicer = SttServicer(
+        core,
+        ServerInfo(
+            max_concurrent_streams=settings.max_concurrency,
+            partial_results=settings.partial_results,
+        ),
+    )
     check = None if engine else partial(preflight, "stt", settings.model_dir)
-    return ModelService("stt", (SERVICE_NAME,), core,
-                        partial(stt_pb2_grpc.add_SttServicer_to_server, servicer), preflight=check)
+    return ModelService(
+        "stt",
+        (SERVICE_NAME,),
+        core,
+        partial(stt_pb2_grpc.add_SttServicer_to_server, servicer),
+        preflight=check,
+    )

@@ -29,8 +29,11 @@ class SttServicer(stt_pb2_grpc.SttServicer):
     async def Recognize(
         self, request: stt_pb2.RecognizeRequest, context: grpc.aio.ServicerContext
     ) -> stt_pb2.RecognizeResponse:
-        options = (convert.request_options(request.config) if request.HasField("config")
-                   else RequestOptions())
+        options = (
+            convert.request_options(request.config)
+            if request.HasField("config")
+            else RequestOptions()
+        )
         spec = convert.audio_spec(request.format)
         result = await self.core.recognize(request.audio, spec, options)
         return convert.recognize_response(result)
@@ -46,8 +49,9 @@ class SttServicer(stt_pb2_grpc.SttServicer):
             what = "no message" if first is None else "audio"
             raise InvalidArgument(f"the first message must be the StreamingConfig; got {what}")
         session = self._open(first.config)
-        async for emitted in run_stream(session, _audio(requests, session.options.spec.rate,
-                                                        session.options.spec.frame_bytes)):
+        async for emitted in run_stream(
+            session, _audio(requests, session.options.spec.rate, session.options.spec.frame_bytes)
+        ):
             yield convert.stream_response(emitted)
 
     def _open(self, config: stt_pb2.StreamingConfig) -> StreamSession:
@@ -56,29 +60,37 @@ class SttServicer(stt_pb2_grpc.SttServicer):
                 "streaming audio must be raw PCM: set config.format.encoding to PCM_S16LE or "
                 "PCM_F32LE, with sample_rate_hz and channels"
             )
-        interval = (config.partial_interval_ms if config.HasField("partial_interval_ms")
-                    else self.core.defaults.partial_interval_ms)
+        interval = (
+            config.partial_interval_ms
+            if config.HasField("partial_interval_ms")
+            else self.core.defaults.partial_interval_ms
+        )
         if not 100 <= interval <= 30_000:
-            raise InvalidArgument(f"partial_interval_ms must be between 100 and 30000, "
-                                  f"got {interval}")
+            raise InvalidArgument(
+                f"partial_interval_ms must be between 100 and 30000, got {interval}"
+            )
         return self.core.open_stream(
             convert.audio_spec(config.format),
             convert.request_options(config.recognition),
             convert.vad_params(self.core, config.vad),
-            partials=(config.partial_results if config.HasField("partial_results")
-                      else self.core.defaults.partial_results),
+            partials=(
+                config.partial_results
+                if config.HasField("partial_results")
+                else self.core.defaults.partial_results
+            ),
             partial_interval_ms=interval,
         )
 
 
-async def _audio(requests: AsyncIterator[stt_pb2.StreamingRecognizeRequest], rate: int,
-                 frame_bytes: int) -> AsyncIterator[bytes]:
+async def _audio(
+    requests: AsyncIterator[stt_pb2.StreamingRecognizeRequest], rate: int, frame_bytes: int
+) -> AsyncIterator[bytes]:
     """The audio of the messages after the config; a second config is an error."""
     async for request in requests:
         if request.WhichOneof("request") == "config":
             raise InvalidArgument("the StreamingConfig may be sent only once, as the first message")
         if request.audio:
             metrics.AUDIO_SECONDS.labels("StreamingRecognize").inc(
-                len(request.audio) / frame_bytes / rate if rate else 0.0)
+                len(request.audio) / frame_bytes / rate if rate else 0.0
+            )
             yield request.audio
-

@@ -33,11 +33,13 @@ _MAX_FINALS = 2
 
 
 class Decoder(Protocol):
-    async def decode(self, audio: np.ndarray, options: DecodeOptions, kind: str,
-                     key: object | None = None) -> Transcript: ...
+    async def decode(
+        self, audio: np.ndarray, options: DecodeOptions, kind: str, key: object | None = None
+    ) -> Transcript: ...
 
-    def guard(self, transcript: Transcript,
-              speech: list[tuple[float, float]] | None = None) -> Transcript: ...
+    def guard(
+        self, transcript: Transcript, speech: list[tuple[float, float]] | None = None
+    ) -> Transcript: ...
 
     def drop(self, key: object) -> None: ...
 
@@ -110,12 +112,13 @@ class _Buffer:
 
     def _joined(self) -> np.ndarray:
         if len(self._chunks) != 1:
-            self._chunks = [np.concatenate(self._chunks) if self._chunks
-                            else np.zeros(0, np.float32)]
+            self._chunks = [
+                np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+            ]
         return self._chunks[0]
 
     def slice(self, start: int, end: int) -> np.ndarray:
-        return self._joined()[max(start - self.base, 0):max(end - self.base, 0)].copy()
+        return self._joined()[max(start - self.base, 0) : max(end - self.base, 0)].copy()
 
     def trim(self, keep_from: int) -> None:
         """Forget the audio before sample `keep_from`."""
@@ -126,8 +129,13 @@ class _Buffer:
 
 
 class StreamSession:
-    def __init__(self, options: StreamOptions, scorer: FrameScorer, decoder: Decoder,
-                 on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: StreamOptions,
+        scorer: FrameScorer,
+        decoder: Decoder,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.options, self._scorer, self._decoder = options, scorer, decoder
         self._on_close = on_close
         self._converter = PcmConverter(options.spec)
@@ -230,8 +238,9 @@ class StreamSession:
             return  # the utterance ended meanwhile (its final says it all), or nothing heard
         transcript = self._decoder.guard(transcript)
         if transcript.text:
-            self._out.put_nowait(self._result(False, index, transcript, start, len(audio),
-                                              time.monotonic() - began))
+            self._out.put_nowait(
+                self._result(False, index, transcript, start, len(audio), time.monotonic() - began)
+            )
 
     async def _final(self, index: int, audio: np.ndarray, start: int, ended_at: float) -> Event:
         began = time.monotonic()
@@ -241,11 +250,13 @@ class StreamSession:
         return self._result(True, index, transcript, start, len(audio), time.monotonic() - began)
 
     @staticmethod
-    def _result(final: bool, index: int, transcript: Transcript, start: int, length: int,
-                took: float) -> Result:
+    def _result(
+        final: bool, index: int, transcript: Transcript, start: int, length: int, took: float
+    ) -> Result:
         offset = start / SAMPLE_RATE
-        return Result(final, index, transcript.shifted(offset), offset,
-                      (start + length) / SAMPLE_RATE, took)
+        return Result(
+            final, index, transcript.shifted(offset), offset, (start + length) / SAMPLE_RATE, took
+        )
 
     # -- events out ----------------------------------------------------------------------
 
@@ -272,12 +283,16 @@ class StreamSession:
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
-        log.info("stream closed: %d utterance(s) in %.1f s of audio", self.index,
-                 self.endpointer.position / SAMPLE_RATE)
+        log.info(
+            "stream closed: %d utterance(s) in %.1f s of audio",
+            self.index,
+            self.endpointer.position / SAMPLE_RATE,
+        )
 
 
-async def run_stream(session: StreamSession, chunks: AsyncIterator[bytes]
-                     ) -> AsyncIterator[Emitted]:
+async def run_stream(
+    session: StreamSession, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[Emitted]:
     """Feed `chunks` into `session` in the background; yield its events in order."""
 
     async def pump() -> None:

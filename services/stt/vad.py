@@ -150,8 +150,9 @@ class Endpointer:
         return self._end(end, forced=self._silence is None)
 
 
-def speech_spans(detector: SpeechDetector, audio: np.ndarray,
-                 params: VadParams) -> list[tuple[int, int]]:
+def speech_spans(
+    detector: SpeechDetector, audio: np.ndarray, params: VadParams
+) -> list[tuple[int, int]]:
     """The utterances of a whole clip, as (start, end) samples: the streaming endpointer run
     over the clip, so Recognize and StreamingRecognize agree on what is speech."""
     usable = len(audio) - len(audio) % WINDOW

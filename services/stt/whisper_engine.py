@@ -76,8 +76,11 @@ class WhisperEngine:
 
     def __init__(self, config: WhisperConfig) -> None:
         self.config = config
-        self.model_id = (config.model_id or manifest_model_id(config.model_dir, "stt")
-                         or config.model_dir.resolve().name)
+        self.model_id = (
+            config.model_id
+            or manifest_model_id(config.model_dir, "stt")
+            or config.model_dir.resolve().name
+        )
         self.device = config.device
         self.compute_type = config.compute_type
         self.multilingual = False
@@ -100,25 +103,35 @@ class WhisperEngine:
         self.device = resolve_device(config.device)
         start = time.monotonic()
         self.model = WhisperModel(
-            str(config.model_dir), device=self.device, device_index=config.device_index,
-            compute_type=config.compute_type, cpu_threads=config.cpu_threads,
-            num_workers=config.num_workers, local_files_only=True,
+            str(config.model_dir),
+            device=self.device,
+            device_index=config.device_index,
+            compute_type=config.compute_type,
+            cpu_threads=config.cpu_threads,
+            num_workers=config.num_workers,
+            local_files_only=True,
         )
         self.compute_type = str(getattr(self.model.model, "compute_type", config.compute_type))
         self.multilingual = bool(self.model.model.is_multilingual)
         self.languages = tuple(sorted(_LANGUAGE_CODES)) if self.multilingual else ("en",)
-        log.info("loaded %s from %s on %s (%s) in %.2fs; multilingual=%s", self.model_id,
-                 config.model_dir, self.device, self.compute_type, time.monotonic() - start,
-                 self.multilingual)
+        log.info(
+            "loaded %s from %s on %s (%s) in %.2fs; multilingual=%s",
+            self.model_id,
+            config.model_dir,
+            self.device,
+            self.compute_type,
+            time.monotonic() - start,
+            self.multilingual,
+        )
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
         segments, info = self.model.transcribe(audio, **transcribe_kwargs(self.config, options))
         out = tuple(_segment(s) for s in segments)  # the generator decodes as it goes
-        return Transcript(segments=out, language=info.language,
-                          duration=len(audio) / SAMPLE_RATE)
+        return Transcript(segments=out, language=info.language, duration=len(audio) / SAMPLE_RATE)
 
-    def transcribe_batch(self, audios: Sequence[np.ndarray], options: DecodeOptions
-                         ) -> list[Transcript]:
+    def transcribe_batch(
+        self, audios: Sequence[np.ndarray], options: DecodeOptions
+    ) -> list[Transcript]:
         """`transcribe` of each audio, with one batched encode/generate/align for those
         that fit one 30 s window (services.stt.whisper_batch); the others, and those whose
         lone decode would go on past the first try, are decoded alone here."""
@@ -133,8 +146,11 @@ class WhisperEngine:
                 metrics.BATCH_ALONE.inc()
                 out.append(self.transcribe(audio, options))
             else:
-                out.append(Transcript(segments=segments, language=language,
-                                      duration=len(audio) / SAMPLE_RATE))
+                out.append(
+                    Transcript(
+                        segments=segments, language=language, duration=len(audio) / SAMPLE_RATE
+                    )
+                )
         return out
 
     def close(self) -> None:
@@ -146,12 +162,20 @@ class WhisperEngine:
 
 def _segment(s: Any) -> Segment:
     words = tuple(
-        Word(word=w.word.strip(), start=float(w.start), end=float(w.end),
-             probability=float(w.probability))
+        Word(
+            word=w.word.strip(),
+            start=float(w.start),
+            end=float(w.end),
+            probability=float(w.probability),
+        )
         for w in (s.words or ())
     )
     return Segment(
-        text=s.text.strip(), start=float(s.start), end=float(s.end),
-        avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob),
-        compression_ratio=float(s.compression_ratio), words=words,
+        text=s.text.strip(),
+        start=float(s.start),
+        end=float(s.end),
+        avg_logprob=float(s.avg_logprob),
+        no_speech_prob=float(s.no_speech_prob),
+        compression_ratio=float(s.compression_ratio),
+        words=words,
     )

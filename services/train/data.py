@@ -43,8 +43,13 @@ MAX_SECONDS = 30.0  # Whisper's window: longer clips would be cut, their text wo
 MAX_DECODE_SECONDS = 600.0  # never decode more than this of one file
 AUDIO_COLUMNS = ("audio", "file_name", "file", "path", "audio_filepath")
 TEXT_COLUMNS = (
-    "sentence", "text", "transcription", "transcript", "normalized_text", "raw_transcription",
-)  # fmt: skip
+    "sentence",
+    "text",
+    "transcription",
+    "transcript",
+    "normalized_text",
+    "raw_transcription",
+)
 EVAL_SPLITS = ("validation", "valid", "dev", "eval")
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 SKIP_COLUMN = "_milo_skip"

@@ -28,9 +28,14 @@ MAX_LABEL_TOKENS = 448  # Whisper's max_target_positions
 MULTILINGUAL_VOCAB = 51_865
 IGNORE_INDEX = -100
 SHAPE_KEYS = (
-    "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
-    "decoder_attention_heads", "vocab_size", "num_mel_bins",
-)  # fmt: skip
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "vocab_size",
+    "num_mel_bins",
+)
 # Public Whisper sizes, to name a shape in messages.
 SIZES = {
     (384, 4): "tiny",

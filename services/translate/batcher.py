@@ -46,8 +46,9 @@ def run_isolated(run: RunBatch, jobs: list[Job], beam: int) -> list[Output | Exc
         return list(outputs)
     except Exception as exc:
         if len(jobs) == 1:
-            log.warning("translation of one sentence (%d characters) failed: %r",
-                        len(jobs[0].text), exc)
+            log.warning(
+                "translation of one sentence (%d characters) failed: %r", len(jobs[0].text), exc
+            )
             metrics.FAILED_SENTENCES.inc()
             return [exc]
     half = len(jobs) // 2
@@ -180,8 +181,9 @@ class MicroBatcher:
             metrics.BATCH_WAIT.observe(start - entry.queued)
         served = {e.caller for e in batch}
         try:
-            outputs = await asyncio.to_thread(run_isolated, self._run, [e.job for e in batch],
-                                              batch[0].beam)
+            outputs = await asyncio.to_thread(
+                run_isolated, self._run, [e.job for e in batch], batch[0].beam
+            )
         except Exception as exc:  # run_isolated itself failed: every caller gets the error
             outputs = [exc] * len(batch)
         finally:

@@ -17,19 +17,27 @@ from services.runtime.config import PORTS
 def add_commands(subparsers: Any) -> None:
     """Register `milo eval mt`."""
     mt = eval_group(subparsers).add_parser(
-        "mt", help="chrF++ and BLEU of a running translate service, mg->fr and fr->mg",
+        "mt",
+        help="chrF++ and BLEU of a running translate service, mg->fr and fr->mg",
         description="Translate a parallel set both ways with a running translate service and "
-        "print corpus BLEU and chrF++ (sacrebleu), runaway outputs and dropped sentences.")
+        "print corpus BLEU and chrF++ (sacrebleu), runaway outputs and dropped sentences.",
+    )
     source = mt.add_mutually_exclusive_group(required=True)
     source.add_argument("--pairs", type=Path, help="TSV (mg<TAB>fr) or JSONL ({mg, fr})")
-    source.add_argument("--flores", action="store_true",
-                        help="FLORES-200 devtest plt_Latn/fra_Latn from the local HF cache")
+    source.add_argument(
+        "--flores",
+        action="store_true",
+        help="FLORES-200 devtest plt_Latn/fra_Latn from the local HF cache",
+    )
     mt.add_argument("--address", default=f"127.0.0.1:{PORTS['translate'][0]}", help="HOST:PORT")
     mt.add_argument("--beam-size", type=int, help="beam size (default: the server's)")
     mt.add_argument("--batch", type=int, default=16, help="sentences per request")
     mt.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
-    mt.add_argument("--api-key", default=os.environ.get("MILO_API_KEY"),
-                    help="API key if the service needs one (default: $MILO_API_KEY)")
+    mt.add_argument(
+        "--api-key",
+        default=os.environ.get("MILO_API_KEY"),
+        help="API key if the service needs one (default: $MILO_API_KEY)",
+    )
     mt.add_argument("--json", action="store_true", help="print one JSON object")
     mt.set_defaults(func=run_eval_mt)
 
@@ -57,11 +65,17 @@ def run_eval_mt(args: argparse.Namespace) -> int:
             scores = evaluate(pairs, client.translate)
             model = {"model_id": client.model_id, "address": args.address}
     except grpc.RpcError as exc:
-        print(f"milo eval mt: the service at {args.address} answered {exc.code().name}: "
-              f"{exc.details()}", file=sys.stderr)
+        print(
+            f"milo eval mt: the service at {args.address} answered {exc.code().name}: "
+            f"{exc.details()}",
+            file=sys.stderr,
+        )
         return 1
-    print(json.dumps(scores_json(scores, model), ensure_ascii=False, indent=2) if args.json
-          else format_scores(scores, model))
+    print(
+        json.dumps(scores_json(scores, model), ensure_ascii=False, indent=2)
+        if args.json
+        else format_scores(scores, model)
+    )
     return 0
 
 
@@ -76,15 +90,19 @@ class _Client:
         self._stub = translate_pb2_grpc.TranslatorStub(channel)
         self._args = args
         self._metadata = (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
-        info = self._stub.Describe(translate_pb2.DescribeRequest(), metadata=self._metadata,
-                                   timeout=args.timeout, wait_for_ready=True)
+        info = self._stub.Describe(
+            translate_pb2.DescribeRequest(),
+            metadata=self._metadata,
+            timeout=args.timeout,
+            wait_for_ready=True,
+        )
         self.model_id = info.model_id
         self._batch = max(1, min(args.batch, info.max_batch_texts or args.batch))
 
     def translate(self, texts: list[str], source: str, target: str) -> list[Any]:
         out: list[Any] = []
         for start in range(0, len(texts), self._batch):
-            out += self._batch_or_each(texts[start:start + self._batch], source, target)
+            out += self._batch_or_each(texts[start : start + self._batch], source, target)
         return out
 
     def _batch_or_each(self, texts: list[str], source: str, target: str) -> list[Any]:
@@ -104,10 +122,13 @@ class _Client:
     def _call(self, texts: list[str], source: str, target: str) -> list[Any]:
         from services.translate.evaluate import Outcome
 
-        request = self._pb.TranslateRequest(texts=texts, source_language=source,
-                                            target_language=target)
+        request = self._pb.TranslateRequest(
+            texts=texts, source_language=source, target_language=target
+        )
         if self._args.beam_size is not None:
             request.beam_size = self._args.beam_size
         reply = self._stub.Translate(request, metadata=self._metadata, timeout=self._args.timeout)
-        return [Outcome(t.text, t.truncated, dropped=bool(s.strip()) and not t.text.strip())
-                for s, t in zip(texts, reply.translations, strict=True)]
+        return [
+            Outcome(t.text, t.truncated, dropped=bool(s.strip()) and not t.text.strip())
+            for s, t in zip(texts, reply.translations, strict=True)
+        ]

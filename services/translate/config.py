@@ -43,10 +43,12 @@ class TranslateSettings(ModelServiceSettings):
     max_beam_size: int = Field(8, ge=1, le=16, description="largest beam size a request may ask")
 
     batch_window_ms: float = Field(
-        5.0, ge=0, le=1000,
+        5.0,
+        ge=0,
+        le=1000,
         description="after an engine call, wait up to this long (or a tenth of the call, "
-                    "if longer) for its callers to come back and share the next (0: never)",
-    )  # fmt: skip
+        "if longer) for its callers to come back and share the next (0: never)",
+    )
     max_engine_batch: int = Field(32, ge=1, le=1024, description="most sentences per engine call")
 
     max_texts: int = Field(64, ge=1, le=10_000, description="most texts in one request")

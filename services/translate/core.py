@@ -42,9 +42,15 @@ class TranslateCore:
     `target_languages`: the codes offered as targets (empty: every language the model has);
     `beam_size`: the default beam (None: 2 on a GPU, 1 on CPU)."""
 
-    def __init__(self, engine: TranslationEngine, policy: BatchPolicy, cache: PhraseCache,
-                 limits: Limits, target_languages: Sequence[str] = (),
-                 beam_size: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        engine: TranslationEngine,
+        policy: BatchPolicy,
+        cache: PhraseCache,
+        limits: Limits,
+        target_languages: Sequence[str] = (),
+        beam_size: int | None = None,
+    ) -> None:
         self.engine, self.policy, self.cache, self.limits = engine, policy, cache, limits
         self._targets, self._beam_size = tuple(target_languages), beam_size
         self.default_beam = beam_size or 1
@@ -70,30 +76,41 @@ class TranslateCore:
         catalog = LanguageCatalog(engine.language_codes(), self._targets)
         self.default_beam = self._beam_size or (2 if engine.device == "cuda" else 1)
         source, target = catalog.pairs[0]
-        engine.translate([Job("Salama.", source.model_code, target.model_code)],
-                         self.default_beam)  # fmt: skip
+        engine.translate([Job("Salama.", source.model_code, target.model_code)], self.default_beam)
         self._catalog = catalog
         self._batcher = MicroBatcher(engine.translate, self.policy)
-        log.info("translate offers %d languages, %d pairs; beam %d, batches of up to %d "
-                 "sentences, window %.1f ms", len(catalog.languages), len(catalog.pairs),
-                 self.default_beam, self.policy.max_batch, self.policy.window_s * 1000)  # fmt: skip
+        log.info(
+            "translate offers %d languages, %d pairs; beam %d, batches of up to %d "
+            "sentences, window %.1f ms",
+            len(catalog.languages),
+            len(catalog.pairs),
+            self.default_beam,
+            self.policy.max_batch,
+            self.policy.window_s * 1000,
+        )
 
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.stop_threadsafe()
         self.engine.close()
 
-    async def translate(self, texts: Sequence[str], source: str, target: str,
-                        beam_size: int | None = None) -> Result:  # fmt: skip
+    async def translate(
+        self, texts: Sequence[str], source: str, target: str, beam_size: int | None = None
+    ) -> Result:
         """One output per text, in order. Empty or blank texts, and sentences with no
         letter in them (punctuation, numbers, emoji), come back as they are."""
         self._check(texts)
         beam = self._beam(beam_size)
         src, tgt = self.catalog.resolve_pair(source, target)
         docs = [segment(text, self.limits.max_sentence_chars) for text in texts]
-        jobs = list(dict.fromkeys(
-            Job(s, src.model_code, tgt.model_code)
-            for doc in docs for s in doc.sentences if has_words(s)))  # fmt: skip
+        jobs = list(
+            dict.fromkeys(
+                Job(s, src.model_code, tgt.model_code)
+                for doc in docs
+                for s in doc.sentences
+                if has_words(s)
+            )
+        )
         kept = sum(not has_words(s) for doc in docs for s in doc.sentences)
         if kept:
             metrics.PASSED_THROUGH.inc(kept)
@@ -143,8 +160,10 @@ class TranslateCore:
 
 
 def _assemble(doc: Segmented, done: dict[Job, Output], src: Language, tgt: Language) -> Output:
-    outs = [done[Job(s, src.model_code, tgt.model_code)] if has_words(s) else Output(s, 0, 0)
-            for s in doc.sentences]
+    outs = [
+        done[Job(s, src.model_code, tgt.model_code)] if has_words(s) else Output(s, 0, 0)
+        for s in doc.sentences
+    ]
     return Output(
         text=doc.join([o.text for o in outs]),
         input_tokens=sum(o.input_tokens for o in outs),

@@ -78,8 +78,9 @@ class Ct2Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         folder = config.model_dir
-        self.model_id = (config.model_id or manifest_model_id(folder, "translate")
-                         or folder.absolute().name)  # fmt: skip
+        self.model_id = (
+            config.model_id or manifest_model_id(folder, "translate") or folder.absolute().name
+        )
         self.device, self.compute_type = config.device, config.compute_type
         self._translator: Any = None
 
@@ -98,18 +99,31 @@ class Ct2Engine:
         self._pieces = _decodable_pieces(self._sp)
         self.max_positions = max_positions(folder)
         self.max_input_tokens, self.max_decoding = input_and_decoding_limits(
-            config.max_input_tokens, self.max_positions)
-        log.info("loaded %s from %s on %s (%s) in %.2fs; output vocabulary %d of %d pieces; "
-                 "%s positions, inputs cut in windows of %d tokens",
-                 self.model_id, folder, self.device, self.compute_type, time.monotonic() - start,
-                 self.output_vocab_size, self.vocab_size, self.max_positions or "unbounded",
-                 self.max_input_tokens)  # fmt: skip
+            config.max_input_tokens, self.max_positions
+        )
+        log.info(
+            "loaded %s from %s on %s (%s) in %.2fs; output vocabulary %d of %d pieces; "
+            "%s positions, inputs cut in windows of %d tokens",
+            self.model_id,
+            folder,
+            self.device,
+            self.compute_type,
+            time.monotonic() - start,
+            self.output_vocab_size,
+            self.vocab_size,
+            self.max_positions or "unbounded",
+            self.max_input_tokens,
+        )
 
     def _load_translator(self, ct2: Any) -> tuple[Any, int]:
         cfg = self.config
         threads = cfg.threads or os.cpu_count() or 1
-        kwargs = {"device": self.device, "compute_type": cfg.compute_type,
-                  "inter_threads": 1, "intra_threads": threads}  # fmt: skip
+        kwargs = {
+            "device": self.device,
+            "compute_type": cfg.compute_type,
+            "inter_threads": 1,
+            "intra_threads": threads,
+        }
         allowed = allowed_pieces(self.vocabulary, cfg.restrict_to) if cfg.restrict_to else []
         if not allowed or len(allowed) > VMAP_MAX_SHARE * len(self.vocabulary):
             # Each call copies the kept rows of the output layer: not worth it for a few.
@@ -131,9 +145,11 @@ class Ct2Engine:
 
     def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
         cfg = self.config
-        windows = [(i, w) for i, job in enumerate(jobs)
-                   for w in token_windows(self._sp.encode(job.text, out_type=str),
-                                          self.max_input_tokens)]  # fmt: skip
+        windows = [
+            (i, w)
+            for i, job in enumerate(jobs)
+            for w in token_windows(self._sp.encode(job.text, out_type=str), self.max_input_tokens)
+        ]
         limits = [self._limit(len(w)) for _, w in windows]
         results = self._translator.translate_batch(
             [[jobs[i].source, *w, EOS] for i, w in windows],
@@ -187,9 +203,12 @@ def join_outputs(parts: Sequence[Output]) -> Output:
     """The outputs of one input's windows as one output."""
     if len(parts) == 1:
         return parts[0]
-    return Output(" ".join(p.text for p in parts if p.text),
-                  sum(p.input_tokens for p in parts), sum(p.output_tokens for p in parts),
-                  truncated=any(p.truncated for p in parts))
+    return Output(
+        " ".join(p.text for p in parts if p.text),
+        sum(p.input_tokens for p in parts),
+        sum(p.output_tokens for p in parts),
+        truncated=any(p.truncated for p in parts),
+    )
 
 
 def _check_folder(folder: Path) -> None:
@@ -221,6 +240,7 @@ def resolve_device(ct2: Any, device: str) -> str:
 def _decodable_pieces(sp: Any) -> frozenset[str]:
     """Pieces that decode to text: not control symbols, language codes or <unk>."""
     return frozenset(
-        sp.id_to_piece(i) for i in range(sp.get_piece_size())
+        sp.id_to_piece(i)
+        for i in range(sp.get_piece_size())
         if not (sp.is_control(i) or sp.is_unknown(i))
-    )  # fmt: skip
+    )

@@ -96,8 +96,9 @@ def _read_jsonl(path: Path) -> list[Pair]:
             raise PairsError(f"{path}:{number}: not JSON ({exc})") from exc
         mg, fr = (_field(item, KEYS[k]) for k in ("mg", "fr"))
         if mg is None or fr is None:
-            raise PairsError(f"{path}:{number}: needs a Malagasy and a French text "
-                             '({"mg": ..., "fr": ...})')
+            raise PairsError(
+                f'{path}:{number}: needs a Malagasy and a French text ({{"mg": ..., "fr": ...}})'
+            )
         pairs.append(Pair(mg.strip(), fr.strip()))
     return pairs
 
@@ -123,14 +124,17 @@ def read_flores(split: str = "devtest") -> list[Pair]:
     try:
         mg, fr = (load_dataset(FLORES_DATASET, FLORES_CODES[k], split=split) for k in ("mg", "fr"))
     except Exception as exc:  # datasets raises many types when the cache lacks the set
-        raise PairsError(f"FLORES-200 ({FLORES_DATASET}, {split}) is not in the local Hugging "
-                         f"Face cache: download it once on a machine with network ({exc})") from exc
+        raise PairsError(
+            f"FLORES-200 ({FLORES_DATASET}, {split}) is not in the local Hugging "
+            f"Face cache: download it once on a machine with network ({exc})"
+        ) from exc
     by_id = {row["id"]: row["text"] for row in fr}
     return [Pair(row["text"], by_id[row["id"]]) for row in mg if row["id"] in by_id]
 
 
-def score_direction(source: str, target: str, references: Sequence[str],
-                    outcomes: Sequence[Outcome]) -> DirectionScore:
+def score_direction(
+    source: str, target: str, references: Sequence[str], outcomes: Sequence[Outcome]
+) -> DirectionScore:
     """BLEU and chrF++ of `outcomes` against `references` (same order and length)."""
     from sacrebleu.metrics import BLEU, CHRF
 
@@ -139,8 +143,15 @@ def score_direction(source: str, target: str, references: Sequence[str],
     hypotheses = [o.text for o in outcomes]
     bleu = BLEU().corpus_score(hypotheses, [list(references)]).score
     chrf = CHRF(word_order=2).corpus_score(hypotheses, [list(references)]).score
-    return DirectionScore(source, target, len(references), round(bleu, 2), round(chrf, 2),
-                          sum(o.truncated for o in outcomes), sum(o.dropped for o in outcomes))
+    return DirectionScore(
+        source,
+        target,
+        len(references),
+        round(bleu, 2),
+        round(chrf, 2),
+        sum(o.truncated for o in outcomes),
+        sum(o.dropped for o in outcomes),
+    )
 
 
 Translate = Callable[[list[str], str, str], list[Outcome]]
@@ -152,20 +163,25 @@ def evaluate(pairs: Sequence[Pair], translate: Translate) -> list[DirectionScore
     for source, target in (("mg", "fr"), ("fr", "mg")):
         sources = [getattr(p, source) for p in pairs]
         references = [getattr(p, target) for p in pairs]
-        out.append(score_direction(source, target, references,
-                                   translate(sources, source, target)))
+        out.append(score_direction(source, target, references, translate(sources, source, target)))
     return out
 
 
 def format_scores(scores: Sequence[DirectionScore], model: dict[str, Any]) -> str:
-    lines = [f"milo eval mt: {model.get('model_id', '?')} at {model.get('address', '?')}",
-             f"{'direction':<10} {'sentences':>9} {'BLEU':>7} {'chrF++':>7} {'runaway':>8} "
-             f"{'dropped':>8}"]
+    lines = [
+        f"milo eval mt: {model.get('model_id', '?')} at {model.get('address', '?')}",
+        f"{'direction':<10} {'sentences':>9} {'BLEU':>7} {'chrF++':>7} {'runaway':>8} "
+        f"{'dropped':>8}",
+    ]
     for s in scores:
-        lines.append(f"{s.source + '->' + s.target:<10} {s.sentences:>9} {s.bleu:>7.2f} "
-                     f"{s.chrf_pp:>7.2f} {s.runaway:>8} {s.dropped:>8}")
-    lines.append("BLEU and chrF++ by sacrebleu (corpus level, 0-100); runaway: cut by the "
-                 "length/repetition guard; dropped: refused or empty")
+        lines.append(
+            f"{s.source + '->' + s.target:<10} {s.sentences:>9} {s.bleu:>7.2f} "
+            f"{s.chrf_pp:>7.2f} {s.runaway:>8} {s.dropped:>8}"
+        )
+    lines.append(
+        "BLEU and chrF++ by sacrebleu (corpus level, 0-100); runaway: cut by the "
+        "length/repetition guard; dropped: refused or empty"
+    )
     return "\n".join(lines)
 
 

@@ -10,13 +10,15 @@ from services.runtime.metrics import LATENCY_BUCKETS
 from services.translate.engine import Output
 
 BATCH_SENTENCES = Histogram(
-    "milo_translate_batch_sentences", "Sentences per engine call (dynamic batching)",
+    "milo_translate_batch_sentences",
+    "Sentences per engine call (dynamic batching)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-)  # fmt: skip
+)
 BATCH_CALLERS = Histogram(
-    "milo_translate_batch_callers", "Requests sharing one engine call",
+    "milo_translate_batch_callers",
+    "Requests sharing one engine call",
     buckets=(1, 2, 4, 8, 16, 32, 64),
-)  # fmt: skip
+)
 BATCH_SECONDS = Histogram(
     "milo_translate_batch_duration_seconds", "Time of one engine call", buckets=LATENCY_BUCKETS
 )
@@ -27,9 +29,10 @@ BATCH_WAIT = Histogram(
 )
 TOKENS = Counter("milo_translate_tokens", "Tokens read and written by the model", ["kind"])
 TOKENS_PER_SECOND = Histogram(
-    "milo_translate_output_tokens_per_second", "Output tokens per second of one engine call",
+    "milo_translate_output_tokens_per_second",
+    "Output tokens per second of one engine call",
     buckets=(10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000),
-)  # fmt: skip
+)
 TRUNCATED = Counter(
     "milo_translate_truncated_sentences", "Sentences cut short by the length or loop guard"
 )

@@ -26,13 +26,19 @@ def ct2_engine(settings: TranslateSettings) -> TranslationEngine:
 
     s = settings
     languages = output_languages(s.target_languages)
-    return Ct2Engine(EngineConfig(
-        model_dir=s.model_dir, device=s.device, compute_type=s.compute_type, threads=s.threads,
-        length=LengthLimit(s.max_output_ratio, s.max_output_extra),
-        no_repeat_ngram_size=s.no_repeat_ngram_size, repetition_penalty=s.repetition_penalty,
-        restrict_to=languages if s.restrict_vocab else (),
-        model_id=s.model_id,
-    ))  # fmt: skip
+    return Ct2Engine(
+        EngineConfig(
+            model_dir=s.model_dir,
+            device=s.device,
+            compute_type=s.compute_type,
+            threads=s.threads,
+            length=LengthLimit(s.max_output_ratio, s.max_output_extra),
+            no_repeat_ngram_size=s.no_repeat_ngram_size,
+            repetition_penalty=s.repetition_penalty,
+            restrict_to=languages if s.restrict_vocab else (),
+            model_id=s.model_id,
+        )
+    )
 
 
 def output_languages(codes: list[str]) -> tuple[Language, ...]:
@@ -55,10 +61,15 @@ def make_service(
         BatchPolicy(s.max_engine_batch, s.batch_window_ms / 1000),
         PhraseCache(s.cache_size, s.cache_max_chars),
         Limits(s.max_texts, s.max_text_chars, s.max_sentence_chars, s.max_beam_size),
-        target_languages=s.target_languages, beam_size=s.beam_size,
-    )  # fmt: skip
+        target_languages=s.target_languages,
+        beam_size=s.beam_size,
+    )
     servicer = TranslatorServicer(core)
     check = None if engine else partial(preflight, "translate", s.model_dir)
-    return ModelService("translate", (SERVICE_NAME,), core,
-                        partial(translate_pb2_grpc.add_TranslatorServicer_to_server, servicer),
-                        preflight=check)
+    return ModelService(
+        "translate",
+        (SERVICE_NAME,),
+        core,
+        partial(translate_pb2_grpc.add_TranslatorServicer_to_server, servicer),
+        preflight=check,
+    )

@@ -26,7 +26,9 @@ class TranslatorServicer(translate_pb2_grpc.TranslatorServicer):
     ) -> translate_pb2.TranslateResponse:
         start = time.monotonic()
         result = await self.core.translate(
-            list(request.texts), request.source_language, request.target_language,
+            list(request.texts),
+            request.source_language,
+            request.target_language,
             convert.beam_size(request),
-        )  # fmt: skip
+        )
         return convert.translate_response(result, time.monotonic() - start)

@@ -18,10 +18,33 @@ _LAYOUT = re.compile(r"(\A\s+|\s*\n\s*|\s+\Z)")
 # End punctuation, closing quotes or brackets (French puts a space before »), then space.
 _END = re.compile(r"[.!?…。！？]+(?:\s?[»”’\"')\]])*\s+")
 # Words before a "." that do not end a sentence when a capital follows: "M. Rakoto".
-_ABBREVIATIONS = frozenset({
-    "m", "mm", "mme", "mmes", "mlle", "dr", "pr", "mr", "mrs", "ms", "st", "ste", "prof",
-    "gen", "col", "cf", "p", "pp", "vol", "no", "fig", "av", "bd",
-})  # fmt: skip
+_ABBREVIATIONS = frozenset(
+    {
+        "m",
+        "mm",
+        "mme",
+        "mmes",
+        "mlle",
+        "dr",
+        "pr",
+        "mr",
+        "mrs",
+        "ms",
+        "st",
+        "ste",
+        "prof",
+        "gen",
+        "col",
+        "cf",
+        "p",
+        "pp",
+        "vol",
+        "no",
+        "fig",
+        "av",
+        "bd",
+    }
+)
 _CLAUSE = re.compile(r"[,;:]\s")
 
 

@@ -32,11 +32,20 @@ _ALPHABETS = {
 }
 # Unicode character-name prefixes of each NLLB script (Jpan and Hans: kanji are "CJK").
 _SCRIPT_NAMES = {
-    "Latn": ("LATIN",), "Cyrl": ("CYRILLIC",), "Arab": ("ARABIC",), "Grek": ("GREEK",),
-    "Hebr": ("HEBREW",), "Deva": ("DEVANAGARI",), "Beng": ("BENGALI",), "Taml": ("TAMIL",),
-    "Thai": ("THAI",), "Ethi": ("ETHIOPIC",), "Hang": ("HANGUL",), "Hans": ("CJK",),
+    "Latn": ("LATIN",),
+    "Cyrl": ("CYRILLIC",),
+    "Arab": ("ARABIC",),
+    "Grek": ("GREEK",),
+    "Hebr": ("HEBREW",),
+    "Deva": ("DEVANAGARI",),
+    "Beng": ("BENGALI",),
+    "Taml": ("TAMIL",),
+    "Thai": ("THAI",),
+    "Ethi": ("ETHIOPIC",),
+    "Hang": ("HANGUL",),
+    "Hans": ("CJK",),
     "Jpan": ("CJK", "HIRAGANA", "KATAKANA"),
-}  # fmt: skip
+}
 
 _SPECIAL = re.compile(r"^(<[^>]*>|[a-z]{3}_[A-Z][a-z]{3})$")  # "<mask>", "plt_Latn"
 
@@ -72,8 +81,9 @@ def allowed_pieces(vocabulary: Sequence[str], languages: Iterable[Language]) -> 
     return [piece for piece in vocabulary if keep_piece(piece, test)]
 
 
-def write_vmap(path: Path, vocabulary: Sequence[str], allowed: Sequence[str],
-               target_codes: Sequence[str]) -> None:  # fmt: skip
+def write_vmap(
+    path: Path, vocabulary: Sequence[str], allowed: Sequence[str], target_codes: Sequence[str]
+) -> None:
     """A CTranslate2 vocabulary map: `allowed` and `target_codes` always, any other piece
     when it is in the source."""
     always = [p for p in (*allowed, *target_codes) if _mappable(p)]

@@ -21,6 +21,7 @@ from services.runtime.wav import streaming_wav_header
 Encoding = Literal["pcm_s16le", "pcm_f32le", "wav"]
 Samples = npt.NDArray[np.float32]
 
+
 @dataclass(frozen=True)
 class Chunk:
     data: bytes
@@ -70,7 +71,7 @@ class AudioEncoder:
         """Chunks for one segment's samples (at the model's rate), sent at once."""
         data = encode_pcm(resample(samples, self.in_rate, self.out_rate), self.encoding)
         step = self.max_chunk_samples * self.sample_width
-        chunks = [self._chunk(data[i:i + step]) for i in range(0, len(data), step)]
+        chunks = [self._chunk(data[i : i + step]) for i in range(0, len(data), step)]
         if not chunks and self.chunks_sent == 0 and self.encoding == "wav":
             chunks = [self._chunk(b"")]
         return chunks
@@ -78,8 +79,9 @@ class AudioEncoder:
     def _chunk(self, pcm: bytes) -> Chunk:
         count = len(pcm) // self.sample_width
         prefix = self.header() if self.chunks_sent == 0 else b""
-        chunk = Chunk(prefix + pcm, self.chunks_sent, self.duration_ms,
-                      count * 1000.0 / self.out_rate)
+        chunk = Chunk(
+            prefix + pcm, self.chunks_sent, self.duration_ms, count * 1000.0 / self.out_rate
+        )
         self.samples_sent += count
         self.chunks_sent += 1
         return chunk

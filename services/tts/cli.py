@@ -20,20 +20,26 @@ RATE = 16_000  # what the STT service takes natively: no resampling on its side
 def add_commands(subparsers: Any) -> None:
     """Register `milo eval tts`."""
     tts = eval_group(subparsers).add_parser(
-        "tts", help="intelligibility of a voice: TTS -> STT round trip, WER/CER",
+        "tts",
+        help="intelligibility of a voice: TTS -> STT round trip, WER/CER",
         description="Synthesize each sentence with a running TTS service, transcribe the "
         "audio with a running STT service, and print WER/CER against the sentence as the "
-        "voice reads it (numbers as words), per sentence and overall.")
-    tts.add_argument("--sentences", type=Path, required=True,
-                     help="text (a sentence a line) or JSONL ({text})")
+        "voice reads it (numbers as words), per sentence and overall.",
+    )
+    tts.add_argument(
+        "--sentences", type=Path, required=True, help="text (a sentence a line) or JSONL ({text})"
+    )
     tts.add_argument("--tts", default=f"127.0.0.1:{PORTS['tts'][0]}", help="TTS HOST:PORT")
     tts.add_argument("--stt", default=f"127.0.0.1:{PORTS['stt'][0]}", help="STT HOST:PORT")
     tts.add_argument("--language", default="mg", help="language STT transcribes in (default mg)")
     tts.add_argument("--voice", help="voice (default: the server's)")
     tts.add_argument("--seed", type=int, default=0, help="synthesis seed (same audio each run)")
     tts.add_argument("--timeout", type=float, default=300.0, help="seconds per sentence")
-    tts.add_argument("--api-key", default=os.environ.get("MILO_API_KEY"),
-                     help="API key if the services need one (default: $MILO_API_KEY)")
+    tts.add_argument(
+        "--api-key",
+        default=os.environ.get("MILO_API_KEY"),
+        help="API key if the services need one (default: $MILO_API_KEY)",
+    )
     tts.add_argument("--json", action="store_true", help="print one JSON object")
     tts.set_defaults(func=run_eval_tts)
 
@@ -52,11 +58,13 @@ def run_eval_tts(args: argparse.Namespace) -> int:
     try:
         transcripts, audio_s, model = _round_trips(args, sentences)
     except grpc.RpcError as exc:
-        print(f"milo eval tts: a service answered {exc.code().name}: {exc.details()}",
-              file=sys.stderr)
+        print(
+            f"milo eval tts: a service answered {exc.code().name}: {exc.details()}", file=sys.stderr
+        )
         return 1
-    report = score_round_trip(sentences, transcripts, audio_s, model.pop("seconds"),
-                              worst=len(sentences))
+    report = score_round_trip(
+        sentences, transcripts, audio_s, model.pop("seconds"), worst=len(sentences)
+    )
     if args.json:
         print(json.dumps(report_json(report, model), ensure_ascii=False, indent=2))
     else:
@@ -64,8 +72,9 @@ def run_eval_tts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _round_trips(args: argparse.Namespace, sentences: list[str]) -> tuple[list[str], float,
-                                                                          dict[str, Any]]:
+def _round_trips(
+    args: argparse.Namespace, sentences: list[str]
+) -> tuple[list[str], float, dict[str, Any]]:
     import grpc
 
     from milo.audio.v1 import audio_pb2
@@ -73,27 +82,49 @@ def _round_trips(args: argparse.Namespace, sentences: list[str]) -> tuple[list[s
     from milo.tts.v1 import tts_pb2, tts_pb2_grpc
 
     metadata = (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
-    pcm = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                                sample_rate_hz=RATE, channels=1)
-    with grpc.insecure_channel(args.tts) as tts_channel, \
-            grpc.insecure_channel(args.stt) as stt_channel:
+    pcm = audio_pb2.AudioFormat(
+        encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=RATE, channels=1
+    )
+    with (
+        grpc.insecure_channel(args.tts) as tts_channel,
+        grpc.insecure_channel(args.stt) as stt_channel,
+    ):
         tts = tts_pb2_grpc.TtsStub(tts_channel)
         stt = stt_pb2_grpc.SttStub(stt_channel)
-        info = tts.Describe(tts_pb2.DescribeRequest(), metadata=metadata, timeout=args.timeout,
-                            wait_for_ready=True)
+        info = tts.Describe(
+            tts_pb2.DescribeRequest(), metadata=metadata, timeout=args.timeout, wait_for_ready=True
+        )
         transcripts, audio_s, started = [], 0.0, time.monotonic()
         for sentence in sentences:
-            request = tts_pb2.SynthesizeRequest(text=sentence, sample_rate_hz=RATE, seed=args.seed,
-                                                encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE)
+            request = tts_pb2.SynthesizeRequest(
+                text=sentence,
+                sample_rate_hz=RATE,
+                seed=args.seed,
+                encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+            )
             if args.voice:
                 request.voice = args.voice
-            audio = b"".join(m.audio.data for m in tts.Synthesize(
-                request, metadata=metadata, timeout=args.timeout) if m.HasField("audio"))
+            audio = b"".join(
+                m.audio.data
+                for m in tts.Synthesize(request, metadata=metadata, timeout=args.timeout)
+                if m.HasField("audio")
+            )
             audio_s += len(audio) / 2 / RATE
-            reply = stt.Recognize(stt_pb2.RecognizeRequest(
-                config=stt_pb2.RecognitionConfig(language=args.language), format=pcm,
-                audio=audio), metadata=metadata, timeout=args.timeout)
+            reply = stt.Recognize(
+                stt_pb2.RecognizeRequest(
+                    config=stt_pb2.RecognitionConfig(language=args.language),
+                    format=pcm,
+                    audio=audio,
+                ),
+                metadata=metadata,
+                timeout=args.timeout,
+            )
             transcripts.append(reply.text)
-    model = {"model_id": info.model_id, "language": args.language, "stt": args.stt,
-             "tts": args.tts, "seconds": time.monotonic() - started}
+    model = {
+        "model_id": info.model_id,
+        "language": args.language,
+        "stt": args.stt,
+        "tts": args.tts,
+        "seconds": time.monotonic() - started,
+    }
     return transcripts, audio_s, model

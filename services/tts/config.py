@@ -29,9 +29,7 @@ class TtsSettings(ModelServiceSettings):
     model_dir: Path = model_dir_field(
         "tts", "transformers VITS folder (config.json, model.safetensors, vocab.json)"
     )
-    device: Device = Field(
-        "auto", description="torch device; auto: cuda when available"
-    )
+    device: Device = Field("auto", description="torch device; auto: cuda when available")
     dtype: Literal["auto", "float32", "float16"] = Field(
         "auto", description="weights dtype; auto: float16 on a GPU that supports it, else float32"
     )
@@ -46,11 +44,15 @@ class TtsSettings(ModelServiceSettings):
     )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="default seed: same text, same audio")
     max_batch: int = Field(
-        8, ge=1, le=64,
+        8,
+        ge=1,
+        le=64,
         description="segments of different requests synthesized in one padded batch (1: none)",
     )
     batch_window_ms: float = Field(
-        5.0, ge=0, le=1000,
+        5.0,
+        ge=0,
+        le=1000,
         description="a free model waits up to this long for the other open requests' next "
         "segments to share its call (0: never wait; a lone request never waits)",
     )
@@ -59,7 +61,9 @@ class TtsSettings(ModelServiceSettings):
     )
     max_chunk_ms: int = Field(200, ge=10, le=2000, description="longest audio chunk sent")
     max_segment_chars: int = Field(
-        160, ge=20, le=2000,
+        160,
+        ge=20,
+        le=2000,
         description="longest piece synthesized at once; longer sentences are cut at clauses",
     )
     sentence_pause_ms: int = Field(200, ge=0, le=5000, description="silence between sentences")

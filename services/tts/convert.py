@@ -33,11 +33,15 @@ def describe(core: TtsCore) -> tts_pb2.DescribeResponse:
         for v in engine.voices
     ]
     return tts_pb2.DescribeResponse(
-        model_id=engine.model_id, voices=voices, default_voice=engine.voices[0],
+        model_id=engine.model_id,
+        voices=voices,
+        default_voice=engine.voices[0],
         sample_rates_hz=core.sample_rates(),
-        encodings=list(_WIRE.values()), max_text_chars=settings.max_text_chars,
-        max_chunk_ms=settings.max_chunk_ms, device=engine.device,
-    )  # fmt: skip
+        encodings=list(_WIRE.values()),
+        max_text_chars=settings.max_text_chars,
+        max_chunk_ms=settings.max_chunk_ms,
+        device=engine.device,
+    )
 
 
 def options(request: tts_pb2.SynthesizeRequest) -> Options:

@@ -101,8 +101,9 @@ def _plan(text: str, engine: SpeechEngine, settings: TtsSettings) -> TextPlan:
     plan = plan_text(text, engine.vocab, settings.max_segment_chars)
     if plan.dropped:
         metrics.DROPPED.inc(plan.dropped)
-        log.info("dropped %d characters the voice cannot say: %r", plan.dropped,
-                 plan.dropped_chars[:40])
+        log.info(
+            "dropped %d characters the voice cannot say: %r", plan.dropped, plan.dropped_chars[:40]
+        )
     if not plan.sentences and plan.dropped:
         raise InvalidArgument(
             f"nothing to say: none of the {plan.dropped} characters left after normalization "
@@ -117,9 +118,13 @@ def _seed(job: Job, segment: int) -> int:
     return (job.seed + segment) % (MAX_SEED + 1)
 
 
-async def _produce(job: Job, engine: SpeechEngine, settings: TtsSettings,
-                   queue: asyncio.Queue[tuple[SentencePlan, int, Samples]],
-                   caller: Caller | None) -> None:
+async def _produce(
+    job: Job,
+    engine: SpeechEngine,
+    settings: TtsSettings,
+    queue: asyncio.Queue[tuple[SentencePlan, int, Samples]],
+    caller: Caller | None,
+) -> None:
     """Synthesize every segment in order (pauses appended) into `queue`: through the
     batcher (`caller`), else alone in a worker thread."""
     count = 0
@@ -131,8 +136,9 @@ async def _produce(job: Job, engine: SpeechEngine, settings: TtsSettings,
             if caller is not None:
                 samples = await caller.synthesize(segment)
             else:
-                samples = await asyncio.to_thread(engine.synthesize, text, job.voice,
-                                                  job.speed, segment.seed)
+                samples = await asyncio.to_thread(
+                    engine.synthesize, text, job.voice, job.speed, segment.seed
+                )
             metrics.record_segment(time.monotonic() - started, len(samples), engine.sample_rate)
             last_in_sentence = i == len(sentence.segments) - 1
             if sentence is not sentences[-1] or not last_in_sentence:
@@ -149,14 +155,14 @@ def _with_pause(samples: Samples, ms: float, rate: int) -> Samples:
     return np.concatenate([samples, np.zeros(count, dtype=np.float32)])
 
 
-async def stream(job: Job, engine: SpeechEngine, settings: TtsSettings,
-                 batcher: SynthesisBatcher | None = None) -> AsyncIterator[Event]:
+async def stream(
+    job: Job, engine: SpeechEngine, settings: TtsSettings, batcher: SynthesisBatcher | None = None
+) -> AsyncIterator[Event]:
     """The events of one synthesis: per sentence its SentencePlan then its chunks; Done.
     With a `batcher`, its segments share model calls with other requests' segments."""
     started = time.monotonic()
     first_chunk_ms = 0.0
-    encoder = AudioEncoder(job.encoding, engine.sample_rate, job.sample_rate,
-                           settings.max_chunk_ms)
+    encoder = AudioEncoder(job.encoding, engine.sample_rate, job.sample_rate, settings.max_chunk_ms)
     queue: asyncio.Queue[tuple[SentencePlan, int, Samples]] = asyncio.Queue(maxsize=1)
     caller = batcher.join() if batcher is not None else None
     producer = asyncio.create_task(_produce(job, engine, settings, queue, caller))
@@ -177,14 +183,25 @@ async def stream(job: Job, engine: SpeechEngine, settings: TtsSettings,
             caller.close()
     processing_ms = (time.monotonic() - started) * 1000
     metrics.record_request(processing_ms / 1000, encoder.duration_ms / 1000)
-    log.debug("synthesized %d sentences, %.0f ms of audio in %.0f ms (first chunk %.0f ms)",
-              len(job.plan.sentences), encoder.duration_ms, processing_ms, first_chunk_ms)
-    yield Done(len(job.plan.sentences), encoder.duration_ms, processing_ms, first_chunk_ms,
-               job.plan.dropped)
+    log.debug(
+        "synthesized %d sentences, %.0f ms of audio in %.0f ms (first chunk %.0f ms)",
+        len(job.plan.sentences),
+        encoder.duration_ms,
+        processing_ms,
+        first_chunk_ms,
+    )
+    yield Done(
+        len(job.plan.sentences),
+        encoder.duration_ms,
+        processing_ms,
+        first_chunk_ms,
+        job.plan.dropped,
+    )
 
 
-async def _next(queue: asyncio.Queue[tuple[SentencePlan, int, Samples]],
-                producer: asyncio.Task[None]) -> tuple[SentencePlan, int, Samples]:
+async def _next(
+    queue: asyncio.Queue[tuple[SentencePlan, int, Samples]], producer: asyncio.Task[None]
+) -> tuple[SentencePlan, int, Samples]:
     """The next segment, or the producer's exception if it failed first."""
     getter = asyncio.ensure_future(queue.get())
     try:
@@ -204,8 +221,10 @@ class TtsCore:
 
     def __init__(self, engine: SpeechEngine, settings: TtsSettings) -> None:
         self.engine, self.settings = engine, settings
-        self.batcher = SynthesisBatcher(engine, BatchPolicy(
-            max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000))
+        self.batcher = SynthesisBatcher(
+            engine,
+            BatchPolicy(max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000),
+        )
 
     def load(self) -> None:
         """Load the model and warm it up (blocking)."""

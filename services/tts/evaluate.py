@@ -50,10 +50,15 @@ def spoken_reference(sentence: str) -> str:
     return normalize(sentence)
 
 
-def score_round_trip(sentences: Sequence[str], transcripts: Sequence[str],
-                     audio_seconds: float = 0.0, processing_seconds: float = 0.0,
-                     worst: int = 10) -> Report:
+def score_round_trip(
+    sentences: Sequence[str],
+    transcripts: Sequence[str],
+    audio_seconds: float = 0.0,
+    processing_seconds: float = 0.0,
+    worst: int = 10,
+) -> Report:
     """Corpus and per-sentence WER/CER of STT `transcripts` of the synthesized `sentences`."""
-    items = [Item(Path(f"sentence {i}"), spoken_reference(s), i)
-             for i, s in enumerate(sentences, 1)]
+    items = [
+        Item(Path(f"sentence {i}"), spoken_reference(s), i) for i, s in enumerate(sentences, 1)
+    ]
     return score(items, transcripts, audio_seconds, processing_seconds, worst)

@@ -34,8 +34,20 @@ from dataclasses import dataclass
 
 from services.tts import numbers as num
 
-MONTHS = ("janoary", "febroary", "martsa", "aprily", "mey", "jona", "jolay", "aogositra",
-          "septambra", "oktobra", "novambra", "desambra")
+MONTHS = (
+    "janoary",
+    "febroary",
+    "martsa",
+    "aprily",
+    "mey",
+    "jona",
+    "jolay",
+    "aogositra",
+    "septambra",
+    "oktobra",
+    "novambra",
+    "desambra",
+)
 
 _SPACE = "[ \u00a0\u202f]"  # space, no-break space, narrow no-break space (French grouping)
 # An integer with optional thousands groups, then an optional decimal part.
@@ -45,27 +57,60 @@ _NUMBER = (
 )
 
 CURRENCIES = {
-    "ar": "ariary", "ariary": "ariary", "mga": "ariary",
-    "€": "eoro", "eur": "eoro", "euro": "eoro", "euros": "eoro", "eoro": "eoro",
-    "$": "dolara", "usd": "dolara", "dolara": "dolara",
+    "ar": "ariary",
+    "ariary": "ariary",
+    "mga": "ariary",
+    "€": "eoro",
+    "eur": "eoro",
+    "euro": "eoro",
+    "euros": "eoro",
+    "eoro": "eoro",
+    "$": "dolara",
+    "usd": "dolara",
+    "dolara": "dolara",
 }
 _CURRENCY = r"(?P<cur>Ar|ariary|MGA|€|EUR|euros?|eoro|\$|USD|dolara)"
 
 UNITS = {
-    "km/h": "kilaometatra isan'ora", "km": "kilaometatra", "cm": "santimetatra",
-    "mm": "milimetatra", "m": "metatra", "kg": "kilao", "g": "grama", "l": "litatra",
-    "mn": "minitra", "min": "minitra", "s": "segondra", "°c": "degre", "°": "degre",
+    "km/h": "kilaometatra isan'ora",
+    "km": "kilaometatra",
+    "cm": "santimetatra",
+    "mm": "milimetatra",
+    "m": "metatra",
+    "kg": "kilao",
+    "g": "grama",
+    "l": "litatra",
+    "mn": "minitra",
+    "min": "minitra",
+    "s": "segondra",
+    "°c": "degre",
+    "°": "degre",
 }
 _UNIT = r"(?P<unit>km/h|km|cm|mm|kg|mn|min|°C|°|m|g|l|L|s)(?![\w])"
 
 ABBREVIATIONS = {
-    "Dr": "dokotera", "Pr": "profesora", "Prof": "profesora", "Rtoa": "ramatoa",
-    "Atoa": "andriamatoa", "Rtsk": "ramatoakely", "sns": "sy ny sisa", "etc": "sy ny sisa",
-    "tel": "telefaonina", "Tel": "telefaonina", "tél": "telefaonina",
+    "Dr": "dokotera",
+    "Pr": "profesora",
+    "Prof": "profesora",
+    "Rtoa": "ramatoa",
+    "Atoa": "andriamatoa",
+    "Rtsk": "ramatoakely",
+    "sns": "sy ny sisa",
+    "etc": "sy ny sisa",
+    "tel": "telefaonina",
+    "Tel": "telefaonina",
+    "tél": "telefaonina",
 }
 SYMBOLS = {
-    "&": "sy", "+": "miampy", "=": "mitovy amin'ny", "@": "arobasy", "%": "isan-jato",
-    "°": "degre", "€": "eoro", "$": "dolara", "§": "andininy",
+    "&": "sy",
+    "+": "miampy",
+    "=": "mitovy amin'ny",
+    "@": "arobasy",
+    "%": "isan-jato",
+    "°": "degre",
+    "€": "eoro",
+    "$": "dolara",
+    "§": "andininy",
 }
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'"})
 
@@ -139,48 +184,116 @@ class Rule:
     examples: tuple[tuple[str, str], ...] = ()
 
 
-def _rule(name: str, pattern: str, replace: Callable[[re.Match[str]], str],
-          *examples: tuple[str, str], flags: int = 0) -> Rule:
+def _rule(
+    name: str,
+    pattern: str,
+    replace: Callable[[re.Match[str]], str],
+    *examples: tuple[str, str],
+    flags: int = 0,
+) -> Rule:
     return Rule(name, re.compile(pattern, flags), replace, examples)
 
 
 _MONTH_NAMES = "|".join(MONTHS)
 
 RULES: tuple[Rule, ...] = (
-    _rule("date", r"(?<!\d)(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?!\d)", _ymd,
-          ("1960-06-26", "enina amby roapolo jona enimpolo sy sivinjato sy arivo")),
-    _rule("date", r"(?<!\d)(?P<d>\d{1,2})([/.-])(?P<m>\d{1,2})\2(?P<y>\d{4})(?!\d)", _dmy,
-          ("01/03/2024", "voalohany martsa efatra amby roapolo sy roa arivo")),
-    _rule("day 1", rf"(?<!\d)0?1(?=\s+(?:{_MONTH_NAMES})\b)", lambda m: num.FIRST,
-          ("1 janoary", "voalohany janoary"), flags=re.IGNORECASE),
-    _rule("time",
-          r"(?<!\d)(?P<h>[01]?\d|2[0-3])\s?(?:[:hH]|ora)\s?(?P<min>[0-5]\d)"
-          r"(?::(?P<sec>[0-5]\d))?(?:\s?(?:mn|min)\b)?(?!\d)", _time,
-          ("14:30", "efatra ambin'ny folo ora sy telopolo minitra"), ("8h00", "valo ora")),
-    _rule("time", r"(?<![\d,.])(?P<h>[01]?\d|2[0-3])\s?[hH](?P<min>)(?P<sec>)(?![\w])",
-          _time, ("8h", "valo ora")),
-    _rule("money", _NUMBER + r"\s?" + _CURRENCY + r"(?![\w])", _money,
-          ("5 000 Ar", "dimy arivo ariary"), ("2,50 €", "roa faingo dimampolo eoro")),
-    _rule("money", r"(?<![\w])(?P<cur>€|\$|USD|EUR)\s?" + _NUMBER, _money,
-          ("$3", "telo dolara")),
-    _rule("percent", _NUMBER + r"\s?%(?P<of>-?n'ny)?", _percent,
-          ("15 %", "dimy ambin'ny folo isan-jato"),
-          ("75%-n'ny", "dimy amby fitopolo isan-jaton'ny")),
-    _rule("unit", _NUMBER + r"\s?" + _UNIT, _unit,
-          ("12 km", "roa ambin'ny folo kilaometatra"), ("3 kg", "telo kilao")),
-    _rule("ordinal", r"\bfaha-?\s?(?P<n>\d+)(?!\d)", _ordinal,
-          ("faha-4", "fahefatra"), ("faha 20", "faharoapolo"), flags=re.IGNORECASE),
-    _rule("ordinal", r"(?<!\d)(?P<n>\d+)(?:er|re|ère|e|ème|eme)(?![\w])", _ordinal,
-          ("1er", "voalohany"), ("3e", "fahatelo")),
-    _rule("ordinal", r"(?<![\w])(?:n°|N°|No\.)\s?(?=\d)", lambda m: "laharana ",
-          ("n° 7", "laharana fito")),
-    _rule("number", _NUMBER, _spaced_number,
-          ("1 500 000", "dimy hetsy sy iray tapitrisa"), ("3,5", "telo faingo dimy"),
-          ("034", "aotra telo efatra")),
-    _rule("abbreviation", r"(?<![\w])(?P<abbr>" + "|".join(ABBREVIATIONS) + r")\b\.?",
-          _abbreviation, ("Dr Rabe", "dokotera rabe"), ("sns.", "sy ny sisa")),
-    _rule("symbol", "[" + re.escape("".join(SYMBOLS)) + "]",
-          lambda m: f" {SYMBOLS[m.group(0)]} ", ("a & b", "a sy b")),
+    _rule(
+        "date",
+        r"(?<!\d)(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?!\d)",
+        _ymd,
+        ("1960-06-26", "enina amby roapolo jona enimpolo sy sivinjato sy arivo"),
+    ),
+    _rule(
+        "date",
+        r"(?<!\d)(?P<d>\d{1,2})([/.-])(?P<m>\d{1,2})\2(?P<y>\d{4})(?!\d)",
+        _dmy,
+        ("01/03/2024", "voalohany martsa efatra amby roapolo sy roa arivo"),
+    ),
+    _rule(
+        "day 1",
+        rf"(?<!\d)0?1(?=\s+(?:{_MONTH_NAMES})\b)",
+        lambda m: num.FIRST,
+        ("1 janoary", "voalohany janoary"),
+        flags=re.IGNORECASE,
+    ),
+    _rule(
+        "time",
+        r"(?<!\d)(?P<h>[01]?\d|2[0-3])\s?(?:[:hH]|ora)\s?(?P<min>[0-5]\d)"
+        r"(?::(?P<sec>[0-5]\d))?(?:\s?(?:mn|min)\b)?(?!\d)",
+        _time,
+        ("14:30", "efatra ambin'ny folo ora sy telopolo minitra"),
+        ("8h00", "valo ora"),
+    ),
+    _rule(
+        "time",
+        r"(?<![\d,.])(?P<h>[01]?\d|2[0-3])\s?[hH](?P<min>)(?P<sec>)(?![\w])",
+        _time,
+        ("8h", "valo ora"),
+    ),
+    _rule(
+        "money",
+        _NUMBER + r"\s?" + _CURRENCY + r"(?![\w])",
+        _money,
+        ("5 000 Ar", "dimy arivo ariary"),
+        ("2,50 €", "roa faingo dimampolo eoro"),
+    ),
+    _rule("money", r"(?<![\w])(?P<cur>€|\$|USD|EUR)\s?" + _NUMBER, _money, ("$3", "telo dolara")),
+    _rule(
+        "percent",
+        _NUMBER + r"\s?%(?P<of>-?n'ny)?",
+        _percent,
+        ("15 %", "dimy ambin'ny folo isan-jato"),
+        ("75%-n'ny", "dimy amby fitopolo isan-jaton'ny"),
+    ),
+    _rule(
+        "unit",
+        _NUMBER + r"\s?" + _UNIT,
+        _unit,
+        ("12 km", "roa ambin'ny folo kilaometatra"),
+        ("3 kg", "telo kilao"),
+    ),
+    _rule(
+        "ordinal",
+        r"\bfaha-?\s?(?P<n>\d+)(?!\d)",
+        _ordinal,
+        ("faha-4", "fahefatra"),
+        ("faha 20", "faharoapolo"),
+        flags=re.IGNORECASE,
+    ),
+    _rule(
+        "ordinal",
+        r"(?<!\d)(?P<n>\d+)(?:er|re|ère|e|ème|eme)(?![\w])",
+        _ordinal,
+        ("1er", "voalohany"),
+        ("3e", "fahatelo"),
+    ),
+    _rule(
+        "ordinal",
+        r"(?<![\w])(?:n°|N°|No\.)\s?(?=\d)",
+        lambda m: "laharana ",
+        ("n° 7", "laharana fito"),
+    ),
+    _rule(
+        "number",
+        _NUMBER,
+        _spaced_number,
+        ("1 500 000", "dimy hetsy sy iray tapitrisa"),
+        ("3,5", "telo faingo dimy"),
+        ("034", "aotra telo efatra"),
+    ),
+    _rule(
+        "abbreviation",
+        r"(?<![\w])(?P<abbr>" + "|".join(ABBREVIATIONS) + r")\b\.?",
+        _abbreviation,
+        ("Dr Rabe", "dokotera rabe"),
+        ("sns.", "sy ny sisa"),
+    ),
+    _rule(
+        "symbol",
+        "[" + re.escape("".join(SYMBOLS)) + "]",
+        lambda m: f" {SYMBOLS[m.group(0)]} ",
+        ("a & b", "a sy b"),
+    ),
 )
 
 

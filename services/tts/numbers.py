@@ -39,10 +39,30 @@ from __future__ import annotations
 import itertools
 
 UNITS = ("aotra", "iray", "roa", "telo", "efatra", "dimy", "enina", "fito", "valo", "sivy")
-TENS = ("", "folo", "roapolo", "telopolo", "efapolo", "dimampolo", "enimpolo", "fitopolo",
-        "valopolo", "sivifolo")
-HUNDREDS = ("", "zato", "roanjato", "telonjato", "efajato", "dimanjato", "eninjato",
-            "fitonjato", "valonjato", "sivinjato")
+TENS = (
+    "",
+    "folo",
+    "roapolo",
+    "telopolo",
+    "efapolo",
+    "dimampolo",
+    "enimpolo",
+    "fitopolo",
+    "valopolo",
+    "sivifolo",
+)
+HUNDREDS = (
+    "",
+    "zato",
+    "roanjato",
+    "telonjato",
+    "efajato",
+    "dimanjato",
+    "eninjato",
+    "fitonjato",
+    "valonjato",
+    "sivinjato",
+)
 # Places above the hundreds whose count is a single digit: (value, word).
 _DIGIT_PLACES = ((1000, "arivo"), (10_000, "alina"), (100_000, "hetsy"))
 # Places whose count is 1..999: (value, word).
@@ -122,7 +142,7 @@ def fraction_digits(text: str) -> str:
 
 
 def decimal(integer_part: str, fraction_part: str) -> str:
-    """"2", "5" -> "roa faingo dimy"."""
+    """Read a decimal: "2", "5" -> "roa faingo dimy"."""
     if not fraction_part:
         return integer_string(integer_part)
     return f"{integer_string(integer_part)} {DECIMAL_WORD} {fraction_digits(fraction_part)}"

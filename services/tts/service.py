@@ -22,10 +22,15 @@ def vits_engine(settings: TtsSettings) -> SpeechEngine:
 
     s = settings
     return VitsEngine(
-        s.model_dir, device=s.device, dtype=s.dtype, threads=s.threads, voice=s.voice,
-        noise_scale=s.noise_scale, noise_scale_duration=s.noise_scale_duration,
+        s.model_dir,
+        device=s.device,
+        dtype=s.dtype,
+        threads=s.threads,
+        voice=s.voice,
+        noise_scale=s.noise_scale,
+        noise_scale_duration=s.noise_scale_duration,
         model_id=s.model_id,
-    )  # fmt: skip
+    )
 
 
 def make_service(settings: TtsSettings, engine: SpeechEngine | None = None) -> ModelService:
@@ -34,5 +39,10 @@ def make_service(settings: TtsSettings, engine: SpeechEngine | None = None) -> M
     core = TtsCore(engine or vits_engine(settings), settings)
     servicer = TtsServicer(core)
     check = None if engine else partial(preflight, "tts", settings.model_dir)
-    return ModelService("tts", (SERVICE_NAME,), core,
-                        partial(tts_pb2_grpc.add_TtsServicer_to_server, servicer), preflight=check)
+    return ModelService(
+        "tts",
+        (SERVICE_NAME,),
+        core,
+        partial(tts_pb2_grpc.add_TtsServicer_to_server, servicer),
+        preflight=check,
+    )

@@ -57,7 +57,7 @@ def split_sentences(text: str) -> list[str]:
         for match in _SENTENCE_END.finditer(line):
             if _continues(line, start, match):
                 continue
-            sentences.append(line[start:match.end()].strip())
+            sentences.append(line[start : match.end()].strip())
             start = match.end()
         sentences.append(line[start:].strip())
     return [s for s in sentences if s]
@@ -65,12 +65,12 @@ def split_sentences(text: str) -> list[str]:
 
 def _continues(line: str, start: int, match: re.Match[str]) -> bool:
     """True when the punctuation at `match` does not end the sentence."""
-    following = line[match.end():match.end() + 1]
+    following = line[match.end() : match.end() + 1]
     if following.islower():
         return True
     if match.group(0).strip() != ".":
         return False
-    words = line[start:match.start()].split()
+    words = line[start : match.start()].split()
     return bool(words) and words[-1].lower() in TITLES
 
 

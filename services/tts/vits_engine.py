@@ -56,8 +56,9 @@ class VitsEngine:
         self._want_device, self._want_dtype, self._threads = device, dtype, threads
         self._voice = voice
         self._noise = (noise_scale, noise_scale_duration)
-        self.model_id = (model_id or manifest_model_id(self.model_dir, "tts")
-                         or self.model_dir.resolve().name)
+        self.model_id = (
+            model_id or manifest_model_id(self.model_dir, "tts") or self.model_dir.resolve().name
+        )
         self.device = device
         self._lock = threading.Lock()
         self._model: Any = None
@@ -100,9 +101,15 @@ class VitsEngine:
         self._configure(self._model.config)
         self.device = f"{device} ({str(dtype).removeprefix('torch.')})"
         self.synthesize(self._warmup_text(), self._voices[0], 1.0, 0)
-        log.info("VITS %s loaded on %s in %.2fs: %d Hz, %d voice(s), %d symbols",
-                 self.model_id, self.device, time.monotonic() - start, self._sample_rate,
-                 len(self._voices), len(self._vocab))
+        log.info(
+            "VITS %s loaded on %s in %.2fs: %d Hz, %d voice(s), %d symbols",
+            self.model_id,
+            self.device,
+            time.monotonic() - start,
+            self._sample_rate,
+            len(self._voices),
+            len(self._vocab),
+        )
 
     def _resolve(self, torch: Any) -> tuple[str, Any]:
         device = self._want_device
@@ -112,7 +119,8 @@ class VitsEngine:
             raise RuntimeError("device cuda was asked for but torch sees no CUDA GPU")
         dtype = torch.float32
         if self._want_dtype == "float16" or (
-            self._want_dtype == "auto" and device == "cuda"
+            self._want_dtype == "auto"
+            and device == "cuda"
             and torch.cuda.get_device_capability()[0] >= 7
         ):
             dtype = torch.float16
@@ -150,15 +158,20 @@ class VitsEngine:
         if self._model is None:
             raise RuntimeError("the VITS model is not loaded")
         torch = self._torch
-        items = [SynthesisItem(
-            input_ids=self._tokenizer(s.text)["input_ids"],
-            speaker=self._voices.index(s.voice) if len(self._voices) > 1 else None,
-            speed=s.speed, seed=s.seed,
-        ) for s in segments]
+        items = [
+            SynthesisItem(
+                input_ids=self._tokenizer(s.text)["input_ids"],
+                speaker=self._voices.index(s.voice) if len(self._voices) > 1 else None,
+                speed=s.speed,
+                seed=s.seed,
+            )
+            for s in segments
+        ]
         with self._lock, torch.inference_mode():
             model = self._model
-            return forward_batch(torch, model, items, float(model.noise_scale),
-                                 float(model.noise_scale_duration))
+            return forward_batch(
+                torch, model, items, float(model.noise_scale), float(model.noise_scale_duration)
+            )
 
     def close(self) -> None:
         with self._lock:

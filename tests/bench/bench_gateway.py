@@ -40,8 +40,9 @@ def sampling(max_tokens: int) -> llm_pb2.SamplingOptions:
 
 async def through_gateway(address: str, max_tokens: int) -> tuple[float, float, int]:
     """(first audio, end of turn, sentences) in seconds, for one Converse turn."""
-    config = gw.SessionConfig(user_language="en", pivot_language="fr",
-                              sampling=sampling(max_tokens))
+    config = gw.SessionConfig(
+        user_language="en", pivot_language="fr", sampling=sampling(max_tokens)
+    )
 
     async def inputs():
         yield TEXT
@@ -58,15 +59,27 @@ async def through_gateway(address: str, max_tokens: int) -> tuple[float, float, 
 async def direct(addresses: dict[str, str], max_tokens: int, max_chars: int) -> float:
     """The same work as one turn, as sequential calls from a client to each service."""
     start = time.perf_counter()
-    async with grpc.aio.insecure_channel(addresses["translate"]) as t_ch, \
-            grpc.aio.insecure_channel(addresses["llm"]) as l_ch, \
-            grpc.aio.insecure_channel(addresses["tts"]) as s_ch:
+    async with (
+        grpc.aio.insecure_channel(addresses["translate"]) as t_ch,
+        grpc.aio.insecure_channel(addresses["llm"]) as l_ch,
+        grpc.aio.insecure_channel(addresses["tts"]) as s_ch,
+    ):
         translate = translate_pb2_grpc.TranslatorStub(t_ch)
-        pivot = (await translate.Translate(translate_pb2.TranslateRequest(
-            texts=[TEXT], source_language="en", target_language="fr"))).translations[0].text
+        pivot = (
+            (
+                await translate.Translate(
+                    translate_pb2.TranslateRequest(
+                        texts=[TEXT], source_language="en", target_language="fr"
+                    )
+                )
+            )
+            .translations[0]
+            .text
+        )
         request = llm_pb2.ChatRequest(
             messages=[llm_pb2.Message(role=llm_pb2.ROLE_USER, content=pivot)],
-            sampling=sampling(max_tokens))
+            sampling=sampling(max_tokens),
+        )
         cutter, sentences = SentenceCutter(max_chars), []
         async for reply in llm_pb2_grpc.LlmStub(l_ch).Chat(request):
             if reply.HasField("delta"):
@@ -74,8 +87,13 @@ async def direct(addresses: dict[str, str], max_tokens: int, max_chars: int) -> 
         sentences += cutter.flush()
         tts = tts_pb2_grpc.TtsStub(s_ch)
         for sentence in sentences:
-            text = (await translate.Translate(translate_pb2.TranslateRequest(
-                texts=[sentence], source_language="fr", target_language="en"))).translations[0]
+            text = (
+                await translate.Translate(
+                    translate_pb2.TranslateRequest(
+                        texts=[sentence], source_language="fr", target_language="en"
+                    )
+                )
+            ).translations[0]
             if text.text.strip():
                 async for _ in tts.Synthesize(tts_pb2.SynthesizeRequest(text=text.text)):
                     pass
@@ -102,19 +120,25 @@ async def measure(args: argparse.Namespace, addresses: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", type=Path, default=Path("models/demo"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=200)
-    parser.add_argument("--max-sentence-chars", type=int, default=60,
-                        help="the gateway cut (random demo text has few full stops)")
+    parser.add_argument(
+        "--max-sentence-chars",
+        type=int,
+        default=60,
+        help="the gateway cut (random demo text has few full stops)",
+    )
     args = parser.parse_args()
     if args.models == Path("models/demo"):
         build_demo(args.models)
     gateway_env = {"MILO_GATEWAY_MAX_SENTENCE_CHARS": str(args.max_sentence_chars)}
     with local_stack(args.models, gateway_env=gateway_env) as addresses:
         asyncio.run(measure(args, addresses))
+
 
 if __name__ == "__main__":
     main()

@@ -63,25 +63,31 @@ def line(name: str, ms: list[float]) -> str:
 
 
 async def bench_translate(addr: dict[str, str], http: httpx.AsyncClient, runs: int) -> None:
-    request = translate_pb2.TranslateRequest(texts=[TEXT], source_language="en",
-                                             target_language="fr")
-    async with grpc.aio.insecure_channel(addr["translate"]) as direct_ch, \
-            grpc.aio.insecure_channel(addr["gateway"]) as gw_ch:
+    request = translate_pb2.TranslateRequest(
+        texts=[TEXT], source_language="en", target_language="fr"
+    )
+    async with (
+        grpc.aio.insecure_channel(addr["translate"]) as direct_ch,
+        grpc.aio.insecure_channel(addr["gateway"]) as gw_ch,
+    ):
         direct = translate_pb2_grpc.TranslatorStub(direct_ch)
         gateway = gateway_pb2_grpc.ConversationStub(gw_ch)
         body = {"text": TEXT, "source": "en", "target": "fr"}
         results = {
             "translate service (gRPC)": await timed(lambda: direct.Translate(request), runs),
             "gateway Translate (gRPC)": await timed(
-                lambda: gateway.Translate(gw.TranslateRequest(request=request)), runs),
+                lambda: gateway.Translate(gw.TranslateRequest(request=request)), runs
+            ),
             "POST /v1/translate (HTTP)": await timed(
-                lambda: http.post("/v1/translate", json=body), runs),
+                lambda: http.post("/v1/translate", json=body), runs
+            ),
         }
     print(f"translate, {runs} calls each:")
     for name, ms in results.items():
         print(line(name, ms))
     extra = statistics.median(results["POST /v1/translate (HTTP)"]) - statistics.median(
-        results["gateway Translate (gRPC)"])
+        results["gateway Translate (gRPC)"]
+    )
     print(f"  HTTP bridge over gateway gRPC    {extra:+8.2f} ms per call (goal < 5 ms)")
 
 
@@ -115,14 +121,19 @@ async def bench_speech(addr: dict[str, str], http: httpx.AsyncClient, runs: int)
     print(line("POST /v1/speak (HTTP, streamed)", bridged))
 
 
-CONFIG = {"user_language": "en", "pivot_language": "fr",
-          "sampling": {"max_tokens": 60, "temperature": 0.0, "seed": 1}}
+CONFIG = {
+    "user_language": "en",
+    "pivot_language": "fr",
+    "sampling": {"max_tokens": 60, "temperature": 0.0, "seed": 1},
+}
 
 
 async def grpc_turn(address: str) -> tuple[float, float]:
-    config = gw.SessionConfig(user_language="en", pivot_language="fr",
-                              sampling=llm_pb2.SamplingOptions(max_tokens=60, temperature=0.0,
-                                                               seed=1))
+    config = gw.SessionConfig(
+        user_language="en",
+        pivot_language="fr",
+        sampling=llm_pb2.SamplingOptions(max_tokens=60, temperature=0.0, seed=1),
+    )
 
     async def inputs():
         yield TEXT
@@ -171,8 +182,9 @@ async def measure(args: argparse.Namespace, addr: dict[str, str], http_port: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", type=Path, default=Path("models/demo"))
     parser.add_argument("--runs", type=int, default=20, help="calls per unary measurement")
     parser.add_argument("--turns", type=int, default=5, help="conversation turns per path")
@@ -183,6 +195,7 @@ def main() -> None:
     gateway_env = {"MILO_GATEWAY_HTTP_PORT": str(http_port)}
     with local_stack(args.models, gateway_env=gateway_env) as addresses:
         asyncio.run(measure(args, addresses, http_port))
+
 
 if __name__ == "__main__":
     main()

@@ -100,8 +100,11 @@ def build_shape_model(demo_gguf: Path, shape: str, cache: Path) -> Path:
     w.add_token_list([t.encode() for t in field("tokenizer.ggml.tokens")])
     w.add_token_scores(field("tokenizer.ggml.scores"))
     w.add_token_types(field("tokenizer.ggml.token_type"))
-    for key, add in (("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id),
-                     ("unknown", w.add_unk_token_id)):
+    for key, add in (
+        ("bos", w.add_bos_token_id),
+        ("eos", w.add_eos_token_id),
+        ("unknown", w.add_unk_token_id),
+    ):
         add(int(field(f"tokenizer.ggml.{key}_token_id")))
     w.add_chat_template(field("tokenizer.chat_template"))
     n_vocab = len(field("tokenizer.ggml.tokens"))
@@ -134,9 +137,13 @@ class InProcess:
     def __init__(self, model: Path, args: argparse.Namespace) -> None:
         import llama_cpp
 
-        self.llm = llama_cpp.Llama(model_path=str(model), n_ctx=args.context,
-                                   n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                                   verbose=False)
+        self.llm = llama_cpp.Llama(
+            model_path=str(model),
+            n_ctx=args.context,
+            n_threads=args.threads,
+            n_gpu_layers=args.gpu_layers,
+            verbose=False,
+        )
         self.args = args
 
     def run(self) -> Run:
@@ -146,8 +153,13 @@ class InProcess:
         start = time.perf_counter()
         for chunk in self.llm.create_chat_completion(
             messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}],
-            stream=True, max_tokens=a.max_tokens, temperature=0.0, top_p=0.95, top_k=40,
-            repeat_penalty=1.1, seed=1,
+            stream=True,
+            max_tokens=a.max_tokens,
+            temperature=0.0,
+            top_p=0.95,
+            top_k=40,
+            repeat_penalty=1.1,
+            seed=1,
         ):
             content = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
             if content:
@@ -178,8 +190,14 @@ class EngineInProcess:
         from services.llm.domain import ChatMessage, Finish, Role, Sampling
 
         messages = (ChatMessage(Role.SYSTEM, SYSTEM), ChatMessage(Role.USER, USER))
-        sampling = Sampling(temperature=0.0, top_p=0.95, top_k=40, repeat_penalty=1.1,
-                            max_tokens=self.args.max_tokens, seed=1)
+        sampling = Sampling(
+            temperature=0.0,
+            top_p=0.95,
+            top_k=40,
+            repeat_penalty=1.1,
+            max_tokens=self.args.max_tokens,
+            seed=1,
+        )
         first = last = 0.0
         tokens, text = 0, []
         start = time.perf_counter()
@@ -206,8 +224,11 @@ class ThroughService:
 
         from milo.llm.v1 import llm_pb2, llm_pb2_grpc
 
-        env = {"MILO_LLM_MODEL_PATH": str(model), "MILO_LLM_CONTEXT_TOKENS": str(args.context),
-               "MILO_LLM_GPU_LAYERS": str(args.gpu_layers)}
+        env = {
+            "MILO_LLM_MODEL_PATH": str(model),
+            "MILO_LLM_CONTEXT_TOKENS": str(args.context),
+            "MILO_LLM_GPU_LAYERS": str(args.gpu_layers),
+        }
         if args.threads:
             env["MILO_LLM_THREADS"] = str(args.threads)
         self.proc = ServiceProcess("services.llm", env, prefix="MILO_LLM_")
@@ -219,10 +240,18 @@ class ThroughService:
         self.channel = grpc.insecure_channel(self.proc.address)
         self.stub = llm_pb2_grpc.LlmStub(self.channel)
         self.request = llm_pb2.ChatRequest(
-            messages=[llm_pb2.Message(role=llm_pb2.ROLE_SYSTEM, content=SYSTEM),
-                      llm_pb2.Message(role=llm_pb2.ROLE_USER, content=USER)],
-            sampling=llm_pb2.SamplingOptions(max_tokens=args.max_tokens, temperature=0.0,
-                                             top_p=0.95, top_k=40, repeat_penalty=1.1, seed=1),
+            messages=[
+                llm_pb2.Message(role=llm_pb2.ROLE_SYSTEM, content=SYSTEM),
+                llm_pb2.Message(role=llm_pb2.ROLE_USER, content=USER),
+            ],
+            sampling=llm_pb2.SamplingOptions(
+                max_tokens=args.max_tokens,
+                temperature=0.0,
+                top_p=0.95,
+                top_k=40,
+                repeat_penalty=1.1,
+                seed=1,
+            ),
             allow_cloud=False,
         )
         self.server_side: list[tuple[float, float]] = []
@@ -256,8 +285,10 @@ def summary(name: str, runs: list[Run]) -> tuple[float, float]:
     tps = statistics.median(r.decode_tps for r in runs)
     tokens = ",".join(str(r.tokens) for r in runs)
     cpu_ms = 1000 * sum(r.cpu_s for r in runs) / max(1, sum(r.tokens for r in runs))
-    print(f"{name}\n  TTFT median {ttft:8.1f} ms   decode median {tps:8.1f} tok/s   "
-          f"CPU {cpu_ms:6.2f} ms/token   (tokens per run: {tokens})")
+    print(
+        f"{name}\n  TTFT median {ttft:8.1f} ms   decode median {tps:8.1f} tok/s   "
+        f"CPU {cpu_ms:6.2f} ms/token   (tokens per run: {tokens})"
+    )
     return ttft, tps
 
 
@@ -267,14 +298,27 @@ class InChild:
     The child times its runs itself; only the results cross over, after each run."""
 
     def __init__(self, side: str, model: Path, args: argparse.Namespace) -> None:
-        command = [sys.executable, __file__, "--worker", side, "--model", str(model),
-                   "--omp-wait-policy", args.omp_wait_policy,
-                   "--context", str(args.context), "--gpu-layers", str(args.gpu_layers),
-                   "--max-tokens", str(args.max_tokens)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            side,
+            "--model",
+            str(model),
+            "--omp-wait-policy",
+            args.omp_wait_policy,
+            "--context",
+            str(args.context),
+            "--gpu-layers",
+            str(args.gpu_layers),
+            "--max-tokens",
+            str(args.max_tokens),
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.text = ""
 
     def run(self) -> Run:
@@ -322,8 +366,9 @@ def measure(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     runners: dict[str, Any] = {}
     try:
         for name in SIDES:
-            runners[name] = (ThroughService(model, args) if name == "service"
-                             else InChild(name, model, args))
+            runners[name] = (
+                ThroughService(model, args) if name == "service" else InChild(name, model, args)
+            )
             runners[name].run()  # warm-up, not counted
             runners[name].runs = []
         for _ in range(args.runs):
@@ -345,20 +390,32 @@ def report(runners: dict[str, Any]) -> None:
     same = runners["library"].text.strip() == service.text.strip()
     for name, what in (("library", "create_chat_completion"), ("engine", "its engine")):
         base_ttft, base_tps = figures[name]
-        print(f"service / {what + ':':<24} decode {tps / base_tps:5.2f}x, "
-              f"TTFT {ttft - base_ttft:+7.1f} ms")
-    print(f"same reply text through the service and in process: {'yes' if same else 'NO'}; "
-          "goal: decode >= 0.90x in-process")
+        print(
+            f"service / {what + ':':<24} decode {tps / base_tps:5.2f}x, "
+            f"TTFT {ttft - base_ttft:+7.1f} ms"
+        )
+    print(
+        f"same reply text through the service and in process: {'yes' if same else 'NO'}; "
+        "goal: decode >= 0.90x in-process"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from services.runtime.config import models_root
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=models_root() / "llm" / "model.gguf",
-                   help="GGUF file (default: $MILO_MODELS_DIR/llm/model.gguf, the demo set)")
-    p.add_argument("--shape", choices=sorted(SHAPES), help="build and use a random llama of "
-                   "this shape with --model's tokenizer: small ~85M, medium ~330M params")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=models_root() / "llm" / "model.gguf",
+        help="GGUF file (default: $MILO_MODELS_DIR/llm/model.gguf, the demo set)",
+    )
+    p.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        help="build and use a random llama of "
+        "this shape with --model's tokenizer: small ~85M, medium ~330M params",
+    )
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where --shape models go")
     p.add_argument("--runs", type=int, default=5, help="measured runs per side (default 5)")
     p.add_argument("--max-tokens", type=int, default=256, help="tokens per reply (default 256)")
@@ -366,9 +423,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (llama.cpp default)")
     p.add_argument("--gpu-layers", type=int, default=-1, help="layers on the GPU (-1: all)")
     p.add_argument("--worker", choices=["library", "engine"], help=argparse.SUPPRESS)
-    p.add_argument("--omp-wait-policy", choices=["passive", "active"], default="passive",
-                   help="OpenMP idle threads sleep (passive, default) or spin (active); "
-                   "spinning on a busy CPU slows llama.cpp 10x or more")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=["passive", "active"],
+        default="passive",
+        help="OpenMP idle threads sleep (passive, default) or spin (active); "
+        "spinning on a busy CPU slows llama.cpp 10x or more",
+    )
     return p.parse_args(argv)
 
 
@@ -378,10 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker(args)
     model = build_shape_model(args.model, args.shape, args.cache) if args.shape else args.model
-    print(f"model {model} ({model.stat().st_size / 1e6:.0f} MB), {args.max_tokens} tokens, "
-          f"{args.runs} runs per side, threads {args.threads or 'default'}, "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"model {model} ({model.stat().st_size / 1e6:.0f} MB), {args.max_tokens} tokens, "
+        f"{args.runs} runs per side, threads {args.threads or 'default'}, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     report(measure(model, args))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0

@@ -54,8 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=12.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=90.0, help="deadline of each request")
-    p.add_argument("--max-tokens", type=int, default=48,
-                   help="LLM reply length for the llm and gateway runs (a spoken reply)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=48,
+        help="LLM reply length for the llm and gateway runs (a spoken reply)",
+    )
     p.add_argument("--out", type=Path, default=Path("/tmp/milo-bench-loadtest"))
     return p.parse_args(argv)
 
@@ -64,13 +68,31 @@ def one_run(stack: DemoStack, target: str, c: int, args: argparse.Namespace) -> 
     svc = stack.service(target)
     pids = {name: proc.proc.pid for name, proc in stack.procs.items() if proc.proc}
     report = args.out / f"{target}-c{c}.json"
-    cmd = [sys.executable, "-m", "services.cli", "loadtest", target, "-a", svc.address,
-           "-c", str(c), "-d", str(args.duration), "--warmup", str(args.warmup),
-           "--timeout", str(args.timeout), "--json", str(report), "-q",
-           "--max-duration", str(args.warmup + args.duration + args.timeout + 30)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "loadtest",
+        target,
+        "-a",
+        svc.address,
+        "-c",
+        str(c),
+        "-d",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+        "--timeout",
+        str(args.timeout),
+        "--json",
+        str(report),
+        "-q",
+        "--max-duration",
+        str(args.warmup + args.duration + args.timeout + 30),
+    ]
     if target in ("llm", "gateway"):
         cmd += ["--max-tokens", str(args.max_tokens)]
-    for pid in ([svc.proc.pid] if target != "gateway" else pids.values()):
+    for pid in [svc.proc.pid] if target != "gateway" else pids.values():
         cmd += ["--server-pid", str(pid)]
     before = {n: process_cpu_s(pid) or 0.0 for n, pid in pids.items()}
     start, ticks = time.monotonic(), machine_ticks()
@@ -80,8 +102,9 @@ def one_run(stack: DemoStack, target: str, c: int, args: argparse.Namespace) -> 
     doc = json.loads(report.read_text())
     doc["bench_machine_busy"] = busy / max(1, total) * 100
     doc["bench_load"] = float(Path("/proc/loadavg").read_text().split()[0])
-    doc["bench_cpu"] = {n: ((process_cpu_s(pid) or 0.0) - before[n]) / wall * 100
-                        for n, pid in pids.items()}
+    doc["bench_cpu"] = {
+        n: ((process_cpu_s(pid) or 0.0) - before[n]) / wall * 100 for n, pid in pids.items()
+    }
     doc["bench_rss_mb"] = {n: rss_mb(pid) for n, pid in pids.items()}
     return doc
 
@@ -91,9 +114,11 @@ def fmt(dist: dict | None, key: str) -> str:
 
 
 def summary(rows: list[tuple[str, int, dict]]) -> str:
-    head = (f"{'target':<10}{'c':>3}{'sent':>6}{'ok':>5}{'fail':>5}{'req/s':>8}{'p50':>8}"
-            f"{'p90':>8}{'p99':>8}{'max':>8}{'1st p50':>9}{'1st p99':>9}  "
-            f"{'CPU % by process (of 200)':<44}{'client':>7}{'machine':>8}{'load':>6}  errors")
+    head = (
+        f"{'target':<10}{'c':>3}{'sent':>6}{'ok':>5}{'fail':>5}{'req/s':>8}{'p50':>8}"
+        f"{'p90':>8}{'p99':>8}{'max':>8}{'1st p50':>9}{'1st p99':>9}  "
+        f"{'CPU % by process (of 200)':<44}{'client':>7}{'machine':>8}{'load':>6}  errors"
+    )
     lines = [head]
     for target, c, d in rows:
         lat, first = d.get("latency_ms"), d.get("first_result_ms")
@@ -104,7 +129,8 @@ def summary(rows: list[tuple[str, int, dict]]) -> str:
             f"{d['throughput_rps']:>8.2f}{fmt(lat, 'p50'):>8}{fmt(lat, 'p90'):>8}"
             f"{fmt(lat, 'p99'):>8}{fmt(lat, 'max'):>8}{fmt(first, 'p50'):>9}{fmt(first, 'p99'):>9}"
             f"  {cpu:<44}{d['cpu']['client_percent']:>6.0f}%{d['bench_machine_busy']:>7.0f}%"
-            f"{d['bench_load']:>6.1f}  {errors}")
+            f"{d['bench_load']:>6.1f}  {errors}"
+        )
     return "\n".join(lines)
 
 
@@ -127,11 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         memory = {n: rss_mb(p.proc.pid) for n, p in stack.procs.items() if p.proc}
     finally:
         stack.stop()
-    print(f"\n=== summary ({os.cpu_count()} cores; latencies in ms over successful requests; "
-          f"'1st' = time to first result) ===")
+    print(
+        f"\n=== summary ({os.cpu_count()} cores; latencies in ms over successful requests; "
+        f"'1st' = time to first result) ==="
+    )
     print(summary(rows))
-    print("resident memory at the end (MB): "
-          + ", ".join(f"{n} {v:.0f}" for n, v in memory.items()))
+    print(
+        "resident memory at the end (MB): " + ", ".join(f"{n} {v:.0f}" for n, v in memory.items())
+    )
     print(f"JSON reports in {args.out}")
     return 0
 

@@ -62,9 +62,11 @@ SENTENCES = [
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--model-dir", type=Path, default=ROOT / "models" / "demo" / "stt")
     p.add_argument("--runs", type=int, default=5, help="runs per clip and side (>= 5)")
     p.add_argument("--stream-runs", type=int, default=2, help="streaming passes over the clips")
@@ -80,9 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--streams", type=int, default=8, help="streams ending together")
     p.add_argument("--batch-rounds", type=int, default=2, help="alternations of both ways")
     p.add_argument("--max-tokens", type=int, default=32, help="small-shape: decode cap")
-    p.add_argument("--cache", type=Path, default=Path(os.environ.get(
-        "XDG_CACHE_HOME", Path.home() / ".cache")) / "milo" / "bench",
-        help="where the small-shape model is built once")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "milo" / "bench",
+        help="where the small-shape model is built once",
+    )
     args = p.parse_args(argv)
     if args.runs < 5 and not args.batching:
         p.error("--runs must be at least 5 (the figures are medians)")
@@ -105,13 +110,23 @@ def in_process_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from services.stt.engine import DecodeOptions
     from services.stt.whisper_engine import WhisperConfig, resolve_device, transcribe_kwargs
 
-    config = WhisperConfig(args.model_dir, "bench", device=args.device,
-                           compute_type=args.compute_type, cpu_threads=args.cpu_threads)
-    model = WhisperModel(str(args.model_dir), device=resolve_device(args.device),
-                         compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-                         local_files_only=True)
-    kwargs = transcribe_kwargs(config, DecodeOptions(language=args.language,
-                                                     beam_size=args.beam_size))
+    config = WhisperConfig(
+        args.model_dir,
+        "bench",
+        device=args.device,
+        compute_type=args.compute_type,
+        cpu_threads=args.cpu_threads,
+    )
+    model = WhisperModel(
+        str(args.model_dir),
+        device=resolve_device(args.device),
+        compute_type=args.compute_type,
+        cpu_threads=args.cpu_threads,
+        local_files_only=True,
+    )
+    kwargs = transcribe_kwargs(
+        config, DecodeOptions(language=args.language, beam_size=args.beam_size)
+    )
     return model, kwargs
 
 
@@ -125,8 +140,9 @@ def run_in_process(model: Any, kwargs: dict[str, Any], path: Path) -> tuple[floa
 def run_service(stub: Any, path: Path, language: str) -> tuple[float, float, str]:
     from milo.stt.v1 import stt_pb2
 
-    request = stt_pb2.RecognizeRequest(audio=path.read_bytes(),
-                                       config=stt_pb2.RecognitionConfig(language=language))
+    request = stt_pb2.RecognizeRequest(
+        audio=path.read_bytes(), config=stt_pb2.RecognitionConfig(language=language)
+    )
     start = time.perf_counter()
     reply = stub.Recognize(request, timeout=300)
     return time.perf_counter() - start, reply.processing_ms / 1000, reply.text
@@ -155,8 +171,9 @@ def silence_cost(stub: Any, seconds: float, runs: int) -> float:
     return statistics.median(times)
 
 
-def recognize_bench(args: argparse.Namespace, stub: Any, clips: list[tuple[Path, float]]
-                    ) -> dict[str, Any]:
+def recognize_bench(
+    args: argparse.Namespace, stub: Any, clips: list[tuple[Path, float]]
+) -> dict[str, Any]:
     model, kwargs = in_process_model(args)
     for path, _ in clips:  # warm both sides once per clip
         run_in_process(model, kwargs, path)
@@ -173,22 +190,50 @@ def recognize_bench(args: argparse.Namespace, stub: Any, clips: list[tuple[Path,
     rows = []
     for path, seconds in clips:
         lm, rm = statistics.median(local[path]), statistics.median(remote[path])
-        rows.append({"clip": path.name, "audio_s": round(seconds, 3), "in_process_s": lm,
-                     "service_s": rm, "ratio": rm / lm,
-                     "rtf": statistics.median(processing[path]) / seconds,
-                     "non_model_s": silence_cost(stub, seconds, args.runs)})
+        rows.append(
+            {
+                "clip": path.name,
+                "audio_s": round(seconds, 3),
+                "in_process_s": lm,
+                "service_s": rm,
+                "ratio": rm / lm,
+                "rtf": statistics.median(processing[path]) / seconds,
+                "non_model_s": silence_cost(stub, seconds, args.runs),
+            }
+        )
     total_local = sum(r["in_process_s"] for r in rows)
     total_remote = sum(r["service_s"] for r in rows)
-    return {"clips": rows, "in_process_total_s": total_local, "service_total_s": total_remote,
-            "ratio": total_remote / total_local,
-            "rtf": sum(r["rtf"] * r["audio_s"] for r in rows) / sum(r["audio_s"] for r in rows)}
+    return {
+        "clips": rows,
+        "in_process_total_s": total_local,
+        "service_total_s": total_remote,
+        "ratio": total_remote / total_local,
+        "rtf": sum(r["rtf"] * r["audio_s"] for r in rows) / sum(r["audio_s"] for r in rows),
+    }
 
 
 def speech_end(path: Path) -> tuple[bytes, float]:
     """16 kHz s16le mono of the clip, and where its speech ends (last sample above -40 dB)."""
-    raw = subprocess.run(["sox", str(path), "-t", "raw", "-r", "16000", "-c", "1", "-e",
-                          "signed", "-b", "16", "-L", "-"], check=True,
-                         capture_output=True).stdout
+    raw = subprocess.run(
+        [
+            "sox",
+            str(path),
+            "-t",
+            "raw",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-e",
+            "signed",
+            "-b",
+            "16",
+            "-L",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     samples = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
     loud = np.flatnonzero(np.abs(samples) > 0.01)
     return raw, (int(loud[-1]) + 1 if loud.size else len(samples)) / 16_000
@@ -204,10 +249,13 @@ async def stream_once(address: str, path: Path, args: argparse.Namespace) -> dic
     audio = bytes(16_000) + speech + bytes(48_000)  # 0.5 s before, 1.5 s after
     end_byte = 16_000 + int(end_s * 16_000) * 2
     config = stt_pb2.StreamingConfig(
-        format=audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                                     sample_rate_hz=16_000, channels=1),
+        format=audio_pb2.AudioFormat(
+            encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16_000, channels=1
+        ),
         recognition=stt_pb2.RecognitionConfig(language=args.language),
-        vad=stt_pb2.VadConfig(min_silence_ms=args.min_silence_ms), partial_results=True)
+        vad=stt_pb2.VadConfig(min_silence_ms=args.min_silence_ms),
+        partial_results=True,
+    )
     marks: dict[str, float] = {}
     async with grpc.aio.insecure_channel(address) as channel:
         call = stt_pb2_grpc.SttStub(channel).StreamingRecognize()
@@ -217,8 +265,9 @@ async def stream_once(address: str, path: Path, args: argparse.Namespace) -> dic
             start = time.perf_counter()
             for i, offset in enumerate(range(0, len(audio), 640)):
                 await asyncio.sleep(max(0.0, start + i * 0.02 - time.perf_counter()))
-                await call.write(stt_pb2.StreamingRecognizeRequest(audio=audio[offset:offset
-                                                                                 + 640]))
+                await call.write(
+                    stt_pb2.StreamingRecognizeRequest(audio=audio[offset : offset + 640])
+                )
                 if offset <= end_byte < offset + 640:
                     marks["speech_sent"] = time.perf_counter()
             await call.done_writing()
@@ -231,52 +280,74 @@ async def stream_once(address: str, path: Path, args: argparse.Namespace) -> dic
             elif reply.WhichOneof("event") == "speech_ended":
                 marks.setdefault("ended", time.perf_counter())
         await sender
-    return {"latency_s": marks["final"] - marks["speech_sent"],
-            "endpoint_s": marks["ended"] - marks["speech_sent"],
-            "final_decode_s": marks["processing"]}
+    return {
+        "latency_s": marks["final"] - marks["speech_sent"],
+        "endpoint_s": marks["ended"] - marks["speech_sent"],
+        "final_decode_s": marks["processing"],
+    }
 
 
-def streaming_bench(args: argparse.Namespace, address: str, clips: list[tuple[Path, float]]
-                    ) -> dict[str, Any]:
-    runs = [asyncio.run(stream_once(address, path, args))
-            for _ in range(args.stream_runs) for path, _ in clips]
+def streaming_bench(
+    args: argparse.Namespace, address: str, clips: list[tuple[Path, float]]
+) -> dict[str, Any]:
+    runs = [
+        asyncio.run(stream_once(address, path, args))
+        for _ in range(args.stream_runs)
+        for path, _ in clips
+    ]
 
     def stat(key: str) -> dict[str, float]:
         values = [r[key] for r in runs]
         return {"median": statistics.median(values), "max": max(values)}
 
-    return {"streams": len(runs), "min_silence_ms": args.min_silence_ms,
-            "end_of_speech_to_final_s": stat("latency_s"),
-            "end_of_speech_to_speech_ended_s": stat("endpoint_s"),
-            "final_decode_s": stat("final_decode_s")}
+    return {
+        "streams": len(runs),
+        "min_silence_ms": args.min_silence_ms,
+        "end_of_speech_to_final_s": stat("latency_s"),
+        "end_of_speech_to_speech_ended_s": stat("endpoint_s"),
+        "final_decode_s": stat("final_decode_s"),
+    }
 
 
-def report(recognize: dict[str, Any], streaming: dict[str, Any], args: argparse.Namespace,
-           describe: Any) -> None:
-    print(f"model {describe.model_id} on {describe.device} ({describe.compute_type}), "
-          f"beam {args.beam_size}, cpu_threads {args.cpu_threads or 'auto'}, "
-          f"{os.cpu_count()} CPUs, median of {args.runs} runs")
-    print(f"{'clip':<10}{'audio s':>9}{'in-process s':>14}{'service s':>11}{'ratio':>8}"
-          f"{'RTF':>7}{'non-model ms':>14}")
+def report(
+    recognize: dict[str, Any], streaming: dict[str, Any], args: argparse.Namespace, describe: Any
+) -> None:
+    print(
+        f"model {describe.model_id} on {describe.device} ({describe.compute_type}), "
+        f"beam {args.beam_size}, cpu_threads {args.cpu_threads or 'auto'}, "
+        f"{os.cpu_count()} CPUs, median of {args.runs} runs"
+    )
+    print(
+        f"{'clip':<10}{'audio s':>9}{'in-process s':>14}{'service s':>11}{'ratio':>8}"
+        f"{'RTF':>7}{'non-model ms':>14}"
+    )
     for r in recognize["clips"]:
-        print(f"{r['clip']:<10}{r['audio_s']:>9.2f}{r['in_process_s']:>14.3f}"
-              f"{r['service_s']:>11.3f}{r['ratio']:>8.3f}{r['rtf']:>7.3f}"
-              f"{r['non_model_s'] * 1000:>14.1f}")
+        print(
+            f"{r['clip']:<10}{r['audio_s']:>9.2f}{r['in_process_s']:>14.3f}"
+            f"{r['service_s']:>11.3f}{r['ratio']:>8.3f}{r['rtf']:>7.3f}"
+            f"{r['non_model_s'] * 1000:>14.1f}"
+        )
     non_model = sum(r["non_model_s"] for r in recognize["clips"])
-    print(f"non-model service cost (Recognize of equally long silence: WAV decoding, VAD, "
-          f"gRPC; the VAD gate skips the model): {non_model * 1000:.1f} ms in all, "
-          f"{100 * non_model / recognize['in_process_total_s']:.1f}% of the in-process time")
+    print(
+        f"non-model service cost (Recognize of equally long silence: WAV decoding, VAD, "
+        f"gRPC; the VAD gate skips the model): {non_model * 1000:.1f} ms in all, "
+        f"{100 * non_model / recognize['in_process_total_s']:.1f}% of the in-process time"
+    )
     verdict = "meets" if recognize["ratio"] <= 1.10 else "MISSES"
-    print(f"Recognize / in-process wall time: {recognize['ratio']:.3f}x "
-          f"({recognize['service_total_s']:.3f} s vs {recognize['in_process_total_s']:.3f} s;"
-          f" {verdict} the 1.10x goal); real-time factor {recognize['rtf']:.3f}")
+    print(
+        f"Recognize / in-process wall time: {recognize['ratio']:.3f}x "
+        f"({recognize['service_total_s']:.3f} s vs {recognize['in_process_total_s']:.3f} s;"
+        f" {verdict} the 1.10x goal); real-time factor {recognize['rtf']:.3f}"
+    )
     s = streaming
     final, ended = s["end_of_speech_to_final_s"], s["end_of_speech_to_speech_ended_s"]
-    print(f"streaming, {s['streams']} streams at real-time pace, min_silence "
-          f"{s['min_silence_ms']} ms: end of speech -> final result median "
-          f"{final['median'] * 1000:.0f} ms (max {final['max'] * 1000:.0f}); of which end of "
-          f"speech -> speech_ended {ended['median'] * 1000:.0f} ms and final decode "
-          f"{s['final_decode_s']['median'] * 1000:.0f} ms (medians)")
+    print(
+        f"streaming, {s['streams']} streams at real-time pace, min_silence "
+        f"{s['min_silence_ms']} ms: end of speech -> final result median "
+        f"{final['median'] * 1000:.0f} ms (max {final['max'] * 1000:.0f}); of which end of "
+        f"speech -> speech_ended {ended['median'] * 1000:.0f} ms and final decode "
+        f"{s['final_decode_s']['median'] * 1000:.0f} ms (medians)"
+    )
     if args.json:
         print(json.dumps({"recognize": recognize, "streaming": streaming}, indent=2))
 
@@ -296,10 +367,21 @@ def build_small_shape(demo_stt: Path, cache: Path) -> Path:
 
     torch.manual_seed(0)
     config = transformers.WhisperConfig(
-        vocab_size=51864, num_mel_bins=80, d_model=768, encoder_layers=12, decoder_layers=12,
-        encoder_attention_heads=12, decoder_attention_heads=12, encoder_ffn_dim=3072,
-        decoder_ffn_dim=3072, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
-        decoder_start_token_id=50257, begin_suppress_tokens=[220, 50256])
+        vocab_size=51864,
+        num_mel_bins=80,
+        d_model=768,
+        encoder_layers=12,
+        decoder_layers=12,
+        encoder_attention_heads=12,
+        decoder_attention_heads=12,
+        encoder_ffn_dim=3072,
+        decoder_ffn_dim=3072,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        decoder_start_token_id=50257,
+        begin_suppress_tokens=[220, 50256],
+    )
     with tempfile.TemporaryDirectory(prefix="milo-whisper-small-") as tmp:
         transformers.WhisperForConditionalGeneration(config).save_pretrained(tmp)
         partial = dest.with_name(dest.name + ".partial")
@@ -309,8 +391,9 @@ def build_small_shape(demo_stt: Path, cache: Path) -> Path:
     return dest
 
 
-async def batching_bench(args: argparse.Namespace, clips: list[tuple[Path, float]]
-                         ) -> dict[str, Any]:
+async def batching_bench(
+    args: argparse.Namespace, clips: list[tuple[Path, float]]
+) -> dict[str, Any]:
     from prometheus_client import REGISTRY
 
     from services.stt.batching import BatchPolicy
@@ -321,19 +404,28 @@ async def batching_bench(args: argparse.Namespace, clips: list[tuple[Path, float
     shape = args.batch_model == "small-shape"
     folder = build_small_shape(args.model_dir, args.cache) if shape else args.model_dir
     keep_first_try = {"log_prob_threshold": -1e9, "compression_ratio_threshold": 1e9}
-    config = WhisperConfig(folder, device=args.device, compute_type=args.compute_type,
-                           cpu_threads=args.cpu_threads, **(keep_first_try if shape else {}))
-    core = SttCore(WhisperEngine(config), SileroDetector,
-                   Defaults(language=args.language, beam_size=args.beam_size),
-                   batching=BatchPolicy(max_batch=args.streams, window_s=0.005))
+    config = WhisperConfig(
+        folder,
+        device=args.device,
+        compute_type=args.compute_type,
+        cpu_threads=args.cpu_threads,
+        **(keep_first_try if shape else {}),
+    )
+    core = SttCore(
+        WhisperEngine(config),
+        SileroDetector,
+        Defaults(language=args.language, beam_size=args.beam_size),
+        batching=BatchPolicy(max_batch=args.streams, window_s=0.005),
+    )
     core._warm_up = lambda: None  # type: ignore[method-assign]  # warmed below, capped
     core.load()
     engine: Any = core.engine
     if shape:
         engine.model.max_length = args.max_tokens
     options = core.decode_options(RequestOptions(word_timestamps=not shape))
-    audio = [np.frombuffer(speech_end(path)[0], "<i2").astype(np.float32) / 32768
-             for path, _ in clips]
+    audio = [
+        np.frombuffer(speech_end(path)[0], "<i2").astype(np.float32) / 32768 for path, _ in clips
+    ]
     finals = [audio[i % len(audio)] for i in range(args.streams)]
     await core.decode(finals[0], options, "final")  # warm-up
     alone_before = REGISTRY.get_sample_value("milo_stt_batch_decoded_alone_total") or 0.0
@@ -353,39 +445,65 @@ async def batching_bench(args: argparse.Namespace, clips: list[tuple[Path, float
         start = time.perf_counter()
         await core.decode(finals[0], options, "final")
         scheduled = time.perf_counter() - start
-        rows.append({"one_by_one_s": sequential, "together_s": batched, "lone_direct_s": direct,
-                     "lone_scheduled_s": scheduled,
-                     "same_text": one_by_one == [t.text for t in together]})
+        rows.append(
+            {
+                "one_by_one_s": sequential,
+                "together_s": batched,
+                "lone_direct_s": direct,
+                "lone_scheduled_s": scheduled,
+                "same_text": one_by_one == [t.text for t in together],
+            }
+        )
     core.close()
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "same_text"}
     n = args.streams
-    return {"model": engine.model_id, "shape": shape, "streams": n, "rounds": rows, **med,
-            "finals_per_s_one_by_one": n / med["one_by_one_s"],
-            "finals_per_s_together": n / med["together_s"],
-            "ratio": med["one_by_one_s"] / med["together_s"],
-            "lone_ratio": med["lone_scheduled_s"] / med["lone_direct_s"],
-            "same_text": all(r["same_text"] for r in rows),
-            "decoded_alone": (REGISTRY.get_sample_value("milo_stt_batch_decoded_alone_total")
-                              or 0.0) - alone_before}
+    return {
+        "model": engine.model_id,
+        "shape": shape,
+        "streams": n,
+        "rounds": rows,
+        **med,
+        "finals_per_s_one_by_one": n / med["one_by_one_s"],
+        "finals_per_s_together": n / med["together_s"],
+        "ratio": med["one_by_one_s"] / med["together_s"],
+        "lone_ratio": med["lone_scheduled_s"] / med["lone_direct_s"],
+        "same_text": all(r["same_text"] for r in rows),
+        "decoded_alone": (REGISTRY.get_sample_value("milo_stt_batch_decoded_alone_total") or 0.0)
+        - alone_before,
+    }
 
 
 def report_batching(b: dict[str, Any], args: argparse.Namespace) -> None:
-    kind = (f"random weights of whisper-small.en's shape, decode capped at {args.max_tokens} "
-            "tokens, no word timings" if b["shape"] else "real weights, word timings")
-    print(f"batched finals: {b['model']} ({kind}), beam {args.beam_size}, {args.device}, "
-          f"cpu_threads {args.cpu_threads or 'auto'}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f}; median of {len(b['rounds'])} rounds")
-    print(f"{b['streams']} finals one at a time   {b['one_by_one_s']:8.2f} s   "
-          f"{b['finals_per_s_one_by_one']:.3f} finals/s")
-    print(f"{b['streams']} finals together (1 batch) {b['together_s']:8.2f} s   "
-          f"{b['finals_per_s_together']:.3f} finals/s")
-    print(f"throughput ratio, {b['streams']} streams together / one at a time: "
-          f"{b['ratio']:.2f}x (same text both ways: {b['same_text']}; items decoded again "
-          f"alone: {b['decoded_alone']:.0f})")
+    kind = (
+        f"random weights of whisper-small.en's shape, decode capped at {args.max_tokens} "
+        "tokens, no word timings"
+        if b["shape"]
+        else "real weights, word timings"
+    )
+    print(
+        f"batched finals: {b['model']} ({kind}), beam {args.beam_size}, {args.device}, "
+        f"cpu_threads {args.cpu_threads or 'auto'}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f}; median of {len(b['rounds'])} rounds"
+    )
+    print(
+        f"{b['streams']} finals one at a time   {b['one_by_one_s']:8.2f} s   "
+        f"{b['finals_per_s_one_by_one']:.3f} finals/s"
+    )
+    print(
+        f"{b['streams']} finals together (1 batch) {b['together_s']:8.2f} s   "
+        f"{b['finals_per_s_together']:.3f} finals/s"
+    )
+    print(
+        f"throughput ratio, {b['streams']} streams together / one at a time: "
+        f"{b['ratio']:.2f}x (same text both ways: {b['same_text']}; items decoded again "
+        f"alone: {b['decoded_alone']:.0f})"
+    )
     verdict = "no slower" if b["lone_ratio"] <= 1.05 else "SLOWER"
-    print(f"lone final: through the batching scheduler {b['lone_scheduled_s']:.3f} s, "
-          f"WhisperEngine.transcribe directly {b['lone_direct_s']:.3f} s: "
-          f"{b['lone_ratio']:.3f}x ({verdict})")
+    print(
+        f"lone final: through the batching scheduler {b['lone_scheduled_s']:.3f} s, "
+        f"WhisperEngine.transcribe directly {b['lone_direct_s']:.3f} s: "
+        f"{b['lone_ratio']:.3f}x ({verdict})"
+    )
     if args.json:
         print(json.dumps(b, indent=2))
 
@@ -402,13 +520,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from milo.stt.v1 import stt_pb2, stt_pb2_grpc
 
-    env = {"MILO_STT_MODEL_DIR": str(args.model_dir), "MILO_STT_LANGUAGE": args.language,
-           "MILO_STT_DEVICE": args.device, "MILO_STT_COMPUTE_TYPE": args.compute_type,
-           "MILO_STT_CPU_THREADS": str(args.cpu_threads),
-           "MILO_STT_BEAM_SIZE": str(args.beam_size)}
-    with tempfile.TemporaryDirectory(prefix="milo-bench-stt-") as tmp, \
-            ServiceProcess("services.stt", env=env, prefix="MILO_STT_") as svc, \
-            grpc.insecure_channel(svc.address) as channel:
+    env = {
+        "MILO_STT_MODEL_DIR": str(args.model_dir),
+        "MILO_STT_LANGUAGE": args.language,
+        "MILO_STT_DEVICE": args.device,
+        "MILO_STT_COMPUTE_TYPE": args.compute_type,
+        "MILO_STT_CPU_THREADS": str(args.cpu_threads),
+        "MILO_STT_BEAM_SIZE": str(args.beam_size),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="milo-bench-stt-") as tmp,
+        ServiceProcess("services.stt", env=env, prefix="MILO_STT_") as svc,
+        grpc.insecure_channel(svc.address) as channel,
+    ):
         clips = make_clips(Path(tmp))
         stub = stt_pb2_grpc.SttStub(channel)
         describe = stub.Describe(stt_pb2.DescribeRequest())

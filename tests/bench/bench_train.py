@@ -129,8 +129,10 @@ def measure(args: argparse.Namespace) -> None:
         )
         targs = replace(
             training_arguments(cfg, precision, args.gradient_checkpointing, 0, 32),
-            eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-        )  # fmt: skip
+            eval_strategy="no",
+            save_strategy="no",
+            load_best_model_at_end=False,
+        )
         data = Synthetic(args.batch_size * (args.steps + args.warmup), args.label_tokens, 51_865)
         timer = Timer()
         trainer = Seq2SeqTrainer(

@@ -50,10 +50,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "milo" / "bench"
 # facebook/nllb-200-distilled-600M, from its config.json.
 NLLB_600M_SHAPE = {
-    "vocab_size": 256206, "d_model": 1024, "encoder_layers": 12, "decoder_layers": 12,
-    "encoder_attention_heads": 16, "decoder_attention_heads": 16,
-    "encoder_ffn_dim": 4096, "decoder_ffn_dim": 4096, "max_position_embeddings": 1024,
-}  # fmt: skip
+    "vocab_size": 256206,
+    "d_model": 1024,
+    "encoder_layers": 12,
+    "decoder_layers": 12,
+    "encoder_attention_heads": 16,
+    "decoder_attention_heads": 16,
+    "encoder_ffn_dim": 4096,
+    "decoder_ffn_dim": 4096,
+    "max_position_embeddings": 1024,
+}
 
 
 @dataclass
@@ -71,8 +77,10 @@ class Phase:
     def row(self) -> str:
         lat = sorted(self.latencies)
         p90 = lat[min(len(lat) - 1, int(0.9 * len(lat)))]
-        return (f"{self.name:<16}{len(lat):>8}{self.wall:>9.2f}{self.throughput:>9.2f}"
-                f"{statistics.median(lat) * 1000:>11.1f}{p90 * 1000:>9.1f}{lat[-1] * 1000:>9.1f}")
+        return (
+            f"{self.name:<16}{len(lat):>8}{self.wall:>9.2f}{self.throughput:>9.2f}"
+            f"{statistics.median(lat) * 1000:>11.1f}{p90 * 1000:>9.1f}{lat[-1] * 1000:>9.1f}"
+        )
 
 
 # --- models -------------------------------------------------------------------------------
@@ -107,11 +115,18 @@ def build_shape_model(demo_translate: Path, dest: Path, quantization: str = "int
         vocab = json.loads((demo_translate / "shared_vocabulary.json").read_text("utf-8"))
         codes = [t for t in vocab if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", t)]
         tokenizer = transformers.NllbTokenizer.from_pretrained(
-            str(hf), extra_special_tokens=codes, src_lang="plt_Latn", tgt_lang="fra_Latn")
+            str(hf), extra_special_tokens=codes, src_lang="plt_Latn", tgt_lang="fra_Latn"
+        )
         tokenizer.save_pretrained(str(hf))
         config = transformers.M2M100Config(
-            **NLLB_600M_SHAPE, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-            decoder_start_token_id=2, scale_embedding=True, tokenizer_class="NllbTokenizer")
+            **NLLB_600M_SHAPE,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=2,
+            scale_embedding=True,
+            tokenizer_class="NllbTokenizer",
+        )
         config.save_pretrained(str(hf))
 
         class RandomInit(ctranslate2.converters.TransformersConverter):  # type: ignore[misc]
@@ -120,7 +135,8 @@ def build_shape_model(demo_translate: Path, dest: Path, quantization: str = "int
                 return model_class(config).eval()
 
         RandomInit(str(hf), copy_files=["sentencepiece.bpe.model"]).convert(
-            str(partial), quantization=quantization, force=True)
+            str(partial), quantization=quantization, force=True
+        )
     partial.rename(dest)
     return dest
 
@@ -175,12 +191,14 @@ async def concurrent(address: str, sentences: list[str], clients: int, **kw: Any
 
     start = time.perf_counter()
     shares = await asyncio.gather(*(client(sentences[i::clients]) for i in range(clients)))
-    return _phase(f"{clients} concurrent", [r for s in shares for r in s],
-                  time.perf_counter() - start)  # fmt: skip
+    return _phase(
+        f"{clients} concurrent", [r for s in shares for r in s], time.perf_counter() - start
+    )
 
 
-async def _timed(stub: Any, sentence: str, src: str = "mg", tgt: str = "fr",
-                 beam: int | None = None) -> tuple[float, int, int]:  # fmt: skip
+async def _timed(
+    stub: Any, sentence: str, src: str = "mg", tgt: str = "fr", beam: int | None = None
+) -> tuple[float, int, int]:
     from milo.translate.v1 import translate_pb2 as pb
 
     request = pb.TranslateRequest(texts=[sentence], source_language=src, target_language=tgt)
@@ -193,8 +211,9 @@ async def _timed(stub: Any, sentence: str, src: str = "mg", tgt: str = "fr",
 
 
 def _phase(name: str, results: list[tuple[float, int, int]], wall: float) -> Phase:
-    return Phase(name, [r[0] for r in results], wall, sum(r[1] for r in results),
-                 sum(r[2] for r in results))  # fmt: skip
+    return Phase(
+        name, [r[0] for r in results], wall, sum(r[1] for r in results), sum(r[2] for r in results)
+    )
 
 
 def batch_metrics(log_text: str) -> tuple[float, float]:
@@ -211,20 +230,32 @@ def batch_metrics(log_text: str) -> tuple[float, float]:
 # --- runs ---------------------------------------------------------------------------------
 
 
-def run_model(label: str, model_dir: Path, args: argparse.Namespace, rounds: int,
-              equal_tokens: int, env: dict[str, str]) -> None:  # fmt: skip
+def run_model(
+    label: str,
+    model_dir: Path,
+    args: argparse.Namespace,
+    rounds: int,
+    equal_tokens: int,
+    env: dict[str, str],
+) -> None:
     from procs import ServiceProcess
 
-    env = {"MILO_TRANSLATE_MODEL_DIR": str(model_dir), "MILO_TRANSLATE_CACHE_SIZE": "0",
-           "MILO_TRANSLATE_BATCH_WINDOW_MS": str(args.window_ms),
-           "MILO_TRANSLATE_THREADS": str(args.threads),
-           "MILO_TRANSLATE_RESTRICT_VOCAB": str(not args.no_restrict_vocab).lower(), **env}
+    env = {
+        "MILO_TRANSLATE_MODEL_DIR": str(model_dir),
+        "MILO_TRANSLATE_CACHE_SIZE": "0",
+        "MILO_TRANSLATE_BATCH_WINDOW_MS": str(args.window_ms),
+        "MILO_TRANSLATE_THREADS": str(args.threads),
+        "MILO_TRANSLATE_RESTRICT_VOCAB": str(not args.no_restrict_vocab).lower(),
+        **env,
+    }
     if args.beam is not None:
         env["MILO_TRANSLATE_BEAM_SIZE"] = str(args.beam)
-    sentences = bench_sentences(args.clients * rounds, model_dir / "sentencepiece.bpe.model",
-                                equal_tokens)  # fmt: skip
-    with ServiceProcess("services.translate", env, prefix="MILO_TRANSLATE_",
-                        startup_timeout=600) as svc:  # fmt: skip
+    sentences = bench_sentences(
+        args.clients * rounds, model_dir / "sentencepiece.bpe.model", equal_tokens
+    )
+    with ServiceProcess(
+        "services.translate", env, prefix="MILO_TRANSLATE_", startup_timeout=600
+    ) as svc:
         asyncio.run(one_at_a_time(svc.address, sentences[:2]))  # warm the connection path
         single = asyncio.run(one_at_a_time(svc.address, sentences))
         before = batch_metrics(svc.log())
@@ -235,38 +266,58 @@ def run_model(label: str, model_dir: Path, args: argparse.Namespace, rounds: int
     print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 
-def _report(label: str, env: dict[str, str], single: Phase, many: Phase,
-            batches: tuple[float, float], loaded: re.Match[str] | None) -> None:  # fmt: skip
+def _report(
+    label: str,
+    env: dict[str, str],
+    single: Phase,
+    many: Phase,
+    batches: tuple[float, float],
+    loaded: re.Match[str] | None,
+) -> None:
     n = len(single.latencies)
-    print(f"\n== {label}: beam {env.get('MILO_TRANSLATE_BEAM_SIZE', 'default (1 on CPU)')}, "
-          f"window {env['MILO_TRANSLATE_BATCH_WINDOW_MS']} ms, threads "
-          f"{env['MILO_TRANSLATE_THREADS'] or 'all'}, output vocabulary "
-          f"{loaded.group(1) + ' of ' + loaded.group(2) if loaded else '?'}")
-    print(f"{n} sentences, {single.input_tokens / n:.1f} input and "
-          f"{single.output_tokens / n:.1f} output tokens on average")
-    print(f"{'mode':<16}{'requests':>8}{'wall s':>9}{'req/s':>9}{'median ms':>11}"
-          f"{'p90 ms':>9}{'max ms':>9}")
+    print(
+        f"\n== {label}: beam {env.get('MILO_TRANSLATE_BEAM_SIZE', 'default (1 on CPU)')}, "
+        f"window {env['MILO_TRANSLATE_BATCH_WINDOW_MS']} ms, threads "
+        f"{env['MILO_TRANSLATE_THREADS'] or 'all'}, output vocabulary "
+        f"{loaded.group(1) + ' of ' + loaded.group(2) if loaded else '?'}"
+    )
+    print(
+        f"{n} sentences, {single.input_tokens / n:.1f} input and "
+        f"{single.output_tokens / n:.1f} output tokens on average"
+    )
+    print(
+        f"{'mode':<16}{'requests':>8}{'wall s':>9}{'req/s':>9}{'median ms':>11}"
+        f"{'p90 ms':>9}{'max ms':>9}"
+    )
     print(single.row())
     print(many.row())
     x_tp = many.throughput / single.throughput
     x_lat = statistics.median(many.latencies) / statistics.median(single.latencies)
     sentences, calls = batches
-    print(f"throughput x{x_tp:.2f} (goal >= 3), median latency x{x_lat:.2f} of one at a time "
-          f"(goal <= 2); concurrent run: {calls:.0f} engine calls, "
-          f"{sentences / max(calls, 1):.1f} sentences per call")
+    print(
+        f"throughput x{x_tp:.2f} (goal >= 3), median latency x{x_lat:.2f} of one at a time "
+        f"(goal <= 2); concurrent run: {calls:.0f} engine calls, "
+        f"{sentences / max(calls, 1):.1f} sentences per call"
+    )
 
 
 def cache_check(model_dir: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
     from procs import ServiceProcess
 
-    env = {"MILO_TRANSLATE_MODEL_DIR": str(model_dir), "MILO_TRANSLATE_THREADS": str(args.threads),
-           **env}  # fmt: skip
-    with ServiceProcess("services.translate", env, prefix="MILO_TRANSLATE_",
-                        startup_timeout=600) as svc:  # fmt: skip
+    env = {
+        "MILO_TRANSLATE_MODEL_DIR": str(model_dir),
+        "MILO_TRANSLATE_THREADS": str(args.threads),
+        **env,
+    }
+    with ServiceProcess(
+        "services.translate", env, prefix="MILO_TRANSLATE_", startup_timeout=600
+    ) as svc:
         phase = asyncio.run(one_at_a_time(svc.address, ["Salama tompoko."] * 21))
     miss, hits = phase.latencies[0], phase.latencies[1:]
-    print(f"\n== phrase cache ({model_dir.name}): first 'Salama tompoko.' {miss * 1000:.1f} ms, "
-          f"repeats median {statistics.median(hits) * 1000:.2f} ms")
+    print(
+        f"\n== phrase cache ({model_dir.name}): first 'Salama tompoko.' {miss * 1000:.1f} ms, "
+        f"repeats median {statistics.median(hits) * 1000:.2f} ms"
+    )
 
 
 def vmap_sweep(model_dir: Path, args: argparse.Namespace) -> None:
@@ -276,8 +327,10 @@ def vmap_sweep(model_dir: Path, args: argparse.Namespace) -> None:
     vocab = json.loads((model_dir / "shared_vocabulary.json").read_text("utf-8"))
     source = ["plt_Latn", *vocab[10:30], "</s>"]
     threads = args.threads or os.cpu_count() or 1
-    print(f"\n== output vocabulary sweep (CTranslate2 alone, 20 input and 22 output tokens, "
-          f"beam {args.beam or 1}, {threads} threads)")
+    print(
+        f"\n== output vocabulary sweep (CTranslate2 alone, 20 input and 22 output tokens, "
+        f"beam {args.beam or 1}, {threads} threads)"
+    )
     print(f"{'candidates':>10}{'batch 1 ms':>12}{'batch 16 ms':>13}")
     for keep in (len(vocab), 128_000, 64_000, 32_000):
         with tempfile.TemporaryDirectory(prefix="milo-bench-vmap-") as tmp:
@@ -294,25 +347,40 @@ def _decode_time(tr: Any, source: list[str], batch: int, beam: int, vmap: bool) 
     best = float("inf")
     for _ in range(2):
         start = time.perf_counter()
-        tr.translate_batch([source] * batch, target_prefix=[["fra_Latn"]] * batch,
-                           beam_size=beam, max_decoding_length=23, min_decoding_length=23,
-                           use_vmap=vmap)  # fmt: skip
+        tr.translate_batch(
+            [source] * batch,
+            target_prefix=[["fra_Latn"]] * batch,
+            beam_size=beam,
+            max_decoding_length=23,
+            min_decoding_length=23,
+            use_vmap=vmap,
+        )
         best = min(best, time.perf_counter() - start)
     return best
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--models", default="demo,shape", help="demo, shape, or both")
     parser.add_argument("--demo-dir", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="shape model cache")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="requests per client (default: 20 demo, 3 shape; 0: skip)")
-    parser.add_argument("--tokens", type=int, default=20,
-                        help="shape model: sentences of this many pieces (0: as they come)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="requests per client (default: 20 demo, 3 shape; 0: skip)",
+    )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=20,
+        help="shape model: sentences of this many pieces (0: as they come)",
+    )
     parser.add_argument("--window-ms", type=float, default=5.0)
     parser.add_argument("--beam", type=int, default=None, help="default: the service's")
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
@@ -321,16 +389,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vmap-sweep", action="store_true")
     args = parser.parse_args(argv)
     demo = ensure_demo(args.demo_dir)
-    print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
-          f"service threads: {args.threads or 'all'}")
+    print(
+        f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
+        f"service threads: {args.threads or 'all'}"
+    )
     shape_env = {"MILO_TRANSLATE_MAX_OUTPUT_RATIO": "1.0", "MILO_TRANSLATE_MAX_OUTPUT_EXTRA": "2"}
     for name in filter(None, args.models.split(",")):
         if name == "demo":
             model, env, rounds = demo, {}, 20 if args.rounds is None else args.rounds
             label = "demo model (random NLLB architecture, tiny)"
         elif name == "shape":
-            model, env, rounds = build_shape_model(demo, args.cache / "nllb600m-shape-int8"), \
-                shape_env, 3 if args.rounds is None else args.rounds
+            model, env, rounds = (
+                build_shape_model(demo, args.cache / "nllb600m-shape-int8"),
+                shape_env,
+                3 if args.rounds is None else args.rounds,
+            )
             label = "NLLB-600M shape (random weights, int8)"
         else:
             parser.error(f"unknown model {name!r}")

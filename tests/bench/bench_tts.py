@@ -120,8 +120,15 @@ async def bench(folder: Path, runs: int, threads: int, device: str) -> tuple[lis
     from services.tts.service import make_service
     from services.tts.text import plan_text
 
-    settings = TtsSettings(model_dir=folder, host="127.0.0.1", port=0, metrics_host="127.0.0.1",
-                           metrics_port=0, threads=threads, device=device)  # type: ignore[call-arg,arg-type]
+    settings = TtsSettings(
+        model_dir=folder,
+        host="127.0.0.1",
+        port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        threads=threads,
+        device=device,
+    )  # type: ignore[call-arg,arg-type]
     service = make_service(settings)
     host = ServiceHost(service, settings)
     await host.start()
@@ -142,10 +149,14 @@ def report(folder: Path, results: list[Run], info: Any) -> None:
     engine, plan, whole_text = info
     med = {f: statistics.median(getattr(r, f) for r in results) for f in Run.__dataclass_fields__}
     print(f"model      {engine.model_id} ({folder})")
-    print(f"device     {engine.device}, torch threads {_threads()}, load avg "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"paragraph  {len(plan.sentences)} sentences, {len(PARAGRAPH)} characters written, "
-          f"{len(whole_text)} read; first sentence {len(plan.sentences[0].normalized)} read")
+    print(
+        f"device     {engine.device}, torch threads {_threads()}, load avg "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"paragraph  {len(plan.sentences)} sentences, {len(PARAGRAPH)} characters written, "
+        f"{len(whole_text)} read; first sentence {len(plan.sentences[0].normalized)} read"
+    )
     print(f"runs       {len(results)} (median shown, after one warm-up)")
     print()
     print(f"first audio chunk (streamed, via gRPC)   {med['first_chunk_s'] * 1000:8.1f} ms")
@@ -157,10 +168,14 @@ def report(folder: Path, results: list[Run], info: Any) -> None:
     print()
     rtf_stream = med["stream_total_s"] / med["stream_audio_s"]
     rtf_whole = med["whole_s"] / med["whole_audio_s"]
-    print(f"real-time factor, streamed               {rtf_stream:8.3f}   "
-          f"({med['stream_audio_s']:.2f} s of audio, with pauses)")
-    print(f"real-time factor, one pass               {rtf_whole:8.3f}   "
-          f"({med['whole_audio_s']:.2f} s of audio)")
+    print(
+        f"real-time factor, streamed               {rtf_stream:8.3f}   "
+        f"({med['stream_audio_s']:.2f} s of audio, with pauses)"
+    )
+    print(
+        f"real-time factor, one pass               {rtf_whole:8.3f}   "
+        f"({med['whole_audio_s']:.2f} s of audio)"
+    )
     per_char = med["whole_audio_s"] / len(whole_text)
     print(f"audio per character read                 {per_char:8.3f} s")
 
@@ -182,8 +197,9 @@ async def _chunks(core: Any, text: str, seed: int, batched: bool) -> int:
     return sum([isinstance(e, Chunk) async for e in events])
 
 
-async def concurrency_bench(folder: Path, n: int, runs: int, threads: int, device: str
-                            ) -> dict[str, Any]:
+async def concurrency_bench(
+    folder: Path, n: int, runs: int, threads: int, device: str
+) -> dict[str, Any]:
     from services.tts.config import TtsSettings
     from services.tts.core import TtsCore
     from services.tts.vits_engine import VitsEngine
@@ -207,33 +223,54 @@ async def concurrency_bench(folder: Path, n: int, runs: int, threads: int, devic
         start = time.perf_counter()
         await _chunks(core, texts[0], 0, False)
         lone_plain = time.perf_counter() - start
-        rows.append({"chunks": sum(alone), "same_chunks": alone == list(together),
-                     "one_by_one_s": one_by_one, "concurrent_s": concurrent,
-                     "lone_batcher_s": lone_batcher, "lone_plain_s": lone_plain})
+        rows.append(
+            {
+                "chunks": sum(alone),
+                "same_chunks": alone == list(together),
+                "one_by_one_s": one_by_one,
+                "concurrent_s": concurrent,
+                "lone_batcher_s": lone_batcher,
+                "lone_plain_s": lone_plain,
+            }
+        )
     core.close()
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k.endswith("_s")}
     chunks = rows[0]["chunks"]
-    return {"model": core.engine.model_id, "requests": n, "chunks": chunks, **med,
-            "same_chunks": all(r["same_chunks"] for r in rows), "runs": len(rows),
-            "chunks_per_s_one_by_one": chunks / med["one_by_one_s"],
-            "chunks_per_s_concurrent": chunks / med["concurrent_s"],
-            "ratio": med["one_by_one_s"] / med["concurrent_s"],
-            "lone_ratio": med["lone_batcher_s"] / med["lone_plain_s"]}
+    return {
+        "model": core.engine.model_id,
+        "requests": n,
+        "chunks": chunks,
+        **med,
+        "same_chunks": all(r["same_chunks"] for r in rows),
+        "runs": len(rows),
+        "chunks_per_s_one_by_one": chunks / med["one_by_one_s"],
+        "chunks_per_s_concurrent": chunks / med["concurrent_s"],
+        "ratio": med["one_by_one_s"] / med["concurrent_s"],
+        "lone_ratio": med["lone_batcher_s"] / med["lone_plain_s"],
+    }
 
 
 def report_concurrency(folder: Path, r: dict[str, Any]) -> None:
     print(f"model      {r['model']} ({folder})")
-    print(f"device     torch threads {_threads()}, load avg {os.getloadavg()[0]:.2f} on "
-          f"{os.cpu_count()} CPUs; median of {r['runs']} rounds")
-    print(f"{r['requests']} requests one at a time    {r['one_by_one_s']:8.2f} s  "
-          f"{r['chunks_per_s_one_by_one']:7.1f} chunks/s ({r['chunks']} chunks)")
-    print(f"{r['requests']} requests at once          {r['concurrent_s']:8.2f} s  "
-          f"{r['chunks_per_s_concurrent']:7.1f} chunks/s (same chunk counts: "
-          f"{r['same_chunks']})")
+    print(
+        f"device     torch threads {_threads()}, load avg {os.getloadavg()[0]:.2f} on "
+        f"{os.cpu_count()} CPUs; median of {r['runs']} rounds"
+    )
+    print(
+        f"{r['requests']} requests one at a time    {r['one_by_one_s']:8.2f} s  "
+        f"{r['chunks_per_s_one_by_one']:7.1f} chunks/s ({r['chunks']} chunks)"
+    )
+    print(
+        f"{r['requests']} requests at once          {r['concurrent_s']:8.2f} s  "
+        f"{r['chunks_per_s_concurrent']:7.1f} chunks/s (same chunk counts: "
+        f"{r['same_chunks']})"
+    )
     print(f"chunks/s ratio, {r['requests']} at once / one at a time: {r['ratio']:.2f}x")
     verdict = "no slower" if r["lone_ratio"] <= 1.05 else "SLOWER"
-    print(f"lone request: through the batcher {r['lone_batcher_s'] * 1000:.0f} ms, plain "
-          f"engine calls {r['lone_plain_s'] * 1000:.0f} ms: {r['lone_ratio']:.3f}x ({verdict})")
+    print(
+        f"lone request: through the batcher {r['lone_batcher_s'] * 1000:.0f} ms, plain "
+        f"engine calls {r['lone_plain_s'] * 1000:.0f} ms: {r['lone_ratio']:.3f}x ({verdict})"
+    )
 
 
 def _threads() -> int:
@@ -243,25 +280,40 @@ def _threads() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["mms-shape", "demo"], default="mms-shape",
-                        help="which random-weight VITS to build and time (default mms-shape)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        choices=["mms-shape", "demo"],
+        default="mms-shape",
+        help="which random-weight VITS to build and time (default mms-shape)",
+    )
     parser.add_argument("--model-dir", help="time this VITS folder instead")
-    parser.add_argument("--demo-dir", type=Path, default=ROOT / "models" / "demo",
-                        help="demo model set (built if missing; its tokenizer is reused)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                        help="where the MMS-shape model is built once")
+    parser.add_argument(
+        "--demo-dir",
+        type=Path,
+        default=ROOT / "models" / "demo",
+        help="demo model set (built if missing; its tokenizer is reused)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="where the MMS-shape model is built once"
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--concurrency", type=int, default=0,
-                        help="batched synthesis: this many requests at once vs one at a time")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="batched synthesis: this many requests at once vs one at a time",
+    )
     args = parser.parse_args(argv)
     folder = model_dir(args)
     if args.concurrency:
-        result = asyncio.run(concurrency_bench(folder, args.concurrency, args.runs,
-                                               args.threads, args.device))
+        result = asyncio.run(
+            concurrency_bench(folder, args.concurrency, args.runs, args.threads, args.device)
+        )
         report_concurrency(folder, result)
         return 0
     results, info = asyncio.run(bench(folder, args.runs, args.threads, args.device))

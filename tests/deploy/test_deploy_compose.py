@@ -118,9 +118,11 @@ def test_models_are_mounted_read_only_one_folder_per_service(base: dict[str, Any
     for name in MODEL_SERVICES:
         (volume,) = base["services"][name]["volumes"]
         assert volume == {
-            "type": "bind", "source": f"${{MILO_MODELS_DIR:-./models}}/{name}",
-            "target": f"/models/{name}", "read_only": True,
-        }  # fmt: skip
+            "type": "bind",
+            "source": f"${{MILO_MODELS_DIR:-./models}}/{name}",
+            "target": f"/models/{name}",
+            "read_only": True,
+        }
     assert "volumes" not in base["services"]["gateway"]
 
 
@@ -128,8 +130,11 @@ def settings_class(name: str) -> type[BaseSettings]:
     module_name = "gateway.config" if name == "gateway" else f"services.{name}.config"
     module = importlib.import_module(module_name)
     for value in vars(module).values():
-        if (isinstance(value, type) and issubclass(value, BaseSettings)
-                and value.model_config.get("env_prefix") == PREFIXES[name]):  # fmt: skip
+        if (
+            isinstance(value, type)
+            and issubclass(value, BaseSettings)
+            and value.model_config.get("env_prefix") == PREFIXES[name]
+        ):
             return value
     raise AssertionError(f"no settings class with prefix {PREFIXES[name]} in {module_name}")
 

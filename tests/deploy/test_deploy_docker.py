@@ -119,10 +119,22 @@ def test_build_context_holds_the_sources_and_leaves_out_the_rest():
         for source in copy_sources(next(s for s in stages(path) if s.name == "build")):
             assert (ROOT / source).exists(), f"{name}: COPY {source} does not exist"
             assert not dockerignore_excludes(source, patterns), f"{name}: {source} ignored"
-    for kept in ("services/runtime/server.py", "protos/milo/stt/v1/stt.proto",
-                 "gateway/__main__.py", "deploy/install.sh", "README.md"):  # fmt: skip
+    for kept in (
+        "services/runtime/server.py",
+        "protos/milo/stt/v1/stt.proto",
+        "gateway/__main__.py",
+        "deploy/install.sh",
+        "README.md",
+    ):
         assert not dockerignore_excludes(kept, patterns), kept
-    for left_out in (".venv/bin/python", "models/demo/llm/model.gguf", "protos/gen/milo/x.py",
-                     "tests/conftest.py", ".git/HEAD", "services/__pycache__/cli.pyc",
-                     "deploy/stt.Dockerfile", "docker-compose.yml"):  # fmt: skip
+    for left_out in (
+        ".venv/bin/python",
+        "models/demo/llm/model.gguf",
+        "protos/gen/milo/x.py",
+        "tests/conftest.py",
+        ".git/HEAD",
+        "services/__pycache__/cli.pyc",
+        "deploy/stt.Dockerfile",
+        "docker-compose.yml",
+    ):
         assert dockerignore_excludes(left_out, patterns), left_out

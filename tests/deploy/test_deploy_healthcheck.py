@@ -88,8 +88,13 @@ async def test_module_entry_point_reads_the_address_from_the_environment():
     env = {**os.environ, healthcheck.ENV_ADDRESS: f"127.0.0.1:{host.port}"}
     try:
         proc = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "services.runtime.healthcheck"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+            subprocess.run,
+            [sys.executable, "-m", "services.runtime.healthcheck"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         await host.stop(grace=0)

@@ -53,8 +53,12 @@ _WHEEL_URL = re.compile(r"^([A-Za-z0-9_.-]+) @ \S+/[^/]+?-([0-9][^-]*)-[^/]*\.wh
 @pytest.fixture(scope="module")
 def constraints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The versions installed here, as a pip constraints file (local wheels by version)."""
-    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     lines = []
     for line in frozen.splitlines():
         match = _WHEEL_URL.match(line)
@@ -77,14 +81,24 @@ def install(name: str, work: Path, constraints: Path) -> Path:
     python = venv / "bin" / "python"
     args = [{"${DEVICE}": "cpu"}.get(word, word) for word in install_command(build)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env |= {"PYTHON": str(python), "PIP_CONSTRAINT": str(constraints),
-            "TORCH_SPEC": os.environ.get("MILO_DEPLOY_TORCH_SPEC", "torch==2.13.0"),
-            "TORCH_INDEX_URL": "pypi", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_COMPILE": "0"}  # no .pyc for ~20k files: what gets installed is the same
+    env |= {
+        "PYTHON": str(python),
+        "PIP_CONSTRAINT": str(constraints),
+        "TORCH_SPEC": os.environ.get("MILO_DEPLOY_TORCH_SPEC", "torch==2.13.0"),
+        "TORCH_INDEX_URL": "pypi",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_COMPILE": "0",
+    }  # no .pyc for ~20k files: what gets installed is the same
     log = work / "install.log"
     with open(log, "wb") as out:
-        result = subprocess.run(["sh", "deploy/install.sh", *args], cwd=context, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, timeout=600)  # fmt: skip
+        result = subprocess.run(
+            ["sh", "deploy/install.sh", *args],
+            cwd=context,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
     assert result.returncode == 0, f"install.sh {' '.join(args)} failed:\n{log.read_text()}"
     return python
 
@@ -94,8 +108,9 @@ def runtime_env(name: str, demo_models: Path) -> dict[str, str]:
     runtime = stages(DEPLOY / f"{name}.Dockerfile")[-1]
     skip = {"PATH", "VIRTUAL_ENV", *(PREFIXES[name] + s for s in LISTEN_SETTINGS)}
     env = {k: v for k, v in env_of(runtime).items() if k not in skip}
-    compose = merge(load_compose(ROOT / "docker-compose.yml"),
-                    load_compose(ROOT / "docker-compose.cpu.yml"))  # fmt: skip
+    compose = merge(
+        load_compose(ROOT / "docker-compose.yml"), load_compose(ROOT / "docker-compose.cpu.yml")
+    )
     env |= {k: interpolate_defaults(v) for k, v in environment(compose["services"][name]).items()}
     env |= {"MILO_MODELS_DIR": str(demo_models), "PYTHONSAFEPATH": "1", **TEST_LISTEN_ENV}
     for dep in MODEL_SERVICES:  # the gateway's dependencies: nothing listens there
@@ -105,8 +120,14 @@ def runtime_env(name: str, demo_models: Path) -> dict[str, str]:
 
 def imported_from(python: Path, env: dict[str, str], cwd: Path) -> str:
     code = "import services.runtime.server as m; print(m.__file__)"
-    return subprocess.run([str(python), "-c", code], env={**os.environ, **env}, cwd=cwd,
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        [str(python), "-c", code],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def health_command(name: str) -> list[str]:
@@ -126,14 +147,25 @@ def test_image_install_step_installs_and_the_service_becomes_serving(
         entrypoint = json.loads(stages(DEPLOY / f"{name}.Dockerfile")[-1].all("ENTRYPOINT")[0])
         assert entrypoint[:2] == ["python", "-m"]
         module = entrypoint[2]
-        service = ServiceProcess(module, env, PREFIXES[name], python=str(python),
-                                 startup_timeout=180)  # fmt: skip
+        service = ServiceProcess(
+            module, env, PREFIXES[name], python=str(python), startup_timeout=180
+        )
         with service:
             path = f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-            check_env = {**os.environ, **env, "PATH": path,
-                         "MILO_HEALTHCHECK_ADDRESS": service.address}  # fmt: skip
-            check = subprocess.run(health_command(name), env=check_env, cwd=tmp_path,
-                                   capture_output=True, text=True, timeout=60)  # fmt: skip
+            check_env = {
+                **os.environ,
+                **env,
+                "PATH": path,
+                "MILO_HEALTHCHECK_ADDRESS": service.address,
+            }
+            check = subprocess.run(
+                health_command(name),
+                env=check_env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert check.returncode == 0, check.stdout + check.stderr
             assert check.stdout.strip().endswith("SERVING")
     finally:

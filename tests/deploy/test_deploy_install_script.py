@@ -27,8 +27,9 @@ def run(tmp_path: Path, *args: str, **env: str) -> tuple[int, list[str]]:
     knobs = ("CMAKE_ARGS", "TORCH_INDEX_URL", "TORCH_SPEC", "PIP_INSTALL_ARGS")
     base = {k: v for k, v in os.environ.items() if k not in knobs}
     full_env = {**base, "PYTHON": str(fake), "FAKE_LOG": str(log), **env}
-    result = subprocess.run(["sh", str(SCRIPT), *args], env=full_env, capture_output=True,
-                            text=True, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        ["sh", str(SCRIPT), *args], env=full_env, capture_output=True, text=True, timeout=30
+    )
     return result.returncode, log.read_text().splitlines()
 
 
@@ -47,8 +48,14 @@ def test_cuda_tts_takes_cuda_torch_and_ci_knobs_replace_index_and_spec(tmp_path:
     for unset in ({}, {"TORCH_INDEX_URL": ""}):
         _, calls = run(tmp_path, "tts", "cuda", **unset)
         assert "--index-url https://download.pytorch.org/whl/cu128 torch" in calls[0]
-    _, calls = run(tmp_path, "tts", "cpu", TORCH_INDEX_URL="pypi", TORCH_SPEC="torch==2.13.0",
-                   PIP_INSTALL_ARGS="--constraint c.txt")  # fmt: skip
+    _, calls = run(
+        tmp_path,
+        "tts",
+        "cpu",
+        TORCH_INDEX_URL="pypi",
+        TORCH_SPEC="torch==2.13.0",
+        PIP_INSTALL_ARGS="--constraint c.txt",
+    )
     assert calls[0] == "-m pip install --no-input --constraint c.txt torch==2.13.0 | CMAKE_ARGS="
     assert calls[1].startswith("-m pip install --no-input --constraint c.txt .[tts]")
 
@@ -68,8 +75,10 @@ def test_cuda_llm_compiles_llama_cpp_with_cuda_for_the_chosen_gpus(tmp_path: Pat
 def test_other_extras_install_only_themselves(tmp_path: Path, extra: str):
     code, calls = run(tmp_path, extra, "cuda", ".")
     assert code == 0
-    assert calls == [f"-m pip install --no-input .[{extra}] | CMAKE_ARGS=",
-                     "-m pip check | CMAKE_ARGS="]  # fmt: skip
+    assert calls == [
+        f"-m pip install --no-input .[{extra}] | CMAKE_ARGS=",
+        "-m pip check | CMAKE_ARGS=",
+    ]
 
 
 @pytest.mark.parametrize("args", [[], ["stt"], ["models", "cpu"], ["stt", "rocm"]])

@@ -32,9 +32,11 @@ DASHBOARD = GRAFANA / "dashboards" / "milo.json"
 # nvidia_gpu_exporter's names for the nvidia-smi fields the dashboard reads (its METRICS.md);
 # no GPU here to scrape it, so they are pinned.
 GPU_EXPORTER_METRICS = {
-    "nvidia_smi_memory_used_bytes", "nvidia_smi_memory_total_bytes",
-    "nvidia_smi_memory_free_bytes", "nvidia_smi_utilization_gpu_ratio",
-}  # fmt: skip
+    "nvidia_smi_memory_used_bytes",
+    "nvidia_smi_memory_total_bytes",
+    "nvidia_smi_memory_free_bytes",
+    "nvidia_smi_utilization_gpu_ratio",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,9 @@ def dashboard_metrics(dashboard: dict[str, Any]) -> set[str]:
 def test_promtool_accepts_the_prometheus_config():
     promtool = tool("promtool")
     assert promtool, "promtool not found: apt-get install prometheus (Makefile system-packages)"
-    result = subprocess.run([promtool, "check", "config", str(PROMETHEUS)],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -85,13 +88,17 @@ def test_dashboard_is_provisioned_against_the_provisioned_datasource(dashboard: 
 
 def test_dashboard_shows_what_the_issue_asks_for(dashboard: dict[str, Any]):
     names = dashboard_metrics(dashboard)
-    for wanted in ("milo_gateway_stage_seconds_bucket",  # latency per stage
-                   "milo_gateway_first_audio_seconds_bucket",  # time to first audio
-                   "milo_stt_real_time_factor_bucket", "milo_tts_real_time_factor_bucket",
-                   "milo_llm_tokens_per_second_bucket",  # tokens per second
-                   "milo_queue_depth",  # queue depths
-                   "milo_requests_total", "milo_gateway_turn_errors_total",  # errors by code
-                   "nvidia_smi_memory_used_bytes"):  # GPU memory  # fmt: skip
+    for wanted in (
+        "milo_gateway_stage_seconds_bucket",  # latency per stage
+        "milo_gateway_first_audio_seconds_bucket",  # time to first audio
+        "milo_stt_real_time_factor_bucket",
+        "milo_tts_real_time_factor_bucket",
+        "milo_llm_tokens_per_second_bucket",  # tokens per second
+        "milo_queue_depth",  # queue depths
+        "milo_requests_total",
+        "milo_gateway_turn_errors_total",  # errors by code
+        "nvidia_smi_memory_used_bytes",
+    ):  # GPU memory
         assert wanted in names, wanted
 
 
@@ -101,8 +108,10 @@ def test_dashboard_names_only_milo_or_gpu_exporter_metrics(dashboard: dict[str, 
 
 
 def test_promql_metric_name_extraction():
-    expr = ('histogram_quantile(0.95, sum by (le, stage) (rate(milo_x_bucket{code!="OK", '
-            'a=~"b|c"}[$__rate_interval]))) / on (service) group_left max(milo_y) > bool 0')
+    expr = (
+        'histogram_quantile(0.95, sum by (le, stage) (rate(milo_x_bucket{code!="OK", '
+        'a=~"b|c"}[$__rate_interval]))) / on (service) group_left max(milo_y) > bool 0'
+    )
     assert promql_metric_names(expr) == {"milo_x_bucket", "milo_y"}
 
 
@@ -111,10 +120,15 @@ def test_promql_metric_name_extraction():
 
 def sample_names(family_name: str, kind: str) -> set[str]:
     suffixes = {
-        "counter": ("_total", "_created"), "gauge": ("",), "untyped": ("",), "unknown": ("",),
-        "histogram": ("_bucket", "_count", "_sum", "_created"), "summary": ("", "_count", "_sum",
-        "_created"), "info": ("_info",), "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
-    }  # fmt: skip
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "untyped": ("",),
+        "unknown": ("",),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "summary": ("", "_count", "_sum", "_created"),
+        "info": ("_info",),
+        "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    }
     return {family_name + s for s in suffixes.get(kind, ("",))}
 
 
@@ -146,8 +160,9 @@ def test_every_dashboard_metric_is_exported_by_a_running_service(
     exported = set().union(*live_metrics.values())
     wanted = {m for m in dashboard_metrics(dashboard) if m.startswith("milo_")}
     not_running = sorted({o for m in wanted if (o := owner(m)) and o not in live_metrics})
-    missing = sorted(m for m in wanted if owner(m) in live_metrics or owner(m) is None
-                     if m not in exported)  # fmt: skip
+    missing = sorted(
+        m for m in wanted if owner(m) in live_metrics or owner(m) is None if m not in exported
+    )
     assert not missing, f"the dashboard reads metrics no service exports: {missing}"
     for name, names in live_metrics.items():
         assert "milo_serving" in names and "milo_requests_total" in names, name

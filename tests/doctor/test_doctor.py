@@ -24,8 +24,7 @@ from services.doctor.system import check_ports, planned_ports
 def linked_copy(src: Path, dest: Path) -> Path:
     """A copy of the demo set made of hard links (cheap); mutators replace files, never
     write into them, so the shared demo set is never touched."""
-    shutil.copytree(src, dest, copy_function=os.link,
-                    ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(src, dest, copy_function=os.link, ignore=shutil.ignore_patterns(".*"))
     return dest
 
 
@@ -74,25 +73,50 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
     # case: (mutation of the models folder, component, words the failure must contain)
     "stt-no-tokenizer": (lambda r: remove(r / "stt/tokenizer.json"), "stt", "lacks tokenizer.json"),
     "stt-truncated-model": (lambda r: truncate(r / "stt/model.bin"), "stt", "does not load"),
-    "stt-bad-tokenizer": (lambda r: replace(r / "stt/tokenizer.json", b"{not json"), "stt",
-                          "not readable JSON"),
-    "translate-no-spm": (lambda r: remove(r / "translate/sentencepiece.bpe.model"), "translate",
-                         "lacks sentencepiece.bpe.model"),
-    "translate-bad-spm": (lambda r: replace(r / "translate/sentencepiece.bpe.model", b"junk"),
-                          "translate", "does not load"),
-    "translate-no-malagasy": (lambda r: drop_nllb_codes(r / "translate"), "translate",
-                              "lacks plt_Latn"),
-    "translate-truncated-model": (lambda r: truncate(r / "translate/model.bin"), "translate",
-                                  "does not load"),
+    "stt-bad-tokenizer": (
+        lambda r: replace(r / "stt/tokenizer.json", b"{not json"),
+        "stt",
+        "not readable JSON",
+    ),
+    "translate-no-spm": (
+        lambda r: remove(r / "translate/sentencepiece.bpe.model"),
+        "translate",
+        "lacks sentencepiece.bpe.model",
+    ),
+    "translate-bad-spm": (
+        lambda r: replace(r / "translate/sentencepiece.bpe.model", b"junk"),
+        "translate",
+        "does not load",
+    ),
+    "translate-no-malagasy": (
+        lambda r: drop_nllb_codes(r / "translate"),
+        "translate",
+        "lacks plt_Latn",
+    ),
+    "translate-truncated-model": (
+        lambda r: truncate(r / "translate/model.bin"),
+        "translate",
+        "does not load",
+    ),
     "llm-missing": (lambda r: remove(r / "llm/model.gguf"), "llm", "lacks model.gguf"),
     "llm-truncated": (lambda r: truncate(r / "llm/model.gguf"), "llm", "not a readable GGUF"),
-    "llm-no-template": (lambda r: ggu_without_template(r / "llm/model.gguf"), "llm",
-                        "no chat template"),
+    "llm-no-template": (
+        lambda r: ggu_without_template(r / "llm/model.gguf"),
+        "llm",
+        "no chat template",
+    ),
     "tts-no-vocab": (lambda r: remove(r / "tts/vocab.json"), "tts", "lacks vocab.json"),
     "tts-bad-config": (lambda r: replace(r / "tts/config.json", b"{"), "tts", "not readable JSON"),
-    "tts-no-rate": (lambda r: replace(r / "tts/config.json", json.dumps(
-        {**json.loads((r / "tts/config.json").read_text()), "sampling_rate": None}).encode()),
-        "tts", "no sampling_rate"),
+    "tts-no-rate": (
+        lambda r: replace(
+            r / "tts/config.json",
+            json.dumps(
+                {**json.loads((r / "tts/config.json").read_text()), "sampling_rate": None}
+            ).encode(),
+        ),
+        "tts",
+        "no sampling_rate",
+    ),
 }
 
 
@@ -111,8 +135,9 @@ def test_the_demo_folder_passes_every_check(demo_models: Path) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_a_broken_model_fails_with_its_message(case: str, demo_models: Path,
-                                               demo_copy_root: Path) -> None:
+def test_a_broken_model_fails_with_its_message(
+    case: str, demo_models: Path, demo_copy_root: Path
+) -> None:
     mutate, component, words = BROKEN[case]
     root = linked_copy(demo_models, demo_copy_root / case)
     mutate(root)
@@ -124,8 +149,9 @@ def test_a_broken_model_fails_with_its_message(case: str, demo_models: Path,
     assert exit_code(findings) == 1
 
 
-@pytest.mark.parametrize(("language", "words"), [
-    ("mg", "English-only"), ("xx", "not a Whisper language code")])
+@pytest.mark.parametrize(
+    ("language", "words"), [("mg", "English-only"), ("xx", "not a Whisper language code")]
+)
 def test_a_wrong_stt_language_fails(language: str, words: str, demo_models: Path) -> None:
     problems = failed(check_models(demo_models, stt_language=language, only=("stt",)))
     assert len(problems) == 1 and words in problems[0].message
@@ -139,8 +165,10 @@ def test_language_follows_flag_env_then_the_demo_rule(demo_models: Path, tmp_pat
 
 
 def test_system_role_detection() -> None:
-    refuses = ("{% for m in messages %}{% if m['role'] == 'system' %}"
-               "{{ raise_exception('no system role') }}{% endif %}{{ m['content'] }}{% endfor %}")
+    refuses = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('no system role') }}{% endif %}{{ m['content'] }}{% endfor %}"
+    )
     takes = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
     assert template_takes_system(takes)
     assert not template_takes_system(refuses)
@@ -178,47 +206,84 @@ def test_gpu_budget_against_free_memory(demo_models: Path) -> None:
 def test_kv_cache_estimate_matches_the_vram_budget() -> None:
     """Mistral 7B: 32 layers, 8 KV heads of 128: 4096 tokens of f16 K and V = 512 MiB
     (deploy/README.md, VRAM budget)."""
-    mistral = {"general.architecture": "llama", "llama.block_count": 32,
-               "llama.attention.head_count": 32, "llama.attention.head_count_kv": 8,
-               "llama.embedding_length": 4096}
+    mistral = {
+        "general.architecture": "llama",
+        "llama.block_count": 32,
+        "llama.attention.head_count": 32,
+        "llama.attention.head_count_kv": 8,
+        "llama.embedding_length": 4096,
+    }
     assert doctor_gpu.kv_cache_bytes(mistral, 4096) == 512 * 1024**2
 
 
 def test_milo_doctor_command_exit_codes(demo_models: Path, demo_copy_root: Path) -> None:
-    ok_run = subprocess.run([sys.executable, "-m", "services.doctor", "--models",
-                             str(demo_models), "--no-ports", "--no-load"],
-                            capture_output=True, text=True, timeout=120)
+    ok_run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.doctor",
+            "--models",
+            str(demo_models),
+            "--no-ports",
+            "--no-load",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok_run.returncode == 0, ok_run.stdout + ok_run.stderr
     assert "Milo is ready to start" in ok_run.stdout
     root = linked_copy(demo_models, demo_copy_root / "cli-broken")
     remove(root / "tts/vocab.json")
-    bad = subprocess.run([sys.executable, "-m", "services.doctor", "--models", str(root),
-                          "--no-ports", "--no-load", "--json"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.doctor",
+            "--models",
+            str(root),
+            "--no-ports",
+            "--no-load",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
     assert not report["ok"]
-    assert any(f["level"] == "fail" and "vocab.json" in f["message"]
-               for f in report["findings"])
+    assert any(f["level"] == "fail" and "vocab.json" in f["message"] for f in report["findings"])
 
 
-def test_milo_up_refuses_to_start_with_the_same_message(demo_models: Path,
-                                                        demo_copy_root: Path) -> None:
+def test_milo_up_refuses_to_start_with_the_same_message(
+    demo_models: Path, demo_copy_root: Path
+) -> None:
     root = linked_copy(demo_models, demo_copy_root / "up-broken")
     remove(root / "stt/tokenizer.json")
-    run = subprocess.run([sys.executable, "-m", "services.cli", "up", "--models", str(root),
-                          "--base-port", "0"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "services.cli", "up", "--models", str(root), "--base-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2, run.stdout + run.stderr
     assert "lacks tokenizer.json" in run.stderr
     assert "milo models fetch --only stt" in run.stderr
 
 
-@pytest.mark.parametrize(("component", "missing"), [
-    ("stt", "tokenizer.json"), ("translate", "sentencepiece.bpe.model"),
-    ("llm", "model.gguf"), ("tts", "vocab.json")])
-def test_each_service_checks_its_model_before_loading(component: str, missing: str,
-                                                      demo_models: Path,
-                                                      demo_copy_root: Path) -> None:
+@pytest.mark.parametrize(
+    ("component", "missing"),
+    [
+        ("stt", "tokenizer.json"),
+        ("translate", "sentencepiece.bpe.model"),
+        ("llm", "model.gguf"),
+        ("tts", "vocab.json"),
+    ],
+)
+def test_each_service_checks_its_model_before_loading(
+    component: str, missing: str, demo_models: Path, demo_copy_root: Path
+) -> None:
     from services.doctor.models import PreflightError, preflight
 
     root = linked_copy(demo_models, demo_copy_root / f"preflight-{component}")
@@ -229,18 +294,28 @@ def test_each_service_checks_its_model_before_loading(component: str, missing: s
         preflight(component, path)
 
 
-@pytest.mark.parametrize(("module", "env_name", "entry", "missing"), [
-    ("services.translate", "MILO_TRANSLATE_MODEL_DIR", "translate", "sentencepiece.bpe.model"),
-    ("services.llm", "MILO_LLM_MODEL_PATH", "llm", "model.gguf")])
+@pytest.mark.parametrize(
+    ("module", "env_name", "entry", "missing"),
+    [
+        ("services.translate", "MILO_TRANSLATE_MODEL_DIR", "translate", "sentencepiece.bpe.model"),
+        ("services.llm", "MILO_LLM_MODEL_PATH", "llm", "model.gguf"),
+    ],
+)
 def test_a_container_entry_point_refuses_to_start_with_the_doctor_message(
-        module: str, env_name: str, entry: str, missing: str, demo_models: Path,
-        demo_copy_root: Path) -> None:
+    module: str, env_name: str, entry: str, missing: str, demo_models: Path, demo_copy_root: Path
+) -> None:
     root = linked_copy(demo_models, demo_copy_root / f"container-{entry}")
     remove(root / entry / missing)
     prefix = env_name.rsplit("_", 2)[0] + "_"
-    env = {**os.environ, env_name: str(root / entry), f"{prefix}PORT": "0",
-           f"{prefix}METRICS_PORT": "0", f"{prefix}HOST": "127.0.0.1"}
-    run = subprocess.run([sys.executable, "-m", module], env=env, capture_output=True,
-                         text=True, timeout=180)
+    env = {
+        **os.environ,
+        env_name: str(root / entry),
+        f"{prefix}PORT": "0",
+        f"{prefix}METRICS_PORT": "0",
+        f"{prefix}HOST": "127.0.0.1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=180
+    )
     assert run.returncode != 0
     assert f"lacks {missing}" in run.stderr and "milo models fetch --only" in run.stderr

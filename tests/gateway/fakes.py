@@ -30,8 +30,10 @@ class FakeTranslate(translate_pb2_grpc.TranslatorServicer):
         if self.fail is not None:
             await context.abort(self.fail, "translate is broken")
         self.calls.append((request.texts[0], request.source_language, request.target_language))
-        out = [translate_pb2.Translation(text=f"[{request.target_language}] {t}")
-               for t in request.texts]
+        out = [
+            translate_pb2.Translation(text=f"[{request.target_language}] {t}")
+            for t in request.texts
+        ]
         return translate_pb2.TranslateResponse(translations=out)
 
 
@@ -57,9 +59,12 @@ class FakeLlm(llm_pb2_grpc.LlmServicer):
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
-        yield llm_pb2.ChatResponse(done=llm_pb2.ChatDone(
-            finish_reason=llm_pb2.FINISH_REASON_STOP,
-            usage=llm_pb2.Usage(prompt_tokens=5, completion_tokens=self.produced)))
+        yield llm_pb2.ChatResponse(
+            done=llm_pb2.ChatDone(
+                finish_reason=llm_pb2.FINISH_REASON_STOP,
+                usage=llm_pb2.Usage(prompt_tokens=5, completion_tokens=self.produced),
+            )
+        )
 
 
 class FakeTts(tts_pb2_grpc.TtsServicer):
@@ -74,11 +79,17 @@ class FakeTts(tts_pb2_grpc.TtsServicer):
         if request.text in self.refuse:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "nothing to say")
         self.texts.append(request.text)
-        yield tts_pb2.SynthesizeResponse(format=audio_pb2.AudioFormat(
-            encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16000, channels=1))
+        yield tts_pb2.SynthesizeResponse(
+            format=audio_pb2.AudioFormat(
+                encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16000, channels=1
+            )
+        )
         for i in range(2 * len(request.text.split())):
-            yield tts_pb2.SynthesizeResponse(audio=audio_pb2.AudioChunk(
-                data=b"\x01\x00" * 800, index=i, offset_ms=50.0 * i, duration_ms=50.0))
+            yield tts_pb2.SynthesizeResponse(
+                audio=audio_pb2.AudioChunk(
+                    data=b"\x01\x00" * 800, index=i, offset_ms=50.0 * i, duration_ms=50.0
+                )
+            )
 
 
 class FakeStt(stt_pb2_grpc.SttServicer):
@@ -100,17 +111,23 @@ class FakeStt(stt_pb2_grpc.SttServicer):
             if not started:
                 started = True
                 yield stt_pb2.StreamingRecognizeResponse(
-                    speech_started=stt_pb2.SpeechStarted(utterance_index=0, offset_ms=0))
+                    speech_started=stt_pb2.SpeechStarted(utterance_index=0, offset_ms=0)
+                )
             heard += len(request.audio)
             if heard >= self.final_after:
                 break
         if started:
-            yield stt_pb2.StreamingRecognizeResponse(result=stt_pb2.RecognitionResult(
-                is_final=False, text=(self.text.split() or [""])[0], language="mg"))
             yield stt_pb2.StreamingRecognizeResponse(
-                speech_ended=stt_pb2.SpeechEnded(utterance_index=0, offset_ms=1000))
-            yield stt_pb2.StreamingRecognizeResponse(result=stt_pb2.RecognitionResult(
-                is_final=True, text=self.text, language="mg"))
+                result=stt_pb2.RecognitionResult(
+                    is_final=False, text=(self.text.split() or [""])[0], language="mg"
+                )
+            )
+            yield stt_pb2.StreamingRecognizeResponse(
+                speech_ended=stt_pb2.SpeechEnded(utterance_index=0, offset_ms=1000)
+            )
+            yield stt_pb2.StreamingRecognizeResponse(
+                result=stt_pb2.RecognitionResult(is_final=True, text=self.text, language="mg")
+            )
 
 
 class FakeServices:
@@ -149,9 +166,18 @@ async def serve_gateway(fakes: FakeServices, **overrides: Any) -> ServiceHost:
     the fakes; `host.service` is the GatewayService, `host.port` its gRPC port."""
     a = fakes.addresses
     values: dict[str, Any] = dict(
-        host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, http_port=0,
-        stt_address=a["stt"], translate_address=a["translate"], llm_address=a["llm"],
-        tts_address=a["tts"], translate_timeout_s=3, unary_retries=1)
+        host="127.0.0.1",
+        port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        http_port=0,
+        stt_address=a["stt"],
+        translate_address=a["translate"],
+        llm_address=a["llm"],
+        tts_address=a["tts"],
+        translate_timeout_s=3,
+        unary_retries=1,
+    )
     settings = GatewaySettings(**(values | overrides))
     host = ServiceHost(GatewayService(settings), settings)
     await host.start()

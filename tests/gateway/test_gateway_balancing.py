@@ -37,14 +37,17 @@ NAMES = ("", "milo.translate.v1.Translator", "milo.tts.v1.Tts")
 # ---- tier 1: addresses --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("address", "target"), [
-    ("127.0.0.1:50052", "127.0.0.1:50052"),
-    ("translate:50052", "translate:50052"),
-    ("dns:///translate-headless:50052", "dns:///translate-headless:50052"),
-    ("127.0.0.1:1, 127.0.0.2:1", "ipv4:127.0.0.1:1,127.0.0.2:1"),
-    ("[::1]:1,[::2]:1", "ipv6:[::1]:1,[::2]:1"),
-    ("ipv4:10.0.0.1:1,10.0.0.2:1", "ipv4:10.0.0.1:1,10.0.0.2:1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("address", "target"),
+    [
+        ("127.0.0.1:50052", "127.0.0.1:50052"),
+        ("translate:50052", "translate:50052"),
+        ("dns:///translate-headless:50052", "dns:///translate-headless:50052"),
+        ("127.0.0.1:1, 127.0.0.2:1", "ipv4:127.0.0.1:1,127.0.0.2:1"),
+        ("[::1]:1,[::2]:1", "ipv6:[::1]:1,[::2]:1"),
+        ("ipv4:10.0.0.1:1,10.0.0.2:1", "ipv4:10.0.0.1:1,10.0.0.2:1"),
+    ],
+)
 def test_an_address_becomes_a_grpc_target(address: str, target: str):
     assert channel_target(address) == target
 

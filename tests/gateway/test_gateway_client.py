@@ -83,8 +83,14 @@ def test_the_client_installs_alone_and_talks_to_the_stack(tmp_path: Path, demo_s
     listed = run([python, "-m", "pip", "list", "--format=freeze"]).stdout
     names = {line.split("==")[0].lower().replace("_", "-") for line in listed.splitlines()}
     assert {"milo-client", "grpcio", "protobuf"} <= names, listed
-    assert names <= {"milo-client", "grpcio", "protobuf", "typing-extensions", "pip",
-                     "setuptools"}, listed  # grpcio's own dependency, and the venv's tools
+    assert names <= {
+        "milo-client",
+        "grpcio",
+        "protobuf",
+        "typing-extensions",
+        "pip",
+        "setuptools",
+    }, listed  # grpcio's own dependency, and the venv's tools
     bot = run([python, "-c", BOT, demo_stack.gateway.address], cwd=tmp_path)
     assert bot.returncode == 0, bot.stdout + bot.stderr
     kinds = bot.stdout.split()

@@ -7,7 +7,7 @@ def cut(text: str, step: int = 3, max_chars: int = 160) -> list[str]:
     cutter = SentenceCutter(max_chars)
     out: list[str] = []
     for i in range(0, len(text), step):
-        out += cutter.feed(text[i:i + step])
+        out += cutter.feed(text[i : i + step])
     return out + cutter.flush()
 
 

@@ -18,8 +18,9 @@ from milo.translate.v1 import translate_pb2
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import Conversation, FakeServices, serve_gateway
 
-PCM16K = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                               sample_rate_hz=16000, channels=1)
+PCM16K = audio_pb2.AudioFormat(
+    encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16000, channels=1
+)
 
 
 @pytest.fixture
@@ -58,7 +59,8 @@ async def test_text_turn_streams_every_stage_in_order(stack):
     assert [a.chunk.index for a in audio] == list(range(len(audio)))
     latency = next(e.latency for e in conv.events if e.HasField("latency"))
     assert latency.HasField("llm_first_token_ms") and latency.HasField(
-        "end_of_speech_to_first_audio_ms")
+        "end_of_speech_to_first_audio_ms"
+    )
     assert not latency.HasField("stt_final_ms")  # text in: no STT stage
     assert latency.llm_completion_tokens == 5
     conv.close()
@@ -88,7 +90,7 @@ async def test_barge_in_stops_the_reply_and_generation(stack):
     assert ended.turn_ended.reason == gw.TurnEnded.REASON_BARGED_IN
     await asyncio.wait_for(fakes.llm.cancelled.wait(), 5)  # generation stopped upstream
     assert fakes.llm.produced == 1
-    after = conv.events[conv.events.index(barged):]
+    after = conv.events[conv.events.index(barged) :]
     assert not [e for e in after if e.HasField("audio")]
     fakes.llm.gate = None
     conv.send(text=gw.UserText(text="Indray"))  # the next turn works
@@ -114,7 +116,7 @@ async def test_barge_in_then_a_new_turn_at_once_ends_each_turn_exactly_once(stac
     ended = [e for e in conv.events if e.HasField("turn_ended")]
     assert sorted(e.turn_id for e in ended) == [1, 2, 3]
     assert ended[-1].turn_ended.reason == gw.TurnEnded.REASON_COMPLETED
-    assert all(k == "turn_ended" for k in conv.kinds(1)[conv.kinds(1).index("turn_ended"):])
+    assert all(k == "turn_ended" for k in conv.kinds(1)[conv.kinds(1).index("turn_ended") :])
     conv.close()
 
 
@@ -199,9 +201,12 @@ async def test_audio_before_config_is_invalid_argument(stack):
 
 async def test_bad_config_is_invalid_argument(stack):
     _, stub = stack
-    for config in [gw.SessionConfig(user_language="Malagasy!"),
-                   gw.SessionConfig(input_format=audio_pb2.AudioFormat(
-                       encoding=audio_pb2.AUDIO_ENCODING_CONTAINER))]:
+    for config in [
+        gw.SessionConfig(user_language="Malagasy!"),
+        gw.SessionConfig(
+            input_format=audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_CONTAINER)
+        ),
+    ]:
         conv = Conversation(stub, config)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await conv.until("session_started")
@@ -253,13 +258,23 @@ async def test_gateway_health_reflects_each_dependency_and_stays_serving(stack):
 
 async def test_unary_routes_reach_one_service_and_pass_errors_through(stack):
     fakes, stub = stack
-    reply = await stub.Translate(gw.TranslateRequest(request=translate_pb2.TranslateRequest(
-        texts=["a"], source_language="mg", target_language="fr")))
+    reply = await stub.Translate(
+        gw.TranslateRequest(
+            request=translate_pb2.TranslateRequest(
+                texts=["a"], source_language="mg", target_language="fr"
+            )
+        )
+    )
     assert reply.response.translations[0].text == "[fr] a"
     fakes.translate.fail = grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Translate(gw.TranslateRequest(request=translate_pb2.TranslateRequest(
-            texts=["a"], source_language="mg", target_language="fr")))
+        await stub.Translate(
+            gw.TranslateRequest(
+                request=translate_pb2.TranslateRequest(
+                    texts=["a"], source_language="mg", target_language="fr"
+                )
+            )
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("translate:")
     describe = await stub.Describe(gw.DescribeRequest())

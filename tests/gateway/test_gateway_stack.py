@@ -37,8 +37,17 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("speech") / "question.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path),
-                    "Hello. What is the weather like in the capital today?"], check=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-s",
+            "150",
+            "-w",
+            str(path),
+            "Hello. What is the weather like in the capital today?",
+        ],
+        check=True,
+    )
     return path
 
 
@@ -60,15 +69,16 @@ async def wav_inputs(path: Path, realtime: bool = True):
     silence = b"\x00\x00" * rate  # one second of silence after the speech ends the utterance
     audio = data + silence
     for i, offset in enumerate(range(0, len(audio), frames * 2)):
-        yield audio[offset:offset + frames * 2]
+        yield audio[offset : offset + frames * 2]
         if realtime:
             await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
 
 
 def wav_format(path: Path) -> audio_pb2.AudioFormat:
     with wave.open(str(path), "rb") as w:
-        return audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                                     sample_rate_hz=w.getframerate(), channels=1)
+        return audio_pb2.AudioFormat(
+            encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=w.getframerate(), channels=1
+        )
 
 
 async def collect(client: MiloClient, inputs, cfg, until_turn_end: bool = True):
@@ -84,12 +94,21 @@ def kinds(events, turn_id=None) -> list[str]:
 
 async def test_speech_turn_streams_events_in_order_and_audio_before_llm_ends(stack, speech_wav):
     async with MiloClient(stack.procs["gateway"].address) as client:
-        events = await collect(client, wav_inputs(speech_wav),
-                               config(input_format=wav_format(speech_wav)))
+        events = await collect(
+            client, wav_inputs(speech_wav), config(input_format=wav_format(speech_wav))
+        )
     turn = next(e.turn_id for e in events if e.kind == "transcript" and e.payload.is_final)
     k = kinds(events, turn)
-    order = ["speech_started", "transcript", "translation", "llm_delta", "reply_sentence",
-             "audio", "latency", "turn_ended"]
+    order = [
+        "speech_started",
+        "transcript",
+        "translation",
+        "llm_delta",
+        "reply_sentence",
+        "audio",
+        "latency",
+        "turn_ended",
+    ]
     firsts = [k.index(name) for name in order]
     assert firsts == sorted(firsts), k
     finals = [e.payload for e in events if e.kind == "transcript" and e.payload.is_final]
@@ -99,8 +118,13 @@ async def test_speech_turn_streams_events_in_order_and_audio_before_llm_ends(sta
     last_delta = max(i for i, name in enumerate(k) if name == "llm_delta")
     latency = next(e.payload for e in events if e.kind == "latency" and e.turn_id == turn)
     assert k.index("audio") < last_delta, f"first audio came after the LLM finished: {latency}"
-    for field in ("stt_final_ms", "translate_in_ms", "llm_first_token_ms",
-                  "tts_first_audio_ms", "end_of_speech_to_first_audio_ms"):
+    for field in (
+        "stt_final_ms",
+        "translate_in_ms",
+        "llm_first_token_ms",
+        "tts_first_audio_ms",
+        "end_of_speech_to_first_audio_ms",
+    ):
         assert latency.HasField(field), field
     ended = next(e.payload for e in events if e.kind == "turn_ended" and e.turn_id == turn)
     assert ended.reason == gw.TurnEnded.REASON_COMPLETED
@@ -154,7 +178,8 @@ async def test_barge_in_stops_audio_and_generation_then_next_turn_works(stack):
     assert not [e for e in first[stop:] if e.kind == "audio"], "audio after barge-in"
     assert first[-1].payload.reason == gw.TurnEnded.REASON_BARGED_IN
     assert stopped_at is not None and stopped_at - before < MAX_TOKENS, (
-        "generation of the barged-in reply did not stop")
+        "generation of the barged-in reply did not stop"
+    )
     second = [e for e in events if e.turn_id == 2]
     assert [e for e in second if e.kind == "audio"], "the next turn sent no audio"
     assert second[-1].payload.reason == gw.TurnEnded.REASON_CANCELLED
@@ -168,8 +193,9 @@ async def test_text_out_french_and_client_brain_modes(stack):
             yield item
 
     async with MiloClient(gateway) as client:
-        events = await collect(client, once("Bonjour"), config(
-            user_language="fr", output_mode=gw.OUTPUT_MODE_TEXT))
+        events = await collect(
+            client, once("Bonjour"), config(user_language="fr", output_mode=gw.OUTPUT_MODE_TEXT)
+        )
         assert "translation" not in kinds(events) and "audio" not in kinds(events)
         assert "reply_sentence" in kinds(events) and "llm_delta" in kinds(events)
         sentences = [e.payload for e in events if e.kind == "reply_sentence"]
@@ -183,8 +209,9 @@ async def test_text_out_french_and_client_brain_modes(stack):
                 yield item
 
         events = []
-        async for event in client.converse(brain_inputs(), config(brain=gw.BRAIN_CLIENT),
-                                           timeout=120):
+        async for event in client.converse(
+            brain_inputs(), config(brain=gw.BRAIN_CLIENT), timeout=120
+        ):
             events.append(event)
             if event.kind == "translation":
                 replies.put_nowait(Reply("Très bien, merci."))
@@ -192,7 +219,8 @@ async def test_text_out_french_and_client_brain_modes(stack):
                 replies.put_nowait(None)
         assert "llm_delta" not in kinds(events)
         assert "audio" in kinds(events) and events[-1].payload.reason == (
-            gw.TurnEnded.REASON_COMPLETED)
+            gw.TurnEnded.REASON_COMPLETED
+        )
 
 
 @pytest.fixture

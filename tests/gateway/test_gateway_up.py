@@ -54,8 +54,20 @@ def test_milo_up_serves_a_turn_and_ctrl_c_stops_everything(demo_models):
     env = {**os.environ, "MILO_GATEWAY_HTTP_PORT": "0"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--models", str(demo_models),
-             "--base-port", str(base)], stdout=out, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "up",
+                "--models",
+                str(demo_models),
+                "--base-port",
+                str(base),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         text = wait_for(log, r"Milo is up", proc)
         assert "English-only" in text  # the demo STT sets the conversation language
@@ -68,8 +80,10 @@ def test_milo_up_serves_a_turn_and_ctrl_c_stops_everything(demo_models):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         for pid in kids:
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-                f"/proc/{pid}/status").read_text().lower(), f"child {pid} left running"
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            ), f"child {pid} left running"
     finally:
         if proc.poll() is None:
             proc.kill()

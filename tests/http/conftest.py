@@ -44,11 +44,22 @@ class Gateway:
 def settings_for(fakes: HttpFakes, **overrides: object) -> GatewaySettings:
     a = fakes.addresses
     values: dict[str, object] = dict(
-        host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, http_port=0,
-        stt_address=a["stt"], translate_address=a["translate"], llm_address=a["llm"],
-        tts_address=a["tts"], translate_timeout_s=3, unary_retries=0,
-        stt_metrics_address="127.0.0.1:9", translate_metrics_address="127.0.0.1:9",
-        llm_metrics_address="127.0.0.1:9", tts_metrics_address="127.0.0.1:9")
+        host="127.0.0.1",
+        port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        http_port=0,
+        stt_address=a["stt"],
+        translate_address=a["translate"],
+        llm_address=a["llm"],
+        tts_address=a["tts"],
+        translate_timeout_s=3,
+        unary_retries=0,
+        stt_metrics_address="127.0.0.1:9",
+        translate_metrics_address="127.0.0.1:9",
+        llm_metrics_address="127.0.0.1:9",
+        tts_metrics_address="127.0.0.1:9",
+    )
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]
 
@@ -81,8 +92,17 @@ async def gateway_http() -> AsyncIterator[Gateway]:
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """English speech from espeak-ng (the demo STT model is tiny.en)."""
     path = tmp_path_factory.mktemp("speech") / "hello.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path),
-                    "Hello. What is the weather like in the capital today?"], check=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-s",
+            "150",
+            "-w",
+            str(path),
+            "Hello. What is the weather like in the capital today?",
+        ],
+        check=True,
+    )
     return path
 
 

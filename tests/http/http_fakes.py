@@ -35,13 +35,25 @@ class RecognizingStt(FakeStt):
         if self.fail is not None:
             code, message, trailers = self.fail
             await context.abort(code, message, trailers)
-        words = [stt_pb2.Word(word=" hello", start_ms=0, end_ms=400, probability=0.9),
-                 stt_pb2.Word(word=" there", start_ms=400, end_ms=900, probability=0.8)]
-        segment = stt_pb2.Segment(text=" hello there", start_ms=0, end_ms=900,
-                                  avg_logprob=-0.2, no_speech_prob=0.01, words=words)
-        return stt_pb2.RecognizeResponse(text="hello there", segments=[segment],
-                                         language=request.config.language or "en",
-                                         audio_duration_ms=1000, processing_ms=12.5)
+        words = [
+            stt_pb2.Word(word=" hello", start_ms=0, end_ms=400, probability=0.9),
+            stt_pb2.Word(word=" there", start_ms=400, end_ms=900, probability=0.8),
+        ]
+        segment = stt_pb2.Segment(
+            text=" hello there",
+            start_ms=0,
+            end_ms=900,
+            avg_logprob=-0.2,
+            no_speech_prob=0.01,
+            words=words,
+        )
+        return stt_pb2.RecognizeResponse(
+            text="hello there",
+            segments=[segment],
+            language=request.config.language or "en",
+            audio_duration_ms=1000,
+            processing_ms=12.5,
+        )
 
 
 class VoicedTts(FakeTts):
@@ -55,8 +67,10 @@ class VoicedTts(FakeTts):
 
     async def Describe(self, request, context):
         return tts_pb2.DescribeResponse(
-            model_id="fake-tts", default_voice=self.VOICES[0],
-            voices=[tts_pb2.Voice(name=v, language="mg") for v in self.VOICES])
+            model_id="fake-tts",
+            default_voice=self.VOICES[0],
+            voices=[tts_pb2.Voice(name=v, language="mg") for v in self.VOICES],
+        )
 
     async def Synthesize(self, request, context):
         self.requests.append(request)
@@ -72,9 +86,11 @@ class ContextLlm(FakeLlm):
 
     async def Chat(self, request, context):
         if sum(len(m.content) for m in request.messages[-1:]) > self.context_chars:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the last message takes "
-                                "9000 tokens; the context is 2048",
-                                ((ERROR_REASON_KEY, "context_length_exceeded"),))
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the last message takes 9000 tokens; the context is 2048",
+                ((ERROR_REASON_KEY, "context_length_exceeded"),),
+            )
         async for reply in super().Chat(request, context):
             yield reply
 

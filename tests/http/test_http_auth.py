@@ -29,11 +29,16 @@ def dead_address() -> str:
 
 @pytest.fixture(scope="module")
 def locked(stack):
-    env = {f"MILO_GATEWAY_{n.upper()}_ADDRESS": stack.procs[n].address
-           for n in ("stt", "translate", "llm")}
-    env.update(MILO_GATEWAY_TTS_ADDRESS=dead_address(), MILO_GATEWAY_API_KEY=KEY,
-               MILO_GATEWAY_MAX_REQUEST_BYTES=str(64 * 1024),
-               MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en")
+    env = {
+        f"MILO_GATEWAY_{n.upper()}_ADDRESS": stack.procs[n].address
+        for n in ("stt", "translate", "llm")
+    }
+    env.update(
+        MILO_GATEWAY_TTS_ADDRESS=dead_address(),
+        MILO_GATEWAY_API_KEY=KEY,
+        MILO_GATEWAY_MAX_REQUEST_BYTES=str(64 * 1024),
+        MILO_GATEWAY_DEFAULT_USER_LANGUAGE="en",
+    )
     with ServiceProcess("gateway", env, prefix="MILO_GATEWAY_") as proc:
         yield f"http://127.0.0.1:{proc.http_port}"
 
@@ -52,8 +57,10 @@ def test_key_is_required_in_either_header(locked):
         assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED"
         assert r.headers["www-authenticate"] == "Bearer"
     for headers in ({"Authorization": f"Bearer {KEY}"}, {"X-API-Key": KEY}):
-        assert httpx.post(f"{locked}/v1/translate", json=body, headers=headers,
-                          timeout=60).status_code == 200
+        assert (
+            httpx.post(f"{locked}/v1/translate", json=body, headers=headers, timeout=60).status_code
+            == 200
+        )
 
 
 def test_openai_client_with_and_without_the_key(locked, speech_wav):
@@ -61,8 +68,9 @@ def test_openai_client_with_and_without_the_key(locked, speech_wav):
     with pytest.raises(openai.AuthenticationError), speech_wav.open("rb") as f:
         bad.audio.transcriptions.create(model="whisper-1", file=f)
     good = openai.OpenAI(base_url=f"{locked}/v1", api_key=KEY, max_retries=0, timeout=60)
-    reply = good.chat.completions.create(model="milo", max_tokens=4,
-                                         messages=[{"role": "user", "content": "Salut"}])
+    reply = good.chat.completions.create(
+        model="milo", max_tokens=4, messages=[{"role": "user", "content": "Salut"}]
+    )
     assert reply.choices[0].message.role == "assistant"
 
 
@@ -81,8 +89,11 @@ async def test_websocket_needs_the_key(locked):
 
 def test_too_large_is_413_and_service_down_is_503(locked, speech_wav):
     auth = {"X-API-Key": KEY}
-    r = httpx.post(f"{locked}/v1/transcribe", headers=auth,
-                   files={"file": ("q.wav", speech_wav.read_bytes(), "audio/wav")})
+    r = httpx.post(
+        f"{locked}/v1/transcribe",
+        headers=auth,
+        files={"file": ("q.wav", speech_wav.read_bytes(), "audio/wav")},
+    )
     assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
     r = httpx.post(f"{locked}/v1/speak", json={"text": "Salama"}, headers=auth, timeout=60)
     assert r.status_code == 503 and r.json()["error"]["code"] == "UNAVAILABLE"

@@ -20,8 +20,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "http"
 def microphone_wav(speech_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The question with silence around it: the page hears it once (%noloop), then quiet."""
     out = tmp_path_factory.mktemp("mic") / "mic.wav"
-    subprocess.run(["sox", str(speech_wav), "-r", "48000", "-c", "1", str(out),
-                    "pad", "0.5", "3"], check=True)
+    subprocess.run(
+        ["sox", str(speech_wav), "-r", "48000", "-c", "1", str(out), "pad", "0.5", "3"], check=True
+    )
     return out
 
 
@@ -30,11 +31,19 @@ def browser(microphone_wav: Path):
     if CHROMIUM is None:
         pytest.skip("needs Debian's chromium: apt-get install chromium")
     playwright = pytest.importorskip("playwright.sync_api")
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={microphone_wav}%noloop",
-            "--autoplay-policy=no-user-gesture-required", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone_wav}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
     with playwright.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=args)
         yield chromium
@@ -53,7 +62,9 @@ def test_a_spoken_conversation_in_the_page(stack, browser):
     page.wait_for_function(
         f"""() => {{ const p = document.querySelector('{panel}');
             return Number(p.dataset.finals) >= 1 && Number(p.dataset.audioChunks) >= 1
-                && Number(p.dataset.turnsEnded) >= 1; }}""", timeout=150_000)
+                && Number(p.dataset.turnsEnded) >= 1; }}""",
+        timeout=150_000,
+    )
     transcript = page.inner_text("#conv-transcript")
     assert "weather" in transcript.lower()
     assert page.locator("#conv-reply li").count() >= 1
@@ -63,8 +74,11 @@ def test_a_spoken_conversation_in_the_page(stack, browser):
     page.screenshot(path=str(shot), full_page=True)
     print(f"\nscreenshot: {shot}")
     page.click("#tab-status")
-    page.wait_for_function("() => document.querySelectorAll('#status-table tbody tr').length == 4"
-                           " && document.querySelector('#status-stages tr')", timeout=20_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#status-table tbody tr').length == 4"
+        " && document.querySelector('#status-stages tr')",
+        timeout=20_000,
+    )
     assert page.locator("#status-table .health-SERVING").count() == 4
     status_shot = ARTIFACTS / "status.png"
     page.screenshot(path=str(status_shot), full_page=True)

@@ -50,8 +50,10 @@ async def test_healthz_and_readyz_follow_the_services(gateway_http):
 
 async def test_transcribe_returns_text_segments_and_words(gateway_http):
     reply = await gateway_http.client.post(
-        "/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")},
-        data={"language": "en"})
+        "/v1/transcribe",
+        files={"file": ("a.wav", wav_bytes(), "audio/wav")},
+        data={"language": "en"},
+    )
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["text"] == "hello there" and body["language"] == "en"
@@ -62,7 +64,8 @@ async def test_transcribe_returns_text_segments_and_words(gateway_http):
 
 async def test_translate_passes_text_and_languages(gateway_http):
     reply = await gateway_http.client.post(
-        "/v1/translate", json={"text": "Salama", "source": "mg", "target": "fr"})
+        "/v1/translate", json={"text": "Salama", "source": "mg", "target": "fr"}
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json()["text"] == "[fr] Salama"
     assert gateway_http.fakes.translate.calls[-1] == ("Salama", "mg", "fr")
@@ -70,7 +73,8 @@ async def test_translate_passes_text_and_languages(gateway_http):
 
 async def test_chat_streams_server_sent_events(gateway_http):
     async with gateway_http.client.stream(
-            "POST", "/v1/chat", json={"messages": [{"role": "user", "content": "Salut"}]}) as r:
+        "POST", "/v1/chat", json={"messages": [{"role": "user", "content": "Salut"}]}
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [line async for line in r.aiter_lines() if line]
@@ -98,23 +102,30 @@ async def test_bad_input_is_400_or_422_with_a_json_error(gateway_http):
     fakes.translate.fail = grpc.StatusCode.INVALID_ARGUMENT
     r = await client.post("/v1/translate", json={"text": "a", "source": "mg", "target": "fr"})
     assert r.status_code == 400
-    assert r.json()["error"] == {"code": "INVALID_ARGUMENT",
-                                 "message": "translate: translate is broken"}
+    assert r.json()["error"] == {
+        "code": "INVALID_ARGUMENT",
+        "message": "translate: translate is broken",
+    }
     r = await client.post("/v1/transcribe", files={"file": ("a.wav", b"", "audio/wav")})
     assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
 
 
 async def test_not_audio_is_415(gateway_http):
     r = await gateway_http.client.post(
-        "/v1/transcribe", files={"file": ("notes.txt", b"hello", "text/plain")})
+        "/v1/transcribe", files={"file": ("notes.txt", b"hello", "text/plain")}
+    )
     assert r.status_code == 415 and "not audio" in r.json()["error"]["message"]
 
 
 async def test_queue_full_upstream_is_429_with_retry_after(gateway_http):
-    gateway_http.fakes.stt.fail = (grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full",
-                                   ((RETRY_PUSHBACK_KEY, "2500"),))
+    gateway_http.fakes.stt.fail = (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "queue full",
+        ((RETRY_PUSHBACK_KEY, "2500"),),
+    )
     r = await gateway_http.client.post(
-        "/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")})
+        "/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")}
+    )
     assert r.status_code == 429 and r.headers["retry-after"] == "3"
     assert r.json()["error"]["code"] == "RESOURCE_EXHAUSTED"
 
@@ -122,7 +133,8 @@ async def test_queue_full_upstream_is_429_with_retry_after(gateway_http):
 async def test_service_down_is_503(gateway_http):
     await gateway_http.fakes.servers["translate"].stop(0)
     r = await gateway_http.client.post(
-        "/v1/translate", json={"text": "a", "source": "mg", "target": "fr"})
+        "/v1/translate", json={"text": "a", "source": "mg", "target": "fr"}
+    )
     assert r.status_code == 503 and r.json()["error"]["code"] == "UNAVAILABLE"
     assert (await gateway_http.client.get("/healthz")).status_code == 200
 
@@ -136,8 +148,13 @@ async def test_page_and_docs_are_served(gateway_http, path):
 @pytest.fixture
 async def tight():
     """A gateway with one HTTP slot and no queue, short STT deadline, small bodies, CORS."""
-    gateway = await start_gateway(max_concurrency=1, max_queue=0, stt_timeout_s=0.5,
-                                  max_request_bytes=4096, cors_origins=["http://example.org"])
+    gateway = await start_gateway(
+        max_concurrency=1,
+        max_queue=0,
+        stt_timeout_s=0.5,
+        max_request_bytes=4096,
+        cors_origins=["http://example.org"],
+    )
     yield gateway
     await stop_gateway(gateway)
 
@@ -149,49 +166,58 @@ async def test_gateway_queue_full_is_429_while_a_stream_holds_the_slot(tight):
         assert first.status_code == 200
         lines = first.aiter_lines()
         assert (await anext(lines)).startswith("event: delta")  # the stream holds the slot
-        second = await tight.client.post("/v1/translate",
-                                         json={"text": "a", "source": "mg", "target": "fr"})
+        second = await tight.client.post(
+            "/v1/translate", json={"text": "a", "source": "mg", "target": "fr"}
+        )
         assert second.status_code == 429 and int(second.headers["retry-after"]) >= 1
         tight.fakes.llm.gate.set()
         rest = [line async for line in lines]
     assert "event: done" in rest
-    after = await tight.client.post("/v1/translate",
-                                    json={"text": "a", "source": "mg", "target": "fr"})
+    after = await tight.client.post(
+        "/v1/translate", json={"text": "a", "source": "mg", "target": "fr"}
+    )
     assert after.status_code == 200  # the slot came back with the end of the stream
 
 
 async def test_slow_service_is_504(tight):
     tight.fakes.stt.hold = asyncio.Event()
-    r = await tight.client.post("/v1/transcribe", files={"file": ("a.wav", b"RIFF" * 10,
-                                                                  "audio/wav")})
+    r = await tight.client.post(
+        "/v1/transcribe", files={"file": ("a.wav", b"RIFF" * 10, "audio/wav")}
+    )
     tight.fakes.stt.hold.set()
     assert r.status_code == 504 and r.json()["error"]["code"] == "DEADLINE_EXCEEDED"
 
 
 async def test_body_over_the_limit_is_413_with_or_without_a_length(tight):
-    r = await tight.client.post("/v1/transcribe", files={"file": ("a.wav", wav_bytes(1.0),
-                                                                  "audio/wav")})
+    r = await tight.client.post(
+        "/v1/transcribe", files={"file": ("a.wav", wav_bytes(1.0), "audio/wav")}
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "REQUEST_TOO_LARGE"
 
     async def chunked():
         for _ in range(8):
             yield b"x" * 1024
 
-    r = await tight.client.post("/v1/translate", content=chunked(),
-                                headers={"content-type": "application/json"})
+    r = await tight.client.post(
+        "/v1/translate", content=chunked(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert tight.fakes.translate.calls == []
 
 
 async def test_cors_preflight_for_a_configured_origin_only(tight):
-    preflight = {"Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"}
-    ok = await tight.client.options("/v1/translate",
-                                    headers={"Origin": "http://example.org", **preflight})
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    ok = await tight.client.options(
+        "/v1/translate", headers={"Origin": "http://example.org", **preflight}
+    )
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == "http://example.org"
-    other = await tight.client.options("/v1/translate",
-                                       headers={"Origin": "http://evil.example", **preflight})
+    other = await tight.client.options(
+        "/v1/translate", headers={"Origin": "http://evil.example", **preflight}
+    )
     assert "access-control-allow-origin" not in other.headers
 
 
@@ -202,8 +228,10 @@ async def test_openai_routes_answer_errors_in_openai_shape(gateway_http):
     assert error["type"] == "invalid_request_error" and error["param"] == "messages"
     gateway_http.fakes.stt.fail = (grpc.StatusCode.UNAVAILABLE, "down", ())
     r = await gateway_http.client.post(
-        "/v1/audio/transcriptions", files={"file": ("a.wav", wav_bytes(), "audio/wav")},
-        data={"model": "whisper-1"})
+        "/v1/audio/transcriptions",
+        files={"file": ("a.wav", wav_bytes(), "audio/wav")},
+        data={"model": "whisper-1"},
+    )
     assert r.status_code == 503 and r.json()["error"]["type"] == "server_error"
 
 

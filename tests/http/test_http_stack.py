@@ -35,8 +35,9 @@ def test_operations(client):
 
 
 def test_transcribe_a_wav_file(client, speech_wav: Path):
-    r = client.post("/v1/transcribe", files={"file": ("q.wav", speech_wav.read_bytes(),
-                                                      "audio/wav")})
+    r = client.post(
+        "/v1/transcribe", files={"file": ("q.wav", speech_wav.read_bytes(), "audio/wav")}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert "weather" in body["text"].lower() and body["language"] == "en"
@@ -45,8 +46,9 @@ def test_transcribe_a_wav_file(client, speech_wav: Path):
 
 
 def test_translate(client):
-    r = client.post("/v1/translate", json={"text": "Salama tompoko.", "source": "mg",
-                                           "target": "fr"})
+    r = client.post(
+        "/v1/translate", json={"text": "Salama tompoko.", "source": "mg", "target": "fr"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["target_model_code"] == "fra_Latn" and isinstance(body["text"], str)

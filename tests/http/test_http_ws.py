@@ -18,7 +18,7 @@ def pcm_chunks(path: Path, ms: int = 100) -> tuple[int, list[bytes]]:
         rate = w.getframerate()
         data = w.readframes(w.getnframes()) + b"\x00\x00" * rate  # 1 s of silence after
     step = rate * ms // 1000 * 2
-    return rate, [data[i:i + step] for i in range(0, len(data), step)]
+    return rate, [data[i : i + step] for i in range(0, len(data), step)]
 
 
 class Events:
@@ -47,9 +47,14 @@ async def test_speech_in_events_and_audio_out(stack, speech_wav):
     rate, chunks = pcm_chunks(speech_wav)
     url = f"ws://127.0.0.1:{stack.gateway.http_port}/v1/converse"
     async with websockets.connect(url, max_size=None) as ws:
-        config = {"input_format": {"encoding": "AUDIO_ENCODING_PCM_S16LE",
-                                   "sample_rate_hz": rate, "channels": 1},
-                  "sampling": {"max_tokens": 48, "seed": 7}}
+        config = {
+            "input_format": {
+                "encoding": "AUDIO_ENCODING_PCM_S16LE",
+                "sample_rate_hz": rate,
+                "channels": 1,
+            },
+            "sampling": {"max_tokens": 48, "seed": 7},
+        }
         await ws.send(json.dumps({"config": config}))
         events = Events(ws)
         started = await events.until("session_started")
@@ -58,12 +63,18 @@ async def test_speech_in_events_and_audio_out(stack, speech_wav):
             await ws.send(chunk)
         await ws.send(json.dumps({"control": {"action": "ACTION_END_OF_UTTERANCE"}}))
         ended = await events.until("turn_ended")
-        final = next(e for e in events.events if e["event"] == "transcript"
-                     and e["transcript"]["is_final"])
+        final = next(
+            e for e in events.events if e["event"] == "transcript" and e["transcript"]["is_final"]
+        )
         assert "weather" in final["transcript"]["text"].lower()
         kinds = events.kinds(ended["turn_id"])
-        assert kinds.index("speech_started") < kinds.index("translation") < kinds.index(
-            "llm_delta") < kinds.index("reply_sentence") < kinds.index("audio")
+        assert (
+            kinds.index("speech_started")
+            < kinds.index("translation")
+            < kinds.index("llm_delta")
+            < kinds.index("reply_sentence")
+            < kinds.index("audio")
+        )
         assert kinds[-2:] == ["latency", "turn_ended"]
         assert ended["turn_ended"]["reason"] == "REASON_COMPLETED"
         first_audio = next(e for e in events.events if e["event"] == "audio")
@@ -76,8 +87,11 @@ async def test_speech_in_events_and_audio_out(stack, speech_wav):
 async def test_text_turn_barge_in_and_bad_frames(stack):
     url = f"ws://127.0.0.1:{stack.gateway.http_port}/v1/converse"
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"config": {"user_language": "fr",
-                                             "sampling": {"max_tokens": 200, "seed": 1}}}))
+        await ws.send(
+            json.dumps(
+                {"config": {"user_language": "fr", "sampling": {"max_tokens": 200, "seed": 1}}}
+            )
+        )
         events = Events(ws)
         await events.until("session_started")
         await ws.send("{not json")

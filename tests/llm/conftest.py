@@ -47,8 +47,9 @@ def llm_server() -> Callable[..., AbstractAsyncContextManager[Served]]:
     @asynccontextmanager
     async def serve(engine: Any = None, **settings: Any) -> AsyncIterator[Served]:
         engine = engine or FakeEngine()
-        config = LlmSettings(host="127.0.0.1", port=0, metrics_host="127.0.0.1",
-                             metrics_port=0, **settings)
+        config = LlmSettings(
+            host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, **settings
+        )
         service = make_service(config, engine=engine)
         host = ServiceHost(service, config)
         await host.start()

@@ -27,8 +27,9 @@ class FakeEngine:
     device = "cpu"
     parallel = 1
 
-    def __init__(self, context_tokens: int = 4096, gated: bool = False,
-                 words: Sequence[str] = WORDS) -> None:
+    def __init__(
+        self, context_tokens: int = 4096, gated: bool = False, words: Sequence[str] = WORDS
+    ) -> None:
         self.context_tokens = context_tokens
         self.words = tuple(words)
         self.permits: threading.Semaphore | None = threading.Semaphore(0) if gated else None
@@ -56,8 +57,9 @@ class FakeEngine:
             raise TemplateError("Conversation roles must alternate user/assistant")
         return sum(2 + len(m.content.split()) for m in messages)
 
-    def generate(self, messages: Sequence[ChatMessage], sampling: Sampling,
-                 cancel: threading.Event) -> Iterator[Event]:
+    def generate(
+        self, messages: Sequence[ChatMessage], sampling: Sampling, cancel: threading.Event
+    ) -> Iterator[Event]:
         self.calls.append((tuple(messages), sampling))
         self.started.set()
         prompt = self.count_prompt_tokens(messages)
@@ -98,14 +100,25 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 def text_delta(text: str) -> bytes:
-    return sse("content_block_delta",
-               {"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": text}})
+    return sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
 
 
-MESSAGE_START = sse("message_start", {"type": "message_start", "message": {
-    "id": "msg_1", "type": "message", "role": "assistant", "content": [],
-    "usage": {"input_tokens": 21, "output_tokens": 1}}})
+MESSAGE_START = sse(
+    "message_start",
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "usage": {"input_tokens": 21, "output_tokens": 1},
+        },
+    },
+)
 
 
 @dataclass
@@ -155,35 +168,55 @@ class FakeAnthropic:
         for piece in self.pieces:
             w.write(text_delta(piece))
             await w.drain()
-        w.write(sse("message_delta", {"type": "message_delta", "delta": {
-            "stop_reason": "end_turn"}, "usage": {"output_tokens": len(self.pieces)}}))
+        w.write(
+            sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": len(self.pieces)},
+                },
+            )
+        )
         w.write(sse("message_stop", {"type": "message_stop"}))
         await w.drain()
 
     async def _error(self, w: asyncio.StreamWriter) -> None:
-        body = json.dumps({"type": "error", "error": {"type": "overloaded_error",
-                                                      "message": "Overloaded"}}).encode()
-        w.write(b"HTTP/1.1 529 Site Overloaded\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        body = json.dumps(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        ).encode()
+        w.write(
+            b"HTTP/1.1 529 Site Overloaded\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
         await w.drain()
 
     async def _hang(self, w: asyncio.StreamWriter) -> None:
         _stream_head(w)
-        w.write(MESSAGE_START + b"event: ping\ndata: {\"type\": \"ping\"}\n\n")
+        w.write(MESSAGE_START + b'event: ping\ndata: {"type": "ping"}\n\n')
         await w.drain()
         await self._closing.wait()
 
     async def _fail_mid(self, w: asyncio.StreamWriter) -> None:
         _stream_head(w)
         w.write(MESSAGE_START + text_delta(self.pieces[0]))
-        w.write(sse("error", {"type": "error", "error": {"type": "api_error",
-                                                        "message": "Internal server error"}}))
+        w.write(
+            sse(
+                "error",
+                {
+                    "type": "error",
+                    "error": {"type": "api_error", "message": "Internal server error"},
+                },
+            )
+        )
         await w.drain()
 
 
 def _stream_head(w: asyncio.StreamWriter) -> None:
-    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-            b"connection: close\r\n\r\n")
+    w.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+        b"connection: close\r\n\r\n"
+    )
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Received:
@@ -207,8 +240,9 @@ def user(text: str) -> llm_pb2.Message:
 
 def chat(*messages: llm_pb2.Message, **sampling: Any) -> llm_pb2.ChatRequest:
     allow_cloud = sampling.pop("allow_cloud", None)
-    request = llm_pb2.ChatRequest(messages=messages or [user("Salama")],
-                                  sampling=llm_pb2.SamplingOptions(**sampling))
+    request = llm_pb2.ChatRequest(
+        messages=messages or [user("Salama")], sampling=llm_pb2.SamplingOptions(**sampling)
+    )
     if allow_cloud is not None:
         request.allow_cloud = allow_cloud
     return request

@@ -30,8 +30,12 @@ async def cloud():
 
 
 def cloud_settings(base_url: str, budget_ms: int = 2000) -> dict[str, object]:
-    return {"cloud_api_key": "sk-test-key", "cloud_model": "claude-haiku-test",
-            "cloud_base_url": base_url, "cloud_first_token_ms": budget_ms}
+    return {
+        "cloud_api_key": "sk-test-key",
+        "cloud_model": "claude-haiku-test",
+        "cloud_base_url": base_url,
+        "cloud_first_token_ms": budget_ms,
+    }
 
 
 def fallbacks(reason: str) -> float:
@@ -61,8 +65,7 @@ async def test_answer_streams_from_the_cloud_model(llm_server, cloud):
 
 
 @pytest.mark.parametrize(("mode", "reason"), [("error", "error"), ("hang", "timeout")])
-async def test_falls_back_to_local_when_the_cloud_errors_or_hangs(llm_server, cloud, mode,
-                                                                  reason):
+async def test_falls_back_to_local_when_the_cloud_errors_or_hangs(llm_server, cloud, mode, reason):
     server = await cloud(mode)
     before = fallbacks(reason)
     async with llm_server(**cloud_settings(server.base_url, budget_ms=300)) as s:

@@ -25,8 +25,9 @@ def engine(demo_gguf: Path):
     engine.close()
 
 
-def run(engine: LlamaEngine, sampling: Sampling, cancel_after: int | None = None,
-        messages=MESSAGES) -> tuple[str, Finish]:
+def run(
+    engine: LlamaEngine, sampling: Sampling, cancel_after: int | None = None, messages=MESSAGES
+) -> tuple[str, Finish]:
     cancel, pieces, finish = threading.Event(), [], None
     for event in engine.generate(messages, sampling, cancel):
         if isinstance(event, Piece):
@@ -45,7 +46,8 @@ def test_loads_with_the_gguf_name_and_chat_template(engine):
     fmt = engine._format(messages=[m.as_dict() for m in MESSAGES])
     assert fmt.prompt == "<s>[INST] Tu es Milo.\n\nManao ahoana? [/INST]"
     assert engine.count_prompt_tokens(MESSAGES) == len(
-        engine._model.tokenize(fmt.prompt.encode(), add_bos=False, special=True))
+        engine._model.tokenize(fmt.prompt.encode(), add_bos=False, special=True)
+    )
 
 
 def test_max_tokens_and_usage(engine):
@@ -101,8 +103,9 @@ def test_template_without_system_role_gets_the_system_prompt_in_the_first_user_t
         engine._system_in_user = True
         messages = (*MESSAGES, ChatMessage(Role.ASSISTANT, "Tsara"), ChatMessage(Role.USER, "Ary?"))
         prompt = engine._format(messages=engine._template_messages(messages)).prompt
-        assert prompt == ("<s>[INST] Tu es Milo.\n\nManao ahoana? [/INST]Tsara</s>"
-                          "[INST] Ary? [/INST]")
+        assert prompt == (
+            "<s>[INST] Tu es Milo.\n\nManao ahoana? [/INST]Tsara</s>[INST] Ary? [/INST]"
+        )
         assert engine.count_prompt_tokens(messages) > 0  # no TemplateError
     finally:
         engine.close()

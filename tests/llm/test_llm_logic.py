@@ -153,17 +153,23 @@ def msg(role: int, content: str = "x") -> llm_pb2.Message:
 
 
 def test_request_gets_the_default_system_prompt_and_sampling():
-    req = convert.chat_request(llm_pb2.ChatRequest(messages=[msg(llm_pb2.ROLE_USER, "Salut")]),
-                               DEFAULTS)
+    req = convert.chat_request(
+        llm_pb2.ChatRequest(messages=[msg(llm_pb2.ROLE_USER, "Salut")]), DEFAULTS
+    )
     assert req.messages == (ChatMessage(S, "Tu es Milo."), ChatMessage(U, "Salut"))
     assert req.sampling == DEFAULTS.sampling and req.allow_cloud
 
 
 def test_request_system_message_replaces_the_default_and_knobs_override():
     options = llm_pb2.SamplingOptions(temperature=0, max_tokens=7, seed=3, stop=["\n"])
-    req = convert.chat_request(llm_pb2.ChatRequest(
-        messages=[msg(llm_pb2.ROLE_SYSTEM, "Sois bref."), msg(llm_pb2.ROLE_USER)],
-        sampling=options, allow_cloud=False), DEFAULTS)
+    req = convert.chat_request(
+        llm_pb2.ChatRequest(
+            messages=[msg(llm_pb2.ROLE_SYSTEM, "Sois bref."), msg(llm_pb2.ROLE_USER)],
+            sampling=options,
+            allow_cloud=False,
+        ),
+        DEFAULTS,
+    )
     assert req.messages[0] == ChatMessage(S, "Sois bref.") and len(req.messages) == 2
     assert req.sampling.temperature == 0 and req.sampling.max_tokens == 7
     assert req.sampling.seed == 3 and req.sampling.stop == ("</s>", "\n")
@@ -177,8 +183,11 @@ def test_request_system_message_replaces_the_default_and_knobs_override():
         ([], {}, "messages is empty"),
         ([msg(7)], {}, "messages[0].role is 7 (unknown)"),
         ([msg(llm_pb2.ROLE_UNSPECIFIED)], {}, "ROLE_UNSPECIFIED"),
-        ([msg(llm_pb2.ROLE_USER), msg(llm_pb2.ROLE_SYSTEM), msg(llm_pb2.ROLE_USER)], {},
-         "messages[1] is a system message"),
+        (
+            [msg(llm_pb2.ROLE_USER), msg(llm_pb2.ROLE_SYSTEM), msg(llm_pb2.ROLE_USER)],
+            {},
+            "messages[1] is a system message",
+        ),
         ([msg(llm_pb2.ROLE_USER), msg(llm_pb2.ROLE_ASSISTANT)], {}, "last message must be"),
         ([msg(llm_pb2.ROLE_USER, "  ")], {}, "last user message is empty"),
         ([msg(llm_pb2.ROLE_USER)], {"temperature": 2.5}, "temperature is 2.5"),
@@ -202,7 +211,7 @@ def test_bad_requests_say_what_is_wrong(messages, options, says):
 
 def test_sse_parser_events_comments_and_multiline_data():
     parser = SseParser()
-    lines = [": ping", "event: a", "data: {\"x\":", "data: 1}", "", "", "data: y", ""]
+    lines = [": ping", "event: a", 'data: {"x":', "data: 1}", "", "", "data: y", ""]
     events = [e for e in map(parser.feed, lines) if e is not None]
     assert events == [SseEvent("a", '{"x":\n1}'), SseEvent("message", "y")]
 
@@ -215,23 +224,34 @@ def test_messages_stream_folds_into_pieces_and_finish():
         reply.on("content_block_delta", {"delta": {"type": "text_delta", "text": "Bon"}}),
         reply.on("ping", {}),
         reply.on("content_block_delta", {"delta": {"type": "text_delta", "text": "jour"}}),
-        reply.on("message_delta", {"delta": {"stop_reason": "max_tokens"},
-                                   "usage": {"output_tokens": 2}}),
+        reply.on(
+            "message_delta", {"delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 2}}
+        ),
         reply.on("message_stop", {}),
     ]
     assert [g for g in got if g is not None] == [
-        Piece("Bon"), Piece("jour"), Finish(FinishReason.LENGTH, 12, 2)]
+        Piece("Bon"),
+        Piece("jour"),
+        Finish(FinishReason.LENGTH, 12, 2),
+    ]
     with pytest.raises(CloudError, match="overloaded_error: busy"):
         _Reply().on("error", {"error": {"type": "overloaded_error", "message": "busy"}})
 
 
 def test_cloud_request_body():
     messages = [ChatMessage(S, "Sois bref."), ChatMessage(U, "Salut")]
-    body = request_body("claude-x", messages, Sampling(temperature=1.5, max_tokens=9,
-                                                       stop=("\n\n",)))
-    assert body == {"model": "claude-x", "max_tokens": 9, "stream": True, "temperature": 1.0,
-                    "system": "Sois bref.", "stop_sequences": ["\n\n"],
-                    "messages": [{"role": "user", "content": "Salut"}]}
+    body = request_body(
+        "claude-x", messages, Sampling(temperature=1.5, max_tokens=9, stop=("\n\n",))
+    )
+    assert body == {
+        "model": "claude-x",
+        "max_tokens": 9,
+        "stream": True,
+        "temperature": 1.0,
+        "system": "Sois bref.",
+        "stop_sequences": ["\n\n"],
+        "messages": [{"role": "user", "content": "Salut"}],
+    }
 
 
 # --- settings ----------------------------------------------------------------------------
@@ -248,9 +268,17 @@ def test_settings_from_env_and_cloud_needs_key_and_model(monkeypatch, tmp_path):
     assert settings.cloud_enabled and "sk-test" not in repr(settings)
 
 
-@pytest.mark.parametrize("bad", [{"temperature": 3}, {"top_p": 0}, {"context_tokens": 10},
-                                 {"stop": [""]}, {"cloud_base_url": "ftp://x"},
-                                 {"context_tokens": 512, "max_tokens": 512}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": 3},
+        {"top_p": 0},
+        {"context_tokens": 10},
+        {"stop": [""]},
+        {"cloud_base_url": "ftp://x"},
+        {"context_tokens": 512, "max_tokens": 512},
+    ],
+)
 def test_settings_range_checks(bad):
     with pytest.raises(ValidationError):
         LlmSettings(**bad)

@@ -28,10 +28,14 @@ CONTEXT = 4096
 
 @pytest.fixture(scope="module")
 def service(demo_gguf: Path):
-    env = {"MILO_LLM_MODEL_PATH": str(demo_gguf), "MILO_LLM_CONTEXT_TOKENS": str(CONTEXT),
-           "MILO_LLM_THREADS": "2", "MILO_LLM_CLOUD_API_KEY": "sk-test",
-           "MILO_LLM_CLOUD_MODEL": "claude-test",
-           "MILO_LLM_CLOUD_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    env = {
+        "MILO_LLM_MODEL_PATH": str(demo_gguf),
+        "MILO_LLM_CONTEXT_TOKENS": str(CONTEXT),
+        "MILO_LLM_THREADS": "2",
+        "MILO_LLM_CLOUD_API_KEY": "sk-test",
+        "MILO_LLM_CLOUD_MODEL": "claude-test",
+        "MILO_LLM_CLOUD_BASE_URL": f"http://127.0.0.1:{free_port()}",
+    }
     with ServiceProcess("services.llm", env, prefix="MILO_LLM_") as proc:
         yield proc
 
@@ -42,11 +46,14 @@ def stub(service):
         yield llm_pb2_grpc.LlmStub(channel)
 
 
-def request(*messages: llm_pb2.Message, allow_cloud: bool = False, **sampling
-            ) -> llm_pb2.ChatRequest:
-    return llm_pb2.ChatRequest(messages=messages or [user("Manao ahoana?")],
-                               sampling=llm_pb2.SamplingOptions(**sampling),
-                               allow_cloud=allow_cloud)
+def request(
+    *messages: llm_pb2.Message, allow_cloud: bool = False, **sampling
+) -> llm_pb2.ChatRequest:
+    return llm_pb2.ChatRequest(
+        messages=messages or [user("Manao ahoana?")],
+        sampling=llm_pb2.SamplingOptions(**sampling),
+        allow_cloud=allow_cloud,
+    )
 
 
 def complete(stub, req: llm_pb2.ChatRequest) -> tuple[list[str], llm_pb2.ChatDone, float]:
@@ -74,7 +81,8 @@ def metric(service: ServiceProcess, name: str, **labels: str) -> float:
 def serving(service: ServiceProcess) -> bool:
     with grpc.insecure_channel(service.address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="milo.llm.v1.Llm"), timeout=10)
+            health_pb2.HealthCheckRequest(service="milo.llm.v1.Llm"), timeout=10
+        )
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -109,14 +117,17 @@ def test_cancel_after_first_delta_stops_generation_and_next_request_is_served_at
     service, stub
 ):
     tokens = metric(service, "milo_llm_completion_tokens_total", backend="local")
-    cancelled = metric(service, "milo_llm_replies_total", backend="local",
-                       finish_reason="cancelled")
+    cancelled = metric(
+        service, "milo_llm_replies_total", backend="local", finish_reason="cancelled"
+    )
     call = stub.Chat(request(max_tokens=3800), timeout=60)
     assert next(call).HasField("delta")
     call.cancel()
     deadline = time.monotonic() + 20
-    while metric(service, "milo_llm_replies_total", backend="local",
-                 finish_reason="cancelled") == cancelled:
+    while (
+        metric(service, "milo_llm_replies_total", backend="local", finish_reason="cancelled")
+        == cancelled
+    ):
         assert time.monotonic() < deadline, "the cancelled reply never ended"
         time.sleep(0.02)
     generated = metric(service, "milo_llm_completion_tokens_total", backend="local") - tokens
@@ -139,11 +150,19 @@ def test_over_long_conversation_is_trimmed_not_rejected(stub):
     system = llm_pb2.Message(role=llm_pb2.ROLE_SYSTEM, content="Valio fohifohy.")
     turns = []
     for i in range(20):  # about 500 tokens; with max_tokens 3900 only about 190 fit
-        turns += [user(f"Fanontaniana {i}: inona no vaovao any Antananarivo?"),
-                  llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content="Tsy misy, misaotra.")]
+        turns += [
+            user(f"Fanontaniana {i}: inona no vaovao any Antananarivo?"),
+            llm_pb2.Message(role=llm_pb2.ROLE_ASSISTANT, content="Tsy misy, misaotra."),
+        ]
     # Stop strings that nearly every word piece contains end the reply at once.
-    req = request(system, *turns, user("Veloma!"), max_tokens=3900, temperature=0,
-                  stop=[" ", "a", "e", "i", "o", "u", "y", "n", "r", "t"])
+    req = request(
+        system,
+        *turns,
+        user("Veloma!"),
+        max_tokens=3900,
+        temperature=0,
+        stop=[" ", "a", "e", "i", "o", "u", "y", "n", "r", "t"],
+    )
     _, done, _ = complete(stub, req)
     budget = CONTEXT - 3900
     assert done.trimmed_messages > 20 and done.trimmed_messages % 2 == 0
@@ -158,13 +177,16 @@ def test_cloud_unreachable_falls_back_to_the_local_model(service, stub):
     assert metric(service, "milo_llm_cloud_fallbacks_total", reason="unreachable") == before + 1
 
 
-@pytest.mark.parametrize(("req", "says"), [
-    (llm_pb2.ChatRequest(), "messages is empty"),
-    (request(llm_pb2.Message(role=5, content="x")), "role is 5"),
-    (request(temperature=-1), "temperature is -1"),
-    (request(max_tokens=CONTEXT), "max_tokens is 4096"),
-    (request(user("teny " * 5000), max_tokens=16), "exceeds the context"),
-])
+@pytest.mark.parametrize(
+    ("req", "says"),
+    [
+        (llm_pb2.ChatRequest(), "messages is empty"),
+        (request(llm_pb2.Message(role=5, content="x")), "role is 5"),
+        (request(temperature=-1), "temperature is -1"),
+        (request(max_tokens=CONTEXT), "max_tokens is 4096"),
+        (request(user("teny " * 5000), max_tokens=16), "exceeds the context"),
+    ],
+)
 def test_bad_input_is_invalid_argument_and_the_service_stays_serving(service, stub, req, says):
     with pytest.raises(grpc.RpcError) as err:
         complete(stub, req)

@@ -112,8 +112,7 @@ async def test_requests_are_served_one_after_the_other_and_the_queue_is_bounded(
         assert int(dict(err.value.trailing_metadata())["grpc-retry-pushback-ms"]) >= 100
         assert len(engine.calls) == 1  # the second waits; it does not run alongside
         engine.ungate()
-        (text1, done1), (text2, done2) = await asyncio.wait_for(
-            asyncio.gather(first, second), 10)
+        (text1, done1), (text2, done2) = await asyncio.wait_for(asyncio.gather(first, second), 10)
         assert [c[0][-1].content for c in engine.calls] == ["un", "deux"]
         assert "".join(text1) == "".join(text2) == "".join(WORDS)
         assert done2.queue_ms > done1.queue_ms
@@ -145,7 +144,8 @@ async def test_message_too_long_for_the_context_is_invalid_argument(llm_server):
         assert "exceeds the context of 64 tokens" in err.value.details()
         # the cause, for fronts that name it (OpenAI's context_length_exceeded)
         assert ("milo-error-reason", "context_length_exceeded") in tuple(
-            err.value.trailing_metadata() or ())
+            err.value.trailing_metadata() or ()
+        )
         assert await s.serving()
 
 
@@ -169,8 +169,7 @@ async def test_conversation_the_chat_template_refuses_is_invalid_argument(llm_se
         (chat(max_tokens=0), "max_tokens is 0"),
     ],
 )
-async def test_bad_input_is_invalid_argument_and_service_stays_serving(llm_server, request_,
-                                                                        says):
+async def test_bad_input_is_invalid_argument_and_service_stays_serving(llm_server, request_, says):
     async with llm_server() as s:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await collect(s.stub.Chat(request_))

@@ -22,19 +22,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 from loadtest_fakes import write_wav
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("127.0.0.1:50052", "127.0.0.1:50052"),
-    ("localhost:50050", "localhost:50050"),
-    ("stt.internal:8080", "stt.internal:8080"),
-    ("[::1]:50051", "[::1]:50051"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:50052", "127.0.0.1:50052"),
+        ("localhost:50050", "localhost:50050"),
+        ("stt.internal:8080", "stt.internal:8080"),
+        ("[::1]:50051", "[::1]:50051"),
+    ],
+)
 def test_addresses_are_host_and_port(text, expected):
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["50052", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000",
-                                  "dns:///127.0.0.1:50052", "http://host:80", "a:1,b:2",
-                                  "host:port", "::1:50051", ":50051", "ho st:1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "50052",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:70000",
+        "dns:///127.0.0.1:50052",
+        "http://host:80",
+        "a:1,b:2",
+        "host:port",
+        "::1:50051",
+        ":50051",
+        "ho st:1",
+    ],
+)
 def test_anything_else_is_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="host:port"):
         parse_address(text)
@@ -53,8 +69,24 @@ def test_defaults_are_bounded_and_target_the_local_default_port():
 
 
 def test_flags_become_the_configuration():
-    cfg = build_config(_args("llm", "-a", "10.0.0.5:9000", "--rate", "5", "--arrivals",
-                             "uniform", "-n", "40", "--max-tokens", "16", "--api-key", "k"), {})
+    cfg = build_config(
+        _args(
+            "llm",
+            "-a",
+            "10.0.0.5:9000",
+            "--rate",
+            "5",
+            "--arrivals",
+            "uniform",
+            "-n",
+            "40",
+            "--max-tokens",
+            "16",
+            "--api-key",
+            "k",
+        ),
+        {},
+    )
     assert cfg.address == "10.0.0.5:9000"
     assert (cfg.shape.rate, cfg.shape.arrivals, cfg.shape.requests) == (5.0, "uniform", 40)
     assert cfg.shape.duration_s is None
@@ -64,11 +96,19 @@ def test_flags_become_the_configuration():
     assert env_key.options.metadata == (("authorization", "Bearer e"),)
 
 
-@pytest.mark.parametrize("argv", [
-    ["tts", "--concurrency", "0"], ["tts", "--concurrency", "5000"], ["tts", "-c", "2", "-r", "1"],
-    ["tts", "-d", "5", "-n", "5"], ["tts", "--address", "nowhere"], ["tts", "--max-duration", "0"],
-    ["tts", "--timeout", "-1"], ["ftp"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tts", "--concurrency", "0"],
+        ["tts", "--concurrency", "5000"],
+        ["tts", "-c", "2", "-r", "1"],
+        ["tts", "-d", "5", "-n", "5"],
+        ["tts", "--address", "nowhere"],
+        ["tts", "--max-duration", "0"],
+        ["tts", "--timeout", "-1"],
+        ["ftp"],
+    ],
+)
 def test_bad_flags_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         _args(*argv)

@@ -19,8 +19,12 @@ from services.loadtest.runner import Limits
 sys.path.insert(0, str(Path(__file__).parent))
 from loadtest_fakes import start_fake, write_wav
 
-STREAMS = {"stt": "first transcript", "llm": "first token", "tts": "first audio chunk",
-           "gateway": "first audio"}
+STREAMS = {
+    "stt": "first transcript",
+    "llm": "first token",
+    "tts": "first audio chunk",
+    "gateway": "first audio",
+}
 
 
 def config(target: str, address: str, *argv: str) -> Config:
@@ -46,8 +50,12 @@ def speech_args(tmp_path: Path) -> list[str]:
     return ["--payload", str(wav), "--audio-pace", "0", "--tail-silence-ms", "100"]
 
 
-@pytest.mark.parametrize("fake", [("stt",), ("translate",), ("llm",), ("tts",), ("gateway",)],
-                         indirect=True, ids=lambda p: p[0])
+@pytest.mark.parametrize(
+    "fake",
+    [("stt",), ("translate",), ("llm",), ("tts",), ("gateway",)],
+    indirect=True,
+    ids=lambda p: p[0],
+)
 async def test_a_short_run_of_each_target_completes_and_its_counts_add_up(fake, tmp_path):
     address, servicer = fake
     target = type(servicer).__name__.removeprefix("Fake").lower()
@@ -79,8 +87,9 @@ async def test_warm_up_requests_are_sent_but_not_counted(fake):
 async def test_an_overloaded_service_shows_resource_exhausted_instead_of_hanging(fake):
     address, servicer = fake
     servicer.hold = True  # the one admitted call holds its slot until its deadline
-    doc = await run(config("translate", address, "-c", "8", "-n", "20", "--warmup", "0",
-                           "--timeout", "1"))
+    doc = await run(
+        config("translate", address, "-c", "8", "-n", "20", "--warmup", "0", "--timeout", "1")
+    )
     assert doc["sent"] == 20 == doc["succeeded"] + doc["failed"]
     assert doc["errors"]["RESOURCE_EXHAUSTED"] >= 1
     assert "busy" in doc["error_samples"]["RESOURCE_EXHAUSTED"]
@@ -94,8 +103,9 @@ async def test_an_overloaded_service_shows_resource_exhausted_instead_of_hanging
 async def test_a_refused_worker_waits_the_servers_retry_hint_before_trying_again(fake):
     address, servicer = fake
     servicer.hold = True
-    doc = await run(config("translate", address, "-c", "8", "-d", "1", "--warmup", "0",
-                           "--timeout", "1"))
+    doc = await run(
+        config("translate", address, "-c", "8", "-d", "1", "--warmup", "0", "--timeout", "1")
+    )
     # The runtime's hint is at least 100 ms: each worker starts at most 11 requests in 1 s
     # (a hot loop sends thousands).
     assert 1 <= doc["errors"]["RESOURCE_EXHAUSTED"] <= 8 * 11
@@ -117,8 +127,9 @@ async def test_the_max_duration_cap_cancels_calls_in_flight_and_counts_them(fake
 @pytest.mark.parametrize("fake", [("tts",)], indirect=True)
 async def test_the_max_requests_cap_stops_the_run(fake):
     address, servicer = fake
-    doc = await run(config("tts", address, "-c", "2", "-d", "60", "--warmup", "0",
-                           "--max-requests", "7"))
+    doc = await run(
+        config("tts", address, "-c", "2", "-d", "60", "--warmup", "0", "--max-requests", "7")
+    )
     assert doc["stopped_by"] == "the max-requests cap"
     assert doc["sent"] == 7 == servicer.calls
 
@@ -127,8 +138,24 @@ async def test_the_max_requests_cap_stops_the_run(fake):
 async def test_open_loop_keeps_arriving_and_skips_past_max_in_flight(fake):
     address, servicer = fake
     servicer.hold = True
-    doc = await run(config("tts", address, "--rate", "50", "--arrivals", "uniform", "-d", "0.5",
-                           "--warmup", "0", "--timeout", "0.3", "--max-in-flight", "3"))
+    doc = await run(
+        config(
+            "tts",
+            address,
+            "--rate",
+            "50",
+            "--arrivals",
+            "uniform",
+            "-d",
+            "0.5",
+            "--warmup",
+            "0",
+            "--timeout",
+            "0.3",
+            "--max-in-flight",
+            "3",
+        )
+    )
     assert doc["skipped"] > 0
     assert doc["sent"] >= 3 and doc["sent"] == doc["failed"]
     assert set(doc["errors"]) == {"DEADLINE_EXCEEDED"}
@@ -149,17 +176,32 @@ async def test_stt_speech_is_resampled_and_unary_mode_works(fake, tmp_path):
     doc = await run(config("stt", address, "-n", "2", "--warmup", "0", *speech_args(tmp_path)))
     assert {f.sample_rate_hz for f in servicer.formats} == {16000}
     assert doc["spans_ms"]["final after speech"]["max"] >= 0
-    unary = await run(config("stt", address, "-n", "2", "--warmup", "0", "--unary",
-                             *speech_args(tmp_path)))
+    unary = await run(
+        config("stt", address, "-n", "2", "--warmup", "0", "--unary", *speech_args(tmp_path))
+    )
     assert unary["succeeded"] == 2 and unary["first_result_ms"] is None
 
 
 @pytest.mark.parametrize("fake", [("translate",)], indirect=True)
 async def test_the_ramp_finds_the_highest_rate_meeting_the_objective(fake):
     address, _ = fake
-    doc = await run(config("translate", address, "--ramp", "--slo", "p99<2s", "--ramp-start",
-                           "4", "--ramp-max-rate", "16", "--step-duration", "0.5",
-                           "--warmup", "0"))
+    doc = await run(
+        config(
+            "translate",
+            address,
+            "--ramp",
+            "--slo",
+            "p99<2s",
+            "--ramp-start",
+            "4",
+            "--ramp-max-rate",
+            "16",
+            "--step-duration",
+            "0.5",
+            "--warmup",
+            "0",
+        )
+    )
     ramp = doc["ramp"]
     assert [s["rate"] for s in ramp["steps"]] == [4, 8, 16]
     assert ramp["best_rate"] == 16 and all(s["passed"] for s in ramp["steps"])
@@ -179,8 +221,12 @@ async def test_the_command_writes_json_and_compares_with_an_earlier_run(fake, tm
     old["latency_ms"]["p99"] = 5000.0
     (tmp_path / "old.json").write_text(json.dumps(old))
     second = tmp_path / "second.json"
-    assert await asyncio.to_thread(milo_cli.main, [
-        *argv, "--compare", str(tmp_path / "old.json"), "--json", str(second)]) == 0
+    assert (
+        await asyncio.to_thread(
+            milo_cli.main, [*argv, "--compare", str(tmp_path / "old.json"), "--json", str(second)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "compared with" in out and "errors UNAVAILABLE" in out
     new = json.loads(second.read_text())
@@ -209,8 +255,9 @@ async def test_a_bad_payload_file_is_a_usage_error(fake, tmp_path, capsys):
     address, servicer = fake
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "robot", "content": "hi"}]}\n')
-    rc = await asyncio.to_thread(milo_cli.main, ["loadtest", "llm", "-a", address,
-                                                 "--payload", str(bad)])
+    rc = await asyncio.to_thread(
+        milo_cli.main, ["loadtest", "llm", "-a", address, "--payload", str(bad)]
+    )
     assert rc == 2
     assert "each message needs a role" in capsys.readouterr().err
     assert servicer.calls == 0
@@ -226,8 +273,7 @@ async def test_reflection_resolves_a_method_name_as_ghz_asks(fake):
     async def lookup(symbol: str) -> reflection_pb2.ServerReflectionResponse:
         async with grpc.aio.insecure_channel(address) as channel:
             call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
-            await call.write(reflection_pb2.ServerReflectionRequest(
-                file_containing_symbol=symbol))
+            await call.write(reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol))
             reply = await call.read()
             await call.done_writing()
             return reply

@@ -22,8 +22,15 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from stack import DemoStack
 
 ROOT = Path(__file__).resolve().parents[2]
-LONG_TEXT = " ".join(["Manao ahoana ianao, ry namana malala?", "Te hividy vary aho anio.",
-                      "Aiza ny tsena akaiky indrindra?", "Misaotra betsaka tompoko."] * 6)
+LONG_TEXT = " ".join(
+    [
+        "Manao ahoana ianao, ry namana malala?",
+        "Te hividy vary aho anio.",
+        "Aiza ny tsena akaiky indrindra?",
+        "Misaotra betsaka tompoko.",
+    ]
+    * 6
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,8 @@ def stack(demo_stack: DemoStack) -> DemoStack:
 
 async def loadtest(target: str, address: str, *argv: str) -> dict:
     args = milo_cli.build_parser().parse_args(
-        ["loadtest", target, "-a", address, "--warmup", "0", "--timeout", "60", *argv])
+        ["loadtest", target, "-a", address, "--warmup", "0", "--timeout", "60", *argv]
+    )
     async with asyncio.timeout(120):
         return await run_loadtest(build_config(args, {}))
 
@@ -52,12 +60,15 @@ def mg_to_fr(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("target", "argv"), [
-    ("translate", ["-n", "8", "-c", "4"]),
-    ("llm", ["-n", "4", "-c", "2", "--max-tokens", "16"]),
-    ("tts", ["-n", "3", "-c", "2"]),
-    ("stt", ["-n", "3", "-c", "3", "--audio-pace", "2"]),
-])
+@pytest.mark.parametrize(
+    ("target", "argv"),
+    [
+        ("translate", ["-n", "8", "-c", "4"]),
+        ("llm", ["-n", "4", "-c", "2", "--max-tokens", "16"]),
+        ("tts", ["-n", "3", "-c", "2"]),
+        ("stt", ["-n", "3", "-c", "3", "--audio-pace", "2"]),
+    ],
+)
 async def test_a_short_run_against_the_service_completes(stack, target, argv, mg_to_fr):
     svc = stack.service(target)
     if target == "translate":  # one direction; both at once: the test below
@@ -73,9 +84,16 @@ async def test_a_short_run_against_the_service_completes(stack, target, argv, mg
 async def test_translate_mixing_both_directions_under_concurrency_never_fails(stack, tmp_path):
     mixed = tmp_path / "mixed.jsonl"
     pairs = zip(MALAGASY_SENTENCES, FRENCH_SENTENCES, strict=False)
-    mixed.write_text("".join(json.dumps({"text": mg, "source": "mg", "target": "fr"}) + "\n"
-                             + json.dumps({"text": fr, "source": "fr", "target": "mg"}) + "\n"
-                             for mg, fr in pairs), encoding="utf-8")
+    mixed.write_text(
+        "".join(
+            json.dumps({"text": mg, "source": "mg", "target": "fr"})
+            + "\n"
+            + json.dumps({"text": fr, "source": "fr", "target": "mg"})
+            + "\n"
+            for mg, fr in pairs
+        ),
+        encoding="utf-8",
+    )
     svc = stack.service("translate")
     doc = await loadtest("translate", svc.address, "-n", "300", "-c", "4", "--payload", str(mixed))
     assert doc["errors"] == {}  # once failed: batches mixing directions broke the vocabulary map
@@ -84,10 +102,35 @@ async def test_translate_mixing_both_directions_under_concurrency_never_fails(st
 def test_milo_loadtest_against_the_gateway_over_the_demo_stack(stack):
     gateway = stack.service("gateway")
     out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "loadtest", "gateway", "-a", gateway.address,
-         "-n", "2", "-c", "2", "--warmup", "0", "--max-tokens", "12", "--audio-pace", "2",
-         "--timeout", "90", "--json", "-"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "loadtest",
+            "gateway",
+            "-a",
+            gateway.address,
+            "-n",
+            "2",
+            "-c",
+            "2",
+            "--warmup",
+            "0",
+            "--max-tokens",
+            "12",
+            "--audio-pace",
+            "2",
+            "--timeout",
+            "90",
+            "--json",
+            "-",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert_counts_add_up(doc, 2)
@@ -99,15 +142,18 @@ def test_milo_loadtest_against_the_gateway_over_the_demo_stack(stack):
 async def test_an_overloaded_real_service_answers_resource_exhausted(demo_models, tmp_path):
     payload = tmp_path / "long.txt"
     payload.write_text(LONG_TEXT + "\n")
-    busy = DemoStack(demo_models, {"MILO_TRANSLATE_MAX_CONCURRENCY": "1",
-                                   "MILO_TRANSLATE_MAX_QUEUE": "0"})
+    busy = DemoStack(
+        demo_models, {"MILO_TRANSLATE_MAX_CONCURRENCY": "1", "MILO_TRANSLATE_MAX_QUEUE": "0"}
+    )
     try:
         svc = busy.service("translate")
-        doc = await loadtest("translate", svc.address, "-c", "8", "-n", "24",
-                             "--payload", str(payload))
+        doc = await loadtest(
+            "translate", svc.address, "-c", "8", "-n", "24", "--payload", str(payload)
+        )
         async with grpc.aio.insecure_channel(svc.address) as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest())
+                health_pb2.HealthCheckRequest()
+            )
     finally:
         busy.stop()
     assert doc["sent"] == 24 == doc["succeeded"] + doc["failed"]

@@ -38,11 +38,14 @@ def test_distribution_is_in_milliseconds():
 
 
 def test_summary_counts_add_up_and_latency_covers_successes_only():
-    calls = [Call(0.0, 0.1 * i, first_s=0.01 * i, spans={"tail": 0.05}, units=2)
-             for i in range(1, 11)]
-    calls += [Call(0.5, 0.501, "RESOURCE_EXHAUSTED", message="server busy"),
-              Call(0.5, 0.502, "RESOURCE_EXHAUSTED", message="again"),
-              Call(0.2, 4.0, "DEADLINE_EXCEEDED", message="late")]
+    calls = [
+        Call(0.0, 0.1 * i, first_s=0.01 * i, spans={"tail": 0.05}, units=2) for i in range(1, 11)
+    ]
+    calls += [
+        Call(0.5, 0.501, "RESOURCE_EXHAUSTED", message="server busy"),
+        Call(0.5, 0.502, "RESOURCE_EXHAUSTED", message="again"),
+        Call(0.2, 4.0, "DEADLINE_EXCEEDED", message="late"),
+    ]
     s = summarize(calls, skipped=3)
     assert (s["sent"], s["succeeded"], s["failed"], s["skipped"]) == (13, 10, 3, 3)
     assert s["errors"] == {"RESOURCE_EXHAUSTED": 2, "DEADLINE_EXCEEDED": 1}
@@ -61,11 +64,18 @@ def test_summary_of_nothing():
     assert (s["sent"], s["succeeded"], s["throughput_rps"], s["latency_ms"]) == (0, 0, 0.0, None)
 
 
-def _doc(rps: float, p50: float, p90: float, p99: float, errors: dict[str, int],
-         sent: int = 100) -> dict:
+def _doc(
+    rps: float, p50: float, p90: float, p99: float, errors: dict[str, int], sent: int = 100
+) -> dict:
     failed = sum(errors.values())
-    return {"throughput_rps": rps, "sent": sent, "failed": failed, "errors": errors,
-            "latency_ms": {"p50": p50, "p90": p90, "p99": p99}, "first_result_ms": None}
+    return {
+        "throughput_rps": rps,
+        "sent": sent,
+        "failed": failed,
+        "errors": errors,
+        "latency_ms": {"p50": p50, "p90": p90, "p99": p99},
+        "first_result_ms": None,
+    }
 
 
 def test_compare_reports_each_difference_with_its_direction():
@@ -95,19 +105,23 @@ def test_compare_without_an_old_figure_says_so():
     assert rows["throughput (req/s)"].verdict == "same"
 
 
-@pytest.mark.parametrize(("text", "slo"), [
-    ("p95<500ms", Slo("latency_ms", "p95", 500)),
-    ("p99 <= 1.5s", Slo("latency_ms", "p99", 1500)),
-    ("first.p90<300", Slo("first_result_ms", "p90", 300)),
-    ("ttfr.p50<2s", Slo("first_result_ms", "p50", 2000)),
-    ("latency.max<100ms", Slo("latency_ms", "max", 100)),
-])
+@pytest.mark.parametrize(
+    ("text", "slo"),
+    [
+        ("p95<500ms", Slo("latency_ms", "p95", 500)),
+        ("p99 <= 1.5s", Slo("latency_ms", "p99", 1500)),
+        ("first.p90<300", Slo("first_result_ms", "p90", 300)),
+        ("ttfr.p50<2s", Slo("first_result_ms", "p50", 2000)),
+        ("latency.max<100ms", Slo("latency_ms", "max", 100)),
+    ],
+)
 def test_latency_objectives_parse(text, slo):
     assert parse_slo(text) == slo
 
 
-@pytest.mark.parametrize("text", ["p95>500ms", "p42<10ms", "p95<", "fast", "p95<0ms",
-                                  "tokens.p95<3ms"])
+@pytest.mark.parametrize(
+    "text", ["p95>500ms", "p42<10ms", "p95<", "fast", "p95<0ms", "tokens.p95<3ms"]
+)
 def test_bad_latency_objectives_are_refused_with_an_example(text):
     with pytest.raises(ValueError, match="p95<500ms"):
         parse_slo(text)
@@ -116,8 +130,14 @@ def test_bad_latency_objectives_are_refused_with_an_example(text):
 def _step_summary(rate: float, capacity: float) -> dict:
     """A service that meets 'p95<100ms' up to `capacity` req/s and slows down past it."""
     p95 = 50.0 if rate <= capacity else 50.0 * rate / capacity * 3
-    return {"sent": 10, "succeeded": 10, "failed": 0, "skipped": 0, "throughput_rps": rate,
-            "latency_ms": {"p95": p95}}
+    return {
+        "sent": 10,
+        "succeeded": 10,
+        "failed": 0,
+        "skipped": 0,
+        "throughput_rps": rate,
+        "latency_ms": {"p95": p95},
+    }
 
 
 async def test_ramp_doubles_then_bisects_to_the_highest_passing_rate():

@@ -36,18 +36,32 @@ def _tiny_whisper(dest: Path) -> Path:
     tokenizer.save_pretrained(str(dest))
     transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(str(dest))
     config = transformers.WhisperConfig(
-        vocab_size=WHISPER_TINY_EN_VOCAB, d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-        decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
-        max_target_positions=448, pad_token_id=50256, bos_token_id=50256,
-        eos_token_id=50256, decoder_start_token_id=50257,
-    )  # fmt: skip
+        vocab_size=WHISPER_TINY_EN_VOCAB,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=50256,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        decoder_start_token_id=50257,
+    )
     torch.manual_seed(0)
     model = transformers.WhisperForConditionalGeneration(config)
     model.generation_config = transformers.GenerationConfig(
-        decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-        suppress_tokens=[], begin_suppress_tokens=[220, 50256], max_length=448,
-    )  # fmt: skip
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        suppress_tokens=[],
+        begin_suppress_tokens=[220, 50256],
+        max_length=448,
+    )
     model.save_pretrained(str(dest))
     return dest
 
@@ -80,12 +94,22 @@ def hub(fake_hub: FakeHub, hub_repos: dict[str, Path], tmp_path: Path) -> Hub:
 
 def test_select_repo_files_prefers_safetensors_and_skips_the_rest() -> None:
     files = [
-        "config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "README.md",
-        "onnx/encoder.onnx", "sentencepiece.bpe.model", "merges.txt", "trainer_state.json",
-    ]  # fmt: skip
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "tf_model.h5",
+        "README.md",
+        "onnx/encoder.onnx",
+        "sentencepiece.bpe.model",
+        "merges.txt",
+        "trainer_state.json",
+    ]
     assert fetch.select_repo_files(files) == [
-        "config.json", "merges.txt", "model.safetensors", "sentencepiece.bpe.model",
-    ]  # fmt: skip
+        "config.json",
+        "merges.txt",
+        "model.safetensors",
+        "sentencepiece.bpe.model",
+    ]
     assert "pytorch_model.bin" in fetch.select_repo_files(["config.json", "pytorch_model.bin"])
 
 

@@ -24,9 +24,18 @@ def test_real_models_are_flagged_non_commercial(demo_models: Path, tmp_path: Pat
     root = tmp_path / "models"
     shutil.copytree(demo_models / "translate", root / "translate")
     shutil.copytree(demo_models / "tts", root / "tts")
-    (root / "manifest.json").write_text(json.dumps({
-        "translate": {"id": "facebook/nllb-200-distilled-600M", "quantization": "int8_float16"},
-        "tts": {"id": "/home/me/mms-tts-mlg-finetuned"}}), "utf-8")
+    (root / "manifest.json").write_text(
+        json.dumps(
+            {
+                "translate": {
+                    "id": "facebook/nllb-200-distilled-600M",
+                    "quantization": "int8_float16",
+                },
+                "tts": {"id": "/home/me/mms-tts-mlg-finetuned"},
+            }
+        ),
+        "utf-8",
+    )
     (root / "tts" / "README.md").unlink(missing_ok=True)
     (root / "tts" / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# voice\n", "utf-8")
     rows = {r.component: r for r in list_models(root)}

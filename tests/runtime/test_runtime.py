@@ -137,8 +137,10 @@ async def test_over_admission_gets_resource_exhausted_with_retry_hint(host):
     service: ToyService = host.service
     async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as ch:
         stub = translate_pb2_grpc.TranslatorStub(ch)
-        hold, q = translate_pb2.TranslateRequest(texts=["hold"]), translate_pb2.TranslateRequest(
-            texts=["q r"])
+        hold, q = (
+            translate_pb2.TranslateRequest(texts=["hold"]),
+            translate_pb2.TranslateRequest(texts=["q r"]),
+        )
         running = asyncio.ensure_future(stub.Translate(hold))
         await wait_until(lambda: service.entered == 1)
         queued = asyncio.ensure_future(stub.Translate(q))
@@ -157,11 +159,17 @@ async def test_over_admission_gets_resource_exhausted_with_retry_hint(host):
 
 def test_sigterm_drains_in_flight_call_and_goes_not_serving(tmp_path):
     """The real entry point in its own process: SIGTERM -> NOT_SERVING -> drain -> exit 0."""
-    env = {**os.environ, "MILO_TOY_PORT": "0", "MILO_TOY_HOLD_S": "1.0",
-           "MILO_TOY_HOST": "127.0.0.1", "MILO_TOY_METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "MILO_TOY_PORT": "0",
+        "MILO_TOY_HOLD_S": "1.0",
+        "MILO_TOY_HOST": "127.0.0.1",
+        "MILO_TOY_METRICS_PORT": "0",
+    }
     script = Path(__file__).parent / "toy_service.py"
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         port = _wait_for_port(proc)
         asyncio.run(_drain_check(proc, port))
@@ -192,11 +200,17 @@ async def _drain_check(proc: subprocess.Popen, port: int) -> None:
 
 
 def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load():
-    env = {**os.environ, "MILO_TOY_PORT": "0", "MILO_TOY_LOAD_S": "120",
-           "MILO_TOY_HOST": "127.0.0.1", "MILO_TOY_METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "MILO_TOY_PORT": "0",
+        "MILO_TOY_LOAD_S": "120",
+        "MILO_TOY_HOST": "127.0.0.1",
+        "MILO_TOY_METRICS_PORT": "0",
+    }
     script = Path(__file__).parent / "toy_service.py"
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for_port(proc)
         proc.send_signal(signal.SIGTERM)

@@ -28,16 +28,19 @@ def fake_nvml(fail: bool = False) -> types.ModuleType:
 
 
 def samples(collector: gpu.GpuMemoryCollector) -> dict[str, float]:
-    return {f"{m.name}{{{s.labels['gpu']}}}": s.value
-            for m in collector.collect() for s in m.samples}
+    return {
+        f"{m.name}{{{s.labels['gpu']}}}": s.value for m in collector.collect() for s in m.samples
+    }
 
 
 def test_card_and_process_memory_are_reported(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
     got = samples(gpu.GpuMemoryCollector("tts"))
-    assert got == {"milo_gpu_memory_used_bytes{0}": 6 << 30,
-                   "milo_gpu_memory_total_bytes{0}": 16 << 30,
-                   "milo_gpu_memory_process_bytes{0}": 2 << 30}
+    assert got == {
+        "milo_gpu_memory_used_bytes{0}": 6 << 30,
+        "milo_gpu_memory_total_bytes{0}": 16 << 30,
+        "milo_gpu_memory_process_bytes{0}": 2 << 30,
+    }
 
 
 def test_no_driver_means_no_metrics_and_no_error(monkeypatch):

@@ -35,17 +35,22 @@ def speak(text: str, path: Path) -> Path:
 
 
 def sox(src: Path, dest: Path, rate: int, channels: int = 1) -> Path:
-    subprocess.run(["sox", str(src), "-r", str(rate), "-c", str(channels), str(dest)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["sox", str(src), "-r", str(rate), "-c", str(channels), str(dest)],
+        check=True,
+        capture_output=True,
+    )
     return dest
 
 
 def raw(src: Path, rate: int, channels: int = 1, encoding: int = S16) -> bytes:
     """Raw interleaved PCM of a file, converted by sox."""
-    kind = ["-e", "signed", "-b", "16"] if encoding == S16 else ["-e", "floating-point",
-                                                                  "-b", "32"]
-    out = subprocess.run(["sox", str(src), "-t", "raw", "-r", str(rate), "-c", str(channels),
-                          *kind, "-L", "-"], check=True, capture_output=True)
+    kind = ["-e", "signed", "-b", "16"] if encoding == S16 else ["-e", "floating-point", "-b", "32"]
+    out = subprocess.run(
+        ["sox", str(src), "-t", "raw", "-r", str(rate), "-c", str(channels), *kind, "-L", "-"],
+        check=True,
+        capture_output=True,
+    )
     return out.stdout
 
 
@@ -85,19 +90,23 @@ def pcm_format(rate: int = RATE, channels: int = 1, encoding: int = S16) -> audi
     return audio_pb2.AudioFormat(encoding=encoding, sample_rate_hz=rate, channels=channels)
 
 
-def stream_config(fmt: audio_pb2.AudioFormat | None = None, partials: bool = False,
-                  **kw: object) -> stt_pb2.StreamingRecognizeRequest:
+def stream_config(
+    fmt: audio_pb2.AudioFormat | None = None, partials: bool = False, **kw: object
+) -> stt_pb2.StreamingRecognizeRequest:
     config = stt_pb2.StreamingConfig(format=fmt or pcm_format(), partial_results=partials, **kw)
     return stt_pb2.StreamingRecognizeRequest(config=config)
 
 
 def chunks(data: bytes, size: int) -> list[stt_pb2.StreamingRecognizeRequest]:
-    return [stt_pb2.StreamingRecognizeRequest(audio=data[i:i + size])
-            for i in range(0, len(data), size)]
+    return [
+        stt_pb2.StreamingRecognizeRequest(audio=data[i : i + size])
+        for i in range(0, len(data), size)
+    ]
 
 
-async def stream(stub, config: stt_pb2.StreamingRecognizeRequest, data: bytes,
-                 chunk_bytes: int = 640) -> list[stt_pb2.StreamingRecognizeResponse]:
+async def stream(
+    stub, config: stt_pb2.StreamingRecognizeRequest, data: bytes, chunk_bytes: int = 640
+) -> list[stt_pb2.StreamingRecognizeResponse]:
     """Send the config and the audio in chunks (20 ms of 16 kHz s16le by default) while
     reading every response; returns them all once the server ends the stream."""
     call = stub.StreamingRecognize()
@@ -164,8 +173,13 @@ class FakeEngine:
     device = "cpu"
     compute_type = "int8"
 
-    def __init__(self, multilingual: bool = False, texts: dict[float, str] | None = None,
-                 no_speech_prob: float = 0.01, avg_logprob: float = -0.2) -> None:
+    def __init__(
+        self,
+        multilingual: bool = False,
+        texts: dict[float, str] | None = None,
+        no_speech_prob: float = 0.01,
+        avg_logprob: float = -0.2,
+    ) -> None:
         self.multilingual = multilingual
         self.languages = ("en", "fr", "mg") if multilingual else ("en",)
         self.texts = texts or {}
@@ -183,8 +197,15 @@ class FakeEngine:
         tokens = text.split()
         step = seconds / max(len(tokens), 1)
         words = tuple(Word(w, i * step, (i + 1) * step, 0.9) for i, w in enumerate(tokens))
-        segment = Segment(text, 0.0, seconds, self.avg_logprob, self.no_speech_prob, 1.2,
-                          words if options.word_timestamps else ())
+        segment = Segment(
+            text,
+            0.0,
+            seconds,
+            self.avg_logprob,
+            self.no_speech_prob,
+            1.2,
+            words if options.word_timestamps else (),
+        )
         return Transcript((segment,), options.language, seconds)
 
     def load(self) -> None:

@@ -45,7 +45,7 @@ def test_chunked_conversion_equals_whole(clip):
     data = raw(clip, 44_100, 2)
     whole = decode_clip(data, AudioSpec("s16le", 44_100, 2), LIMIT)
     converter = PcmConverter(AudioSpec("s16le", 44_100, 2))
-    parts = [converter.convert(data[i:i + 1001]) for i in range(0, len(data), 1001)]  # odd sizes
+    parts = [converter.convert(data[i : i + 1001]) for i in range(0, len(data), 1001)]  # odd sizes
     chunked = np.concatenate([*parts, converter.flush()])
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
 
@@ -58,18 +58,27 @@ def test_encoded_files_are_detected_and_decoded(clip, tmp_path, suffix):
     assert dominant_hz(audio) == pytest.approx(440, abs=2)
 
 
-@pytest.mark.parametrize(("data", "spec", "message"), [
-    (b"", AudioSpec(), "audio is empty"),
-    (b"\x00\x01garbage" * 50, AudioSpec(), "could not decode"),
-    (b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64), AudioSpec("s16le", 16_000, 1),
-     "says raw PCM s16le but the data is a WAV"),
-    (b"OggS" + bytes(100), AudioSpec("wav"), "says WAV but the data is an Ogg file"),
-    (bytes(101), AudioSpec("s16le", 16_000, 1), "ends in the middle of a frame"),
-    (bytes(100), AudioSpec("s16le", 16_000, 0), "channels between 1 and 16"),
-    (bytes(100), AudioSpec("s16le", 0, 1), "sample_rate_hz between"),
-    (np.full(100, 1e6, np.float32).tobytes(), AudioSpec("f32le", 16_000, 1),
-     "not float samples"),
-])
+@pytest.mark.parametrize(
+    ("data", "spec", "message"),
+    [
+        (b"", AudioSpec(), "audio is empty"),
+        (b"\x00\x01garbage" * 50, AudioSpec(), "could not decode"),
+        (
+            b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64),
+            AudioSpec("s16le", 16_000, 1),
+            "says raw PCM s16le but the data is a WAV",
+        ),
+        (b"OggS" + bytes(100), AudioSpec("wav"), "says WAV but the data is an Ogg file"),
+        (bytes(101), AudioSpec("s16le", 16_000, 1), "ends in the middle of a frame"),
+        (bytes(100), AudioSpec("s16le", 16_000, 0), "channels between 1 and 16"),
+        (bytes(100), AudioSpec("s16le", 0, 1), "sample_rate_hz between"),
+        (
+            np.full(100, 1e6, np.float32).tobytes(),
+            AudioSpec("f32le", 16_000, 1),
+            "not float samples",
+        ),
+    ],
+)
 def test_bad_audio_is_invalid_argument_with_a_reason(data, spec, message):
     with pytest.raises(InvalidArgument, match=message):
         decode_clip(data, spec, LIMIT)
@@ -93,15 +102,19 @@ def encode_with_av(container: str, codec: str, rate: int) -> bytes:
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(
             (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)[None],
-            format="flt", layout="mono")
+            format="flt",
+            layout="mono",
+        )
         frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("container", "codec", "rate"), [
-    ("webm", "libopus", 48_000), ("ogg", "libopus", 48_000), ("mp3", "libmp3lame", 44_100)])
+@pytest.mark.parametrize(
+    ("container", "codec", "rate"),
+    [("webm", "libopus", 48_000), ("ogg", "libopus", 48_000), ("mp3", "libmp3lame", 44_100)],
+)
 def test_compressed_browser_and_phone_formats_decode(container, codec, rate):
     import av
 
@@ -133,8 +146,14 @@ def float_file(container: str, codec: str, bad: float, rate: int = 16_000) -> by
 
 # Containers that can carry float samples: WAV (format tag 3, 32 and 64 bit), AIFF-C,
 # Matroska, CAF, Sun AU. FLAC is integer only; lossy codecs cannot carry a NaN through.
-FLOAT_CONTAINERS = [("wav", "pcm_f32le"), ("wav", "pcm_f64le"), ("aiff", "pcm_f32be"),
-                    ("matroska", "pcm_f32le"), ("caf", "pcm_f32le"), ("au", "pcm_f32be")]
+FLOAT_CONTAINERS = [
+    ("wav", "pcm_f32le"),
+    ("wav", "pcm_f64le"),
+    ("aiff", "pcm_f32be"),
+    ("matroska", "pcm_f32le"),
+    ("caf", "pcm_f32le"),
+    ("au", "pcm_f32be"),
+]
 
 
 @pytest.mark.parametrize(("container", "codec"), FLOAT_CONTAINERS)

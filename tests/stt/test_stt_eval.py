@@ -24,8 +24,9 @@ HYPOTHESES = {1.0: "hello world", 1.5: "manao ahoana tompo", 2.0: "an ny trano"}
 
 @pytest.fixture
 async def address(tmp_path):
-    settings = SttSettings(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
-                           model_dir=tmp_path)
+    settings = SttSettings(
+        host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, model_dir=tmp_path
+    )
     engine = FakeEngine(texts=HYPOTHESES)
     host = ServiceHost(make_service(settings, engine, EnergyDetector), settings)
     await host.start()
@@ -67,14 +68,18 @@ async def test_text_report_prints_wer_cer_and_the_worst_utterance(address, manif
 
 
 async def test_bad_manifest_and_unreachable_service_exit_nonzero_with_a_reason(
-        address, manifest, tmp_path, capsys):
+    address, manifest, tmp_path, capsys
+):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio": "nowhere.wav", "text": "x"}\n')
     assert await eval_stt("--manifest", str(bad), "--address", address) == 2
     assert "nowhere.wav not found" in capsys.readouterr().err
-    assert await eval_stt("--manifest", str(manifest), "--address", "127.0.0.1:9",
-                          "--timeout", "1") == 1
+    assert (
+        await eval_stt("--manifest", str(manifest), "--address", "127.0.0.1:9", "--timeout", "1")
+        == 1
+    )
     assert "127.0.0.1:9 answered" in capsys.readouterr().err
-    assert await eval_stt("--manifest", str(manifest), "--address", address,
-                          "--language", "fr") == 1
+    assert (
+        await eval_stt("--manifest", str(manifest), "--address", address, "--language", "fr") == 1
+    )
     assert "English-only" in capsys.readouterr().err

@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from stt_support import EnergyDetector, silence, tone
 
 MS = 16  # samples per millisecond
-PARAMS = VadParams(threshold=0.5, min_speech_ms=256, min_silence_ms=384, speech_pad_ms=64,
-                   max_utterance_ms=30_000)
+PARAMS = VadParams(
+    threshold=0.5, min_speech_ms=256, min_silence_ms=384, speech_pad_ms=64, max_utterance_ms=30_000
+)
 
 
 def run(endpointer: Endpointer, probs: list[float]) -> list[tuple[int, object]]:
@@ -58,16 +59,15 @@ def test_short_dips_do_not_end_an_utterance_and_hysteresis_keeps_state():
     between = [0.4] * 30  # between neg_threshold (0.35) and threshold: no change
     probs = [0.9] * 10 + dip + [0.9] * 5 + between + [0.0] * 20
     endpointer = Endpointer(PARAMS)
-    events = run(endpointer, probs[:10 + len(dip)])
+    events = run(endpointer, probs[: 10 + len(dip)])
     assert endpointer.speaking and endpointer.pausing
-    events += run(endpointer, probs[10 + len(dip):])
+    events += run(endpointer, probs[10 + len(dip) :])
     assert [type(b) for _, b in events] == [SpeechStart, SpeechEnd]
     assert events[1][1].sample == (10 + len(dip) + 5 + 30) * WINDOW + 64 * MS
 
 
 def test_long_speech_is_cut_at_max_utterance_and_resumes_contiguously():
-    params = VadParams(min_speech_ms=0, min_silence_ms=384, speech_pad_ms=0,
-                       max_utterance_ms=1_024)
+    params = VadParams(min_speech_ms=0, min_silence_ms=384, speech_pad_ms=0, max_utterance_ms=1_024)
     events = run(Endpointer(params), [0.9] * windows(3_000))
     ends = [b for _, b in events if isinstance(b, SpeechEnd)]
     starts = [b for _, b in events if isinstance(b, SpeechStart)]
@@ -103,27 +103,41 @@ def test_speech_spans_of_a_clip_with_two_bursts():
     assert speech_spans(EnergyDetector(), silence(2.0), PARAMS) == []
 
 
-def seg(text: str = "hello", no_speech: float = 0.1, logprob: float = -0.3,
-        ratio: float = 1.2, start: float = 0.0, end: float = 1.0) -> Segment:
+def seg(
+    text: str = "hello",
+    no_speech: float = 0.1,
+    logprob: float = -0.3,
+    ratio: float = 1.2,
+    start: float = 0.0,
+    end: float = 1.0,
+) -> Segment:
     return Segment(text, start, end, logprob, no_speech, ratio)
 
 
-@pytest.mark.parametrize(("segment", "outside", "dropped"), [
-    (seg(), False, False),
-    (seg(no_speech=0.9, logprob=-1.5), False, True),  # Whisper's rule: no speech and unsure
-    (seg(no_speech=0.9, logprob=-0.5), False, False),  # sure of its text: kept
-    (seg(no_speech=0.9, logprob=-0.5), True, True),  # ...unless outside the VAD's speech
-    (seg(ratio=3.0), False, True),  # a loop
-    (seg(text="  "), False, True),
-])
+@pytest.mark.parametrize(
+    ("segment", "outside", "dropped"),
+    [
+        (seg(), False, False),
+        (seg(no_speech=0.9, logprob=-1.5), False, True),  # Whisper's rule: no speech and unsure
+        (seg(no_speech=0.9, logprob=-0.5), False, False),  # sure of its text: kept
+        (seg(no_speech=0.9, logprob=-0.5), True, True),  # ...unless outside the VAD's speech
+        (seg(ratio=3.0), False, True),  # a loop
+        (seg(text="  "), False, True),
+    ],
+)
 def test_hallucination_rules(segment, outside, dropped):
     assert is_hallucination(segment, GuardParams(), outside) is dropped
 
 
 def test_guard_drops_segments_outside_speech_and_counts_them():
-    transcript = Transcript((seg("real", start=0.0, end=1.0),
-                             seg("Thank you.", no_speech=0.7, logprob=-0.8, start=3.0, end=4.0)),
-                            "en", 4.0)
+    transcript = Transcript(
+        (
+            seg("real", start=0.0, end=1.0),
+            seg("Thank you.", no_speech=0.7, logprob=-0.8, start=3.0, end=4.0),
+        ),
+        "en",
+        4.0,
+    )
     kept = apply_guard(transcript, GuardParams(), speech=[(0.0, 1.2)])
     assert kept.text == "real" and kept.dropped == 1
 
@@ -135,22 +149,27 @@ def test_transcript_times_are_clamped_to_the_audio_and_shifted():
     assert t.shifted(2.0).segments[0].words[1].end == pytest.approx(3.2)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Manao ahoana, Tompoko!", "manao ahoana tompoko"),
-    ("an'ny fanahin’ny", "an ny fanahin ny"),  # elisions split, every apostrophe alike
-    ("an' ny", "an ny"),
-    ("tsara-tarehy  izy.", "tsara tarehy izy"),
-    ("Tô ve?", "tô ve"),  # diacritics are spelling
-    ("« Eny » — hoy izy…", "eny hoy izy"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Manao ahoana, Tompoko!", "manao ahoana tompoko"),
+        ("an'ny fanahin’ny", "an ny fanahin ny"),  # elisions split, every apostrophe alike
+        ("an' ny", "an ny"),
+        ("tsara-tarehy  izy.", "tsara tarehy izy"),
+        ("Tô ve?", "tô ve"),  # diacritics are spelling
+        ("« Eny » — hoy izy…", "eny hoy izy"),
+    ],
+)
 def test_normalize_for_malagasy(text, expected):
     assert normalize(text) == expected
 
 
 def test_score_is_corpus_level_after_normalization(tmp_path):
-    items = [Item(tmp_path / "a.wav", "Hello world", 1),
-             Item(tmp_path / "b.wav", "Manao ahoana, tompoko!", 2),
-             Item(tmp_path / "c.wav", "an'ny trano", 3)]
+    items = [
+        Item(tmp_path / "a.wav", "Hello world", 1),
+        Item(tmp_path / "b.wav", "Manao ahoana, tompoko!", 2),
+        Item(tmp_path / "c.wav", "an'ny trano", 3),
+    ]
     report = score(items, ["hello world", "manao ahoana tompo", "an ny trano"], worst=5)
     assert report.wer == pytest.approx(1 / 8)  # one substitution over 2 + 3 + 3 words
     assert report.cer == pytest.approx(2 / 42)  # "tompo" misses 2 of 11 + 20 + 11 chars
@@ -183,6 +202,7 @@ async def test_scheduler_runs_urgent_jobs_before_partials_in_arrival_order():
                 gate.wait(10)
             order.append(name)
             return name
+
         return fn
 
     first = asyncio.ensure_future(scheduler.run(job("first")))
@@ -193,7 +213,11 @@ async def test_scheduler_runs_urgent_jobs_before_partials_in_arrival_order():
     await asyncio.sleep(0)
     gate.set()
     assert await asyncio.gather(first, final_1, final_2, partial_a) == [
-        "first", "final-1", "final-2", "partial-a"]
+        "first",
+        "final-1",
+        "final-2",
+        "partial-a",
+    ]
     assert order == ["first", "final-1", "final-2", "partial-a"]
     scheduler.close()
 

@@ -43,8 +43,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = {}
     for key, voice, text in (("mg", "id", MALAGASY), ("fr", "fr", FRENCH)):
         wav = folder / f"{key}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-w", str(wav), text], check=True, capture_output=True
+        )
         out[key] = raw(wav, 16_000)
     return out
 
@@ -54,9 +55,14 @@ def service(multilingual_models: Path):
     # whisper-base is unsure of Indonesian-voiced Malagasy (avg log prob about -1.4), which
     # would run all six temperature fallbacks of five samples each (90 s on a busy CPU): the
     # test accepts the first decode, since it checks the language path, not the accuracy.
-    env = {"MILO_STT_MODEL_DIR": str(multilingual_models / "stt"), "MILO_STT_LANGUAGE": "mg",
-           "MILO_STT_DEVICE": "cpu", "MILO_STT_BEAM_SIZE": "1",
-           "MILO_STT_LOG_PROB_THRESHOLD": "-20", "MILO_STT_COMPRESSION_RATIO_THRESHOLD": "100"}
+    env = {
+        "MILO_STT_MODEL_DIR": str(multilingual_models / "stt"),
+        "MILO_STT_LANGUAGE": "mg",
+        "MILO_STT_DEVICE": "cpu",
+        "MILO_STT_BEAM_SIZE": "1",
+        "MILO_STT_LOG_PROB_THRESHOLD": "-20",
+        "MILO_STT_COMPRESSION_RATIO_THRESHOLD": "100",
+    }
     with ServiceProcess("services.stt", env=env, prefix="MILO_STT_", startup_timeout=300) as svc:
         yield svc
 
@@ -70,8 +76,9 @@ async def stub(service):
 def pcm(audio: bytes) -> stt_pb2.RecognizeRequest:
     from milo.audio.v1 import audio_pb2
 
-    fmt = audio_pb2.AudioFormat(encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                                sample_rate_hz=16_000, channels=1)
+    fmt = audio_pb2.AudioFormat(
+        encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16_000, channels=1
+    )
     config = stt_pb2.RecognitionConfig(beam_size=1, word_timestamps=False)
     return stt_pb2.RecognizeRequest(config=config, format=fmt, audio=audio)
 

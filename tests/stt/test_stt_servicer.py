@@ -52,8 +52,9 @@ class Stt:
 
 
 async def start(tmp_path: Path, engine: FakeEngine, **kw) -> Stt:
-    settings = SttSettings(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
-                           model_dir=tmp_path, **kw)
+    settings = SttSettings(
+        host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, model_dir=tmp_path, **kw
+    )
     service = make_service(settings, engine=engine, make_detector=EnergyDetector)
     host = ServiceHost(service, settings)
     await host.start()
@@ -64,8 +65,15 @@ async def start(tmp_path: Path, engine: FakeEngine, **kw) -> Stt:
 
 @pytest.fixture
 async def stt(tmp_path):
-    s = await start(tmp_path, FakeEngine(), max_audio_bytes=200_000, vad_min_speech_ms=96,
-                    vad_min_silence_ms=320, vad_speech_pad_ms=96, partial_interval_ms=500)
+    s = await start(
+        tmp_path,
+        FakeEngine(),
+        max_audio_bytes=200_000,
+        vad_min_speech_ms=96,
+        vad_min_silence_ms=320,
+        vad_speech_pad_ms=96,
+        partial_interval_ms=500,
+    )
     yield s
     await s.channel.close()
     await s.host.stop(grace=0)
@@ -73,14 +81,14 @@ async def stt(tmp_path):
 
 
 def pcm_request(audio, **config) -> stt_pb2.RecognizeRequest:
-    return stt_pb2.RecognizeRequest(format=pcm_format(), audio=to_s16(audio),
-                                    config=stt_pb2.RecognitionConfig(**config))
+    return stt_pb2.RecognizeRequest(
+        format=pcm_format(), audio=to_s16(audio), config=stt_pb2.RecognitionConfig(**config)
+    )
 
 
 async def test_describe_says_english_only_and_falls_back_from_mg(stt):
     info = await stt.stub.Describe(stt_pb2.DescribeRequest())
-    assert (info.multilingual, list(info.languages), info.default_language) == (False, ["en"],
-                                                                                 "en")
+    assert (info.multilingual, list(info.languages), info.default_language) == (False, ["en"], "en")
     assert info.model_id == "fake-whisper" and info.model_sample_rate_hz == 16_000
     assert info.max_audio_bytes == 200_000 and info.word_timestamps and info.partial_results
     assert audio_pb2.AUDIO_ENCODING_CONTAINER in info.input_encodings
@@ -100,8 +108,9 @@ async def test_multilingual_model_keeps_mg_and_passes_the_language_explicitly(tm
 
 
 async def test_recognize_returns_text_words_and_durations(stt):
-    reply = await stt.stub.Recognize(pcm_request(np.concatenate(
-        [silence(0.5), tone(1.5), silence(0.5)])))
+    reply = await stt.stub.Recognize(
+        pcm_request(np.concatenate([silence(0.5), tone(1.5), silence(0.5)]))
+    )
     assert reply.text == "hello world" and reply.language == "en"
     assert reply.audio_duration_ms == 2500 and reply.processing_ms > 0
     words = reply.segments[0].words
@@ -120,26 +129,35 @@ async def test_hallucinated_segments_are_dropped(tmp_path):
     s = await start(tmp_path, FakeEngine(no_speech_prob=0.95, avg_logprob=-1.4))
     try:
         assert (await s.stub.Recognize(pcm_request(tone(1.0)))).text == ""
-        responses = await stream(s.stub, stream_config(),
-                                 to_s16(np.concatenate([tone(1.0), silence(1.0)])))
+        responses = await stream(
+            s.stub, stream_config(), to_s16(np.concatenate([tone(1.0), silence(1.0)]))
+        )
         assert [f.text for f in finals(responses)] == [""]  # one final, no invented text
     finally:
         await s.channel.close()
         await s.host.stop(grace=0)
 
 
-@pytest.mark.parametrize(("request_", "message"), [
-    (stt_pb2.RecognizeRequest(audio=b"\x07not audio at all" * 20), "could not decode"),
-    (stt_pb2.RecognizeRequest(audio=b""), "audio is empty"),
-    (stt_pb2.RecognizeRequest(format=pcm_format(), audio=b"RIFF\0\0\0\0WAVEfmt " + bytes(40)),
-     "data is a WAV"),
-    (stt_pb2.RecognizeRequest(audio=bytes(210_000)), "the limit is 200000 bytes"),
-    (pcm_request(tone(0.5), language="xx"), "unknown language code 'xx'"),
-    (pcm_request(tone(0.5), language="fr"), "English-only"),
-    (pcm_request(tone(0.5), beam_size=50), "beam_size must be between 1 and 20"),
-])
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (stt_pb2.RecognizeRequest(audio=b"\x07not audio at all" * 20), "could not decode"),
+        (stt_pb2.RecognizeRequest(audio=b""), "audio is empty"),
+        (
+            stt_pb2.RecognizeRequest(
+                format=pcm_format(), audio=b"RIFF\0\0\0\0WAVEfmt " + bytes(40)
+            ),
+            "data is a WAV",
+        ),
+        (stt_pb2.RecognizeRequest(audio=bytes(210_000)), "the limit is 200000 bytes"),
+        (pcm_request(tone(0.5), language="xx"), "unknown language code 'xx'"),
+        (pcm_request(tone(0.5), language="fr"), "English-only"),
+        (pcm_request(tone(0.5), beam_size=50), "beam_size must be between 1 and 20"),
+    ],
+)
 async def test_bad_recognize_requests_are_invalid_argument_and_server_stays_serving(
-        stt, request_, message):
+    stt, request_, message
+):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stt.stub.Recognize(request_)
     assert err.value.code() == INVALID and message in err.value.details()
@@ -193,15 +211,20 @@ async def test_stream_resamples_44k_stereo_chunks(stt):
     assert kinds(responses) == ["started0", "ended0", "final0"]
 
 
-@pytest.mark.parametrize(("first", "message"), [
-    (stt_pb2.StreamingRecognizeRequest(audio=bytes(640)), "first message must be the "
-                                                             "StreamingConfig"),
-    (stream_config(pcm_format(encoding=audio_pb2.AUDIO_ENCODING_WAV)), "must be raw PCM"),
-    (stream_config(pcm_format(rate=0)), "sample_rate_hz between"),
-    (stream_config(recognition=stt_pb2.RecognitionConfig(language="xx")), "unknown language"),
-    (stream_config(vad=stt_pb2.VadConfig(threshold=1.5)), "vad.threshold must be between"),
-    (stream_config(partial_interval_ms=5), "partial_interval_ms must be between"),
-])
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [
+        (
+            stt_pb2.StreamingRecognizeRequest(audio=bytes(640)),
+            "first message must be the StreamingConfig",
+        ),
+        (stream_config(pcm_format(encoding=audio_pb2.AUDIO_ENCODING_WAV)), "must be raw PCM"),
+        (stream_config(pcm_format(rate=0)), "sample_rate_hz between"),
+        (stream_config(recognition=stt_pb2.RecognitionConfig(language="xx")), "unknown language"),
+        (stream_config(vad=stt_pb2.VadConfig(threshold=1.5)), "vad.threshold must be between"),
+        (stream_config(partial_interval_ms=5), "partial_interval_ms must be between"),
+    ],
+)
 async def test_bad_stream_start_is_invalid_argument(stt, first, message):
     call = stt.stub.StreamingRecognize()
     await call.write(first)
@@ -213,9 +236,10 @@ async def test_bad_stream_start_is_invalid_argument(stt, first, message):
 
 
 async def test_second_config_or_contradicting_audio_mid_stream_is_invalid_argument(stt):
-    for second, message in [(stream_config(), "only once"),
-                            (stt_pb2.StreamingRecognizeRequest(audio=b"OggS" + bytes(60)),
-                             "data is an Ogg file")]:
+    for second, message in [
+        (stream_config(), "only once"),
+        (stt_pb2.StreamingRecognizeRequest(audio=b"OggS" + bytes(60)), "data is an Ogg file"),
+    ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             call = stt.stub.StreamingRecognize()
             await call.write(stream_config())
@@ -262,8 +286,10 @@ async def test_partials_waiting_for_the_model_are_dropped_when_the_utterance_end
 async def test_concurrent_streams_each_get_their_own_finals_in_order(stt):
     one = np.concatenate([tone(0.6), silence(0.6), tone(0.6), silence(0.6)])
     two = np.concatenate([silence(0.3), tone(0.9), silence(0.6)])
-    a, b = await asyncio.gather(stream(stt.stub, stream_config(), to_s16(one)),
-                                stream(stt.stub, stream_config(), to_s16(two)))
+    a, b = await asyncio.gather(
+        stream(stt.stub, stream_config(), to_s16(one)),
+        stream(stt.stub, stream_config(), to_s16(two)),
+    )
     assert kinds(a) == ["started0", "ended0", "final0", "started1", "ended1", "final1"]
     assert kinds(b) == ["started0", "ended0", "final0"]
 

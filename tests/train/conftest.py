@@ -62,11 +62,21 @@ def base_config(model: Path, dataset: Path, output: Path, **overrides):
     from services.train.run import TrainConfig
 
     cfg = TrainConfig(
-        model=str(model), dataset=DatasetSpec(str(dataset), eval_split="train"),
-        output=output, max_steps=STEPS, batch_size=4, grad_accum=2, learning_rate=3e-3,
-        warmup_steps=4, eval_steps=16, save_steps=16, logging_steps=1, seed=7,
-        save_total_limit=2, generation_max_length=16,
-    )  # fmt: skip
+        model=str(model),
+        dataset=DatasetSpec(str(dataset), eval_split="train"),
+        output=output,
+        max_steps=STEPS,
+        batch_size=4,
+        grad_accum=2,
+        learning_rate=3e-3,
+        warmup_steps=4,
+        eval_steps=16,
+        save_steps=16,
+        logging_steps=1,
+        seed=7,
+        save_total_limit=2,
+        generation_max_length=16,
+    )
     return replace(cfg, **overrides)
 
 

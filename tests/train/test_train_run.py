@@ -149,11 +149,20 @@ def test_a_plain_seq2seq_trainer_checkpoint_resumes(reference, tiny_whisper, phr
         splits.train, checker("file_name", "sentence", splits.root, lambda t: 1, 448), "train"
     ).dataset
     args = Seq2SeqTrainingArguments(
-        output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=4,
-        gradient_accumulation_steps=2, learning_rate=3e-3, warmup_steps=4, seed=7,
-        save_steps=2, logging_steps=1, report_to="none", use_cpu=True,
-        remove_unused_columns=False, disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(out),
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        learning_rate=3e-3,
+        warmup_steps=4,
+        seed=7,
+        save_steps=2,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
     collator = SpeechCollator(
         processor, "file_name", "sentence", splits.root, model.config.decoder_start_token_id
     )

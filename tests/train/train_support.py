@@ -12,10 +12,19 @@ from pathlib import Path
 import pytest
 
 PHRASES = (
-    "Manao ahoana", "Misaotra betsaka", "Veloma tompoko", "Tonga soa", "Aiza ny trano",
-    "Inona no vaovao", "Mahafinaritra ahy", "Azafady kely", "Tsara be", "Mandehana aminy",
-    "Rano mangatsiaka", "Omaly maraina",
-)  # fmt: skip
+    "Manao ahoana",
+    "Misaotra betsaka",
+    "Veloma tompoko",
+    "Tonga soa",
+    "Aiza ny trano",
+    "Inona no vaovao",
+    "Mahafinaritra ahy",
+    "Azafady kely",
+    "Tsara be",
+    "Mandehana aminy",
+    "Rano mangatsiaka",
+    "Omaly maraina",
+)
 VOICE = "id"
 # Token ids of the multilingual Whisper vocabulary (51,865 tokens).
 EOT, SOT, NO_TIMESTAMPS = 50257, 50258, 50363
@@ -78,18 +87,33 @@ def build_tiny_whisper(
         str(dest)
     )
     config = transformers.WhisperConfig(
-        vocab_size=vocab_size, d_model=d_model, encoder_layers=layers,
-        decoder_layers=layers, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, num_mel_bins=80,
-        max_source_positions=50 * window_s, max_target_positions=448, pad_token_id=EOT,
-        bos_token_id=EOT, eos_token_id=EOT, decoder_start_token_id=SOT,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=4 * d_model,
+        decoder_ffn_dim=4 * d_model,
+        num_mel_bins=80,
+        max_source_positions=50 * window_s,
+        max_target_positions=448,
+        pad_token_id=EOT,
+        bos_token_id=EOT,
+        eos_token_id=EOT,
+        decoder_start_token_id=SOT,
+    )
     torch.manual_seed(seed)
     model = transformers.WhisperForConditionalGeneration(config)
     model.generation_config = transformers.GenerationConfig(
-        decoder_start_token_id=SOT, eos_token_id=EOT, pad_token_id=EOT, bos_token_id=EOT,
-        suppress_tokens=[], begin_suppress_tokens=[220, EOT], max_length=448,
+        decoder_start_token_id=SOT,
+        eos_token_id=EOT,
+        pad_token_id=EOT,
+        bos_token_id=EOT,
+        suppress_tokens=[],
+        begin_suppress_tokens=[220, EOT],
+        max_length=448,
         no_timestamps_token_id=NO_TIMESTAMPS,
-    )  # fmt: skip
+    )
     model.save_pretrained(str(dest))
     return dest

@@ -71,20 +71,28 @@ def test_batches_in_both_directions_one_after_the_other(engine):
     failed inside CTranslate2 (vector::_M_range_check), until the target codes were put
     in the vocabulary map. Found by the load test."""
     mg, fr = "plt_Latn", "fra_Latn"
-    mixed = [Job("Aiza ny tsena akaiky indrindra?", mg, fr),
-             Job("Le marché ouvre à six heures du matin.", fr, mg),
-             Job("Te hividy vary sy trondro aho anio.", mg, fr),
-             Job("Je voudrais réserver une chambre pour deux nuits.", fr, mg)]  # fmt: skip
-    to_mg = [Job(text, fr, mg) for text in ("Mon fils est malade, nous cherchons un médecin.",
-                                            "Je voudrais réserver une chambre pour deux nuits.",
-                                            "Où se trouve la gare routière ?")]  # fmt: skip
+    mixed = [
+        Job("Aiza ny tsena akaiky indrindra?", mg, fr),
+        Job("Le marché ouvre à six heures du matin.", fr, mg),
+        Job("Te hividy vary sy trondro aho anio.", mg, fr),
+        Job("Je voudrais réserver une chambre pour deux nuits.", fr, mg),
+    ]
+    to_mg = [
+        Job(text, fr, mg)
+        for text in (
+            "Mon fils est malade, nous cherchons un médecin.",
+            "Je voudrais réserver une chambre pour deux nuits.",
+            "Où se trouve la gare routière ?",
+        )
+    ]
     for batch in (mixed, to_mg, mixed[:2], to_mg[:2], [mixed[0]], to_mg):
         assert len(engine.translate(batch, beam_size=1)) == len(batch)
 
 
 def test_the_length_guard_stops_a_runaway_model(model_dir):
-    short = Ct2Engine(EngineConfig(model_dir, threads=1, length=LengthLimit(0.5, 1),
-                                   no_repeat_ngram_size=0))  # fmt: skip
+    short = Ct2Engine(
+        EngineConfig(model_dir, threads=1, length=LengthLimit(0.5, 1), no_repeat_ngram_size=0)
+    )
     short.load()
     outputs = short.translate(jobs(TEXTS), beam_size=1)
     for output in outputs:
@@ -99,8 +107,9 @@ def test_the_length_limit_is_read_from_the_model(engine):
 
 @pytest.mark.parametrize("letters", [251, 600, 2000])
 @pytest.mark.parametrize(("source", "target"), [("plt_Latn", "fra_Latn"), ("fra_Latn", "plt_Latn")])
-def test_an_unbroken_run_past_the_model_limit_is_translated_in_windows(engine, letters, source,
-                                                                       target):  # fmt: skip
+def test_an_unbroken_run_past_the_model_limit_is_translated_in_windows(
+    engine, letters, source, target
+):
     """Regression: 251 letters with no space made CTranslate2 ask for position 512 and fail
     the whole batch ("No position encodings are defined for positions >= 512")."""
     batch = [Job("a" * letters, source, target), *jobs(TEXTS[:3])]
@@ -120,8 +129,9 @@ def service(model_dir: Path):
     assert svc.proc is not None and svc.proc.returncode == 0  # SIGTERM: drained, clean exit
 
 
-def call(service: ServiceProcess, *texts: str, src: str = "mg", tgt: str = "fr",
-         **kw: int) -> pb.TranslateResponse:  # fmt: skip
+def call(
+    service: ServiceProcess, *texts: str, src: str = "mg", tgt: str = "fr", **kw: int
+) -> pb.TranslateResponse:
     with grpc.insecure_channel(service.address) as channel:
         request = pb.TranslateRequest(texts=texts, source_language=src, target_language=tgt, **kw)
         return pb_grpc.TranslatorStub(channel).Translate(request, timeout=60)
@@ -167,8 +177,12 @@ def test_concurrent_callers_are_batched(service):
     async def burst() -> list[pb.TranslateResponse]:
         async with grpc.aio.insecure_channel(service.address) as channel:
             stub = pb_grpc.TranslatorStub(channel)
-            requests = [pb.TranslateRequest(texts=[f"{i} {text}"], source_language="mg",
-                                            target_language="fr") for i, text in enumerate(TEXTS)]
+            requests = [
+                pb.TranslateRequest(
+                    texts=[f"{i} {text}"], source_language="mg", target_language="fr"
+                )
+                for i, text in enumerate(TEXTS)
+            ]
             return await asyncio.gather(*(stub.Translate(r, timeout=60) for r in requests))
 
     before = batch_sentences(service)
@@ -191,11 +205,16 @@ def batch_sentences(service: ServiceProcess) -> tuple[float, float]:
 
 @pytest.mark.parametrize(
     ("texts", "fields", "message"),
-    [([], {}, "texts is empty"), (["a"], {"target_language": "xx"}, "mg (plt_Latn)"),
-     (["a" * 5001], {}, "limit is 5000"), (["a"], {"beam_size": 99}, "beam_size 99")],
-)  # fmt: skip
-def test_bad_input_is_invalid_argument_and_the_service_stays_serving(service, texts, fields,
-                                                                     message):  # fmt: skip
+    [
+        ([], {}, "texts is empty"),
+        (["a"], {"target_language": "xx"}, "mg (plt_Latn)"),
+        (["a" * 5001], {}, "limit is 5000"),
+        (["a"], {"beam_size": 99}, "beam_size 99"),
+    ],
+)
+def test_bad_input_is_invalid_argument_and_the_service_stays_serving(
+    service, texts, fields, message
+):
     request = {"source_language": "mg", "target_language": "fr", **fields}
     with pytest.raises(grpc.RpcError) as err, grpc.insecure_channel(service.address) as channel:
         pb_grpc.TranslatorStub(channel).Translate(pb.TranslateRequest(texts=texts, **request))
@@ -212,8 +231,10 @@ def test_over_long_inputs_never_fail_the_callers_batched_with_them(service, call
         async with grpc.aio.insecure_channel(service.address) as channel:
             stub = pb_grpc.TranslatorStub(channel)
             texts = [("x" * 251 if i % 4 == 0 else TEXTS[i]) for i in range(callers)]
-            requests = [pb.TranslateRequest(texts=[t], source_language=src, target_language=tgt)
-                        for t in texts]
+            requests = [
+                pb.TranslateRequest(texts=[t], source_language=src, target_language=tgt)
+                for t in texts
+            ]
             return await asyncio.gather(*(stub.Translate(r, timeout=60) for r in requests))
 
     replies = asyncio.run(burst())

@@ -41,10 +41,14 @@ class FakeTranslator(pb_grpc.TranslatorServicer):
         if request.source_language == "fr":
             if any("REFUSE" in t for t in request.texts):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cannot translate that")
-            return pb.TranslateResponse(translations=[pb.Translation(text="")
-                                                      for _ in request.texts])
-        return pb.TranslateResponse(translations=[
-            pb.Translation(text=MG_TO_FR[t], truncated="LOOP" in t) for t in request.texts])
+            return pb.TranslateResponse(
+                translations=[pb.Translation(text="") for _ in request.texts]
+            )
+        return pb.TranslateResponse(
+            translations=[
+                pb.Translation(text=MG_TO_FR[t], truncated="LOOP" in t) for t in request.texts
+            ]
+        )
 
 
 @pytest.fixture
@@ -68,15 +72,19 @@ def write_tsv(path: Path) -> Path:
 def test_tsv_and_jsonl_read_the_same_pairs(tmp_path: Path) -> None:
     tsv = read_pairs(write_tsv(tmp_path / "pairs.tsv"))
     jsonl = tmp_path / "pairs.jsonl"
-    jsonl.write_text("".join(json.dumps({"plt_Latn": mg, "fra_Latn": fr}) + "\n"
-                             for mg, fr in PAIRS), "utf-8")
+    jsonl.write_text(
+        "".join(json.dumps({"plt_Latn": mg, "fra_Latn": fr}) + "\n" for mg, fr in PAIRS), "utf-8"
+    )
     assert [(p.mg, p.fr) for p in tsv] == PAIRS == [(p.mg, p.fr) for p in read_pairs(jsonl)]
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    ("only one column\n", "expected Malagasy<TAB>French"),
-    ("", "no sentence pairs"),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("only one column\n", "expected Malagasy<TAB>French"),
+        ("", "no sentence pairs"),
+    ],
+)
 def test_bad_pair_files_name_the_problem(tmp_path: Path, content: str, words: str) -> None:
     path = tmp_path / "bad.tsv"
     path.write_text(content, "utf-8")
@@ -87,8 +95,7 @@ def test_bad_pair_files_name_the_problem(tmp_path: Path, content: str, words: st
 def test_scores_are_exact_for_perfect_and_empty_outputs() -> None:
     refs = [fr for _, fr in PAIRS]
     perfect = score_direction("mg", "fr", refs, [Outcome(r) for r in refs])
-    assert (perfect.bleu, perfect.chrf_pp, perfect.runaway, perfect.dropped) == (100.0, 100.0,
-                                                                                  0, 0)
+    assert (perfect.bleu, perfect.chrf_pp, perfect.runaway, perfect.dropped) == (100.0, 100.0, 0, 0)
     empty = score_direction("fr", "mg", refs, [Outcome("", dropped=True) for _ in refs])
     assert (empty.bleu, empty.chrf_pp, empty.dropped) == (0.0, 0.0, 4)
 
@@ -100,17 +107,33 @@ def test_eval_mt_command_both_directions(fake_server, tmp_path: Path, capsys) ->
     report = json.loads(capsys.readouterr().out)
     assert report["model"]["model_id"] == "fake-nllb"
     by = {(d["source"], d["target"]): d for d in report["directions"]}
-    assert by["mg", "fr"] == {"source": "mg", "target": "fr", "sentences": 4, "bleu": 100.0,
-                              "chrf_pp": 100.0, "runaway": 1, "dropped": 0}
-    assert by["fr", "mg"] == {"source": "fr", "target": "mg", "sentences": 4, "bleu": 0.0,
-                              "chrf_pp": 0.0, "runaway": 0, "dropped": 4}
+    assert by["mg", "fr"] == {
+        "source": "mg",
+        "target": "fr",
+        "sentences": 4,
+        "bleu": 100.0,
+        "chrf_pp": 100.0,
+        "runaway": 1,
+        "dropped": 0,
+    }
+    assert by["fr", "mg"] == {
+        "source": "fr",
+        "target": "mg",
+        "sentences": 4,
+        "bleu": 0.0,
+        "chrf_pp": 0.0,
+        "runaway": 0,
+        "dropped": 4,
+    }
     assert max(fake.batches) <= 3  # the server's max_batch_texts
 
 
 def test_eval_mt_table_and_errors(fake_server, tmp_path: Path, capsys) -> None:
     address, _ = fake_server
-    assert main(["eval", "mt", "--pairs", str(write_tsv(tmp_path / "p.tsv")),
-                 "--address", address]) == 0
+    assert (
+        main(["eval", "mt", "--pairs", str(write_tsv(tmp_path / "p.tsv")), "--address", address])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "mg->fr" in table and "chrF++" in table and "100.00" in table
     assert main(["eval", "mt", "--pairs", str(tmp_path / "missing.tsv")]) == 2

@@ -25,10 +25,20 @@ MILO_CODES = ["plt_Latn", "fra_Latn", "eng_Latn"]
 
 @pytest.mark.parametrize(
     ("code", "model_code"),
-    [("mg", "plt_Latn"), ("fr", "fra_Latn"), ("en", "eng_Latn"), ("MG", "plt_Latn"),
-     ("fr-FR", "fra_Latn"), ("fr_CA", "fra_Latn"), (" en ", "eng_Latn"),
-     ("plt_Latn", "plt_Latn"), ("FRA_LATN", "fra_Latn"), ("sw", "swh_Latn"), ("zh", "zho_Hans")],
-)  # fmt: skip
+    [
+        ("mg", "plt_Latn"),
+        ("fr", "fra_Latn"),
+        ("en", "eng_Latn"),
+        ("MG", "plt_Latn"),
+        ("fr-FR", "fra_Latn"),
+        ("fr_CA", "fra_Latn"),
+        (" en ", "eng_Latn"),
+        ("plt_Latn", "plt_Latn"),
+        ("FRA_LATN", "fra_Latn"),
+        ("sw", "swh_Latn"),
+        ("zh", "zho_Hans"),
+    ],
+)
 def test_iso_and_nllb_codes_resolve_to_the_same_language(code, model_code):
     lang = lookup(code)
     assert lang is not None and lang.model_code == model_code
@@ -66,9 +76,14 @@ def test_catalog_limits_targets_but_not_sources():
 
 @pytest.mark.parametrize(
     ("source", "target", "message"),
-    [("", "fr", "source_language is empty"), ("mg", "", "target_language is empty"),
-     ("mg", "mg", "both mg"), ("plt_Latn", "mg", "both mg"), ("klingon", "fr", "'klingon'")],
-)  # fmt: skip
+    [
+        ("", "fr", "source_language is empty"),
+        ("mg", "", "target_language is empty"),
+        ("mg", "mg", "both mg"),
+        ("plt_Latn", "mg", "both mg"),
+        ("klingon", "fr", "'klingon'"),
+    ],
+)
 def test_bad_pairs_are_invalid_argument_with_a_clear_message(source, target, message):
     with pytest.raises(InvalidArgument, match=message):
         LanguageCatalog(MILO_CODES).resolve_pair(source, target)
@@ -98,14 +113,16 @@ def test_blank_texts_have_no_sentences_and_come_back_unchanged(text):
 
 @pytest.mark.parametrize(
     ("line", "sentences"),
-    [("Bonjour M. Dupont. Ça va ?", ["Bonjour M. Dupont.", "Ça va ?"]),
-     ("« Bonjour ! » dit-il. Puis il part.", ["« Bonjour ! » dit-il.", "Puis il part."]),
-     ("J. R. R. Tolkien a écrit. Fin", ["J. R. R. Tolkien a écrit.", "Fin"]),
-     ("Prix : 3.5 euros. OK… et puis ? Non.", ["Prix : 3.5 euros.", "OK… et puis ?", "Non."]),
-     ("Tonga soa!Veloma", ["Tonga soa!Veloma"]),
-     ("Dr. Rabe sy Mme. Rasoa. Eny.", ["Dr. Rabe sy Mme. Rasoa.", "Eny."]),
-     ("Taona 2024. Andro 5. Vita.", ["Taona 2024.", "Andro 5.", "Vita."])],
-)  # fmt: skip
+    [
+        ("Bonjour M. Dupont. Ça va ?", ["Bonjour M. Dupont.", "Ça va ?"]),
+        ("« Bonjour ! » dit-il. Puis il part.", ["« Bonjour ! » dit-il.", "Puis il part."]),
+        ("J. R. R. Tolkien a écrit. Fin", ["J. R. R. Tolkien a écrit.", "Fin"]),
+        ("Prix : 3.5 euros. OK… et puis ? Non.", ["Prix : 3.5 euros.", "OK… et puis ?", "Non."]),
+        ("Tonga soa!Veloma", ["Tonga soa!Veloma"]),
+        ("Dr. Rabe sy Mme. Rasoa. Eny.", ["Dr. Rabe sy Mme. Rasoa.", "Eny."]),
+        ("Taona 2024. Andro 5. Vita.", ["Taona 2024.", "Andro 5.", "Vita."]),
+    ],
+)
 def test_sentence_boundaries(line, sentences):
     assert split_sentences(line) == sentences
 
@@ -136,14 +153,16 @@ def test_length_limit_is_relative_to_the_input():
 
 @pytest.mark.parametrize(
     ("text", "expected", "cut"),
-    [("a b c d", "a b c d", False),
-     ("a b b b c", "a b b b c", False),  # three times is still text
-     ("a b b b b c", "a b", True),
-     ("x de la de la de la y", "x de la", True),
-     ("x de la de la y", "x de la de la y", False),
-     ("p q r s t u p q r s t u p q r s t u", "p q r s t u", True),
-     ("", "", False)],
-)  # fmt: skip
+    [
+        ("a b c d", "a b c d", False),
+        ("a b b b c", "a b b b c", False),  # three times is still text
+        ("a b b b b c", "a b", True),
+        ("x de la de la de la y", "x de la", True),
+        ("x de la de la y", "x de la de la y", False),
+        ("p q r s t u p q r s t u p q r s t u", "p q r s t u", True),
+        ("", "", False),
+    ],
+)
 def test_loops_are_trimmed_after_their_first_copy(text, expected, cut):
     assert trim_loop(text.split()) == (expected.split(), cut)
 
@@ -151,8 +170,25 @@ def test_loops_are_trimmed_after_their_first_copy(text, expected, cut):
 # --- vocabulary restriction --------------------------------------------------------------
 
 
-VOCAB = ["<s>", "<pad>", "</s>", "<unk>", "▁Salama", "▁été", "▁ñy", "▁Привет", "▁你好", "▁ø",
-         "▁42", "!", "«", "plt_Latn", "fra_Latn", "<mask>", "▁straße"]  # fmt: skip
+VOCAB = [
+    "<s>",
+    "<pad>",
+    "</s>",
+    "<unk>",
+    "▁Salama",
+    "▁été",
+    "▁ñy",
+    "▁Привет",
+    "▁你好",
+    "▁ø",
+    "▁42",
+    "!",
+    "«",
+    "plt_Latn",
+    "fra_Latn",
+    "<mask>",
+    "▁straße",
+]
 
 
 def test_output_vocabulary_keeps_target_alphabets_and_drops_specials():
@@ -237,8 +273,9 @@ def test_cache_skips_long_sentences_and_size_zero():
 # --- nothing to translate, model limits, failure isolation ------------------------------
 
 
-@pytest.mark.parametrize("segment_text", ["...", "?", "!?", "42", "3,14 %", "😀", "👍🏽 🎉",
-                                          "— 1 —", "#", "(...)"])
+@pytest.mark.parametrize(
+    "segment_text", ["...", "?", "!?", "42", "3,14 %", "😀", "👍🏽 🎉", "— 1 —", "#", "(...)"]
+)
 def test_segments_without_letters_have_nothing_to_translate(segment_text):
     assert not has_words(segment_text)
 
@@ -248,8 +285,10 @@ def test_segments_with_letters_in_any_script_are_translated(segment_text):
     assert has_words(segment_text)
 
 
-@pytest.mark.parametrize(("positions", "inputs", "outputs"),
-                         [(512, 256, 510), (1024, 256, 1022), (100, 98, 98), (None, 256, 1 << 30)])
+@pytest.mark.parametrize(
+    ("positions", "inputs", "outputs"),
+    [(512, 256, 510), (1024, 256, 1022), (100, 98, 98), (None, 256, 1 << 30)],
+)
 def test_lengths_are_clamped_to_the_model_positions(positions, inputs, outputs):
     assert input_and_decoding_limits(256, positions) == (inputs, outputs)
 

@@ -98,9 +98,13 @@ async def served(tmp_path) -> AsyncIterator[Served]:
 @contextlib.asynccontextmanager
 async def serve(tmp_path: Path, **overrides) -> AsyncIterator[Served]:
     settings = TranslateSettings(
-        host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0,
-        model_dir=tmp_path, **overrides,
-    )  # fmt: skip
+        host="127.0.0.1",
+        port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        model_dir=tmp_path,
+        **overrides,
+    )
     engine = FakeEngine()
     service = make_service(settings, engine=engine)
     host = ServiceHost(service, settings)
@@ -180,8 +184,10 @@ async def test_concurrent_callers_share_one_engine_call_and_get_their_own_result
     first = asyncio.ensure_future(served.translate("Voalohany."))
     await wait_until(lambda: len(engine.calls) == 1)
     texts = [f"Mpanjifa {i}. Fehezanteny faharoa {i}." for i in range(8)]
-    calls = [asyncio.ensure_future(served.translate(t, tgt=("fr", "en")[i % 2]))
-             for i, t in enumerate(texts)]  # fmt: skip
+    calls = [
+        asyncio.ensure_future(served.translate(t, tgt=("fr", "en")[i % 2]))
+        for i, t in enumerate(texts)
+    ]
     await wait_until(lambda: served.queued == 16)
     engine.release.set()
     replies = await asyncio.gather(*calls)
@@ -232,8 +238,9 @@ async def test_different_beam_sizes_go_in_separate_engine_calls(served):
     engine.release.clear()
     first = asyncio.ensure_future(served.translate("Voalohany."))
     await wait_until(lambda: len(engine.calls) == 1)
-    calls = [asyncio.ensure_future(served.translate(f"T{i}.", beam_size=2 + i % 2))
-             for i in range(4)]  # fmt: skip
+    calls = [
+        asyncio.ensure_future(served.translate(f"T{i}.", beam_size=2 + i % 2)) for i in range(4)
+    ]
     await wait_until(lambda: served.queued == 4)
     engine.release.set()
     await asyncio.gather(first, *calls)
@@ -243,12 +250,14 @@ async def test_different_beam_sizes_go_in_separate_engine_calls(served):
 async def test_a_cancelled_caller_leaves_the_batch_and_the_others_get_their_results(served):
     engine = served.engine
     engine.release.clear()
-    running = served.stub.Translate(pb.TranslateRequest(texts=["Mandeha."], source_language="mg",
-                                                        target_language="fr"))  # fmt: skip
+    running = served.stub.Translate(
+        pb.TranslateRequest(texts=["Mandeha."], source_language="mg", target_language="fr")
+    )
     await wait_until(lambda: len(engine.calls) == 1)
     waiting = [asyncio.ensure_future(served.translate(f"Miandry {i}.")) for i in range(3)]
-    gone = served.stub.Translate(pb.TranslateRequest(texts=["Lasa."], source_language="mg",
-                                                     target_language="fr"))  # fmt: skip
+    gone = served.stub.Translate(
+        pb.TranslateRequest(texts=["Lasa."], source_language="mg", target_language="fr")
+    )
     await wait_until(lambda: served.queued == 4)
     gone.cancel()
     running.cancel()  # its batch is already in the engine: its result is dropped
@@ -305,8 +314,13 @@ async def test_segments_with_nothing_to_translate_come_back_unchanged(served):
     texts = ["...", "?", "😀", "42", "Salama... Veloma!", "Eny. 42. ?"]
     reply = await served.translate(*texts)
     assert [t.text for t in reply.translations] == [
-        "...", "?", "😀", "42", f"{expected('Salama...')} {expected('Veloma!')}",
-        f"{expected('Eny.')} 42. ?"]
+        "...",
+        "?",
+        "😀",
+        "42",
+        f"{expected('Salama...')} {expected('Veloma!')}",
+        f"{expected('Eny.')} 42. ?",
+    ]
     sent = [j.text for jobs, _ in served.engine.calls for j in jobs]
     assert sorted(sent) == ["Eny.", "Salama...", "Veloma!"]
     assert reply.translations[0].input_tokens == 0 and not reply.translations[0].truncated
@@ -317,17 +331,21 @@ async def test_segments_with_nothing_to_translate_come_back_unchanged(served):
 
 @pytest.mark.parametrize(
     ("request_kw", "message"),
-    [({"texts": []}, "texts is empty"),
-     ({"texts": ["a"], "source_language": "xx"},
-      "source_language 'xx' is not supported: use one of mg (plt_Latn), fr (fra_Latn), en"),
-     ({"texts": ["a"], "target_language": "de"}, "target_language 'de' is not supported"),
-     ({"texts": ["a"], "target_language": ""}, "target_language is empty"),
-     ({"texts": ["a"], "target_language": "mg"}, "both mg"),
-     ({"texts": ["a" * 5001]}, "texts[0] is 5001 characters long, the limit is 5000"),
-     ({"texts": ["a"] * 65}, "too many texts: 65 in one request, the limit is 64"),
-     ({"texts": ["a"], "beam_size": 0}, "beam_size 0 is out of range: use 1 to 8"),
-     ({"texts": ["a"], "beam_size": 9}, "beam_size 9 is out of range")],
-)  # fmt: skip
+    [
+        ({"texts": []}, "texts is empty"),
+        (
+            {"texts": ["a"], "source_language": "xx"},
+            "source_language 'xx' is not supported: use one of mg (plt_Latn), fr (fra_Latn), en",
+        ),
+        ({"texts": ["a"], "target_language": "de"}, "target_language 'de' is not supported"),
+        ({"texts": ["a"], "target_language": ""}, "target_language is empty"),
+        ({"texts": ["a"], "target_language": "mg"}, "both mg"),
+        ({"texts": ["a" * 5001]}, "texts[0] is 5001 characters long, the limit is 5000"),
+        ({"texts": ["a"] * 65}, "too many texts: 65 in one request, the limit is 64"),
+        ({"texts": ["a"], "beam_size": 0}, "beam_size 0 is out of range: use 1 to 8"),
+        ({"texts": ["a"], "beam_size": 9}, "beam_size 9 is out of range"),
+    ],
+)
 async def test_bad_input_is_invalid_argument_and_the_service_stays_serving(
     served, request_kw, message
 ):
@@ -345,7 +363,10 @@ async def test_describe_lists_languages_pairs_and_limits(served):
     reply = await served.stub.Describe(pb.DescribeRequest())
     assert reply.model_id == "fake-nllb" and reply.device == "cpu"
     assert [(lang.code, lang.model_code, lang.name) for lang in reply.languages] == [
-        ("mg", "plt_Latn", "Malagasy"), ("fr", "fra_Latn", "French"), ("en", "eng_Latn", "English")]
+        ("mg", "plt_Latn", "Malagasy"),
+        ("fr", "fra_Latn", "French"),
+        ("en", "eng_Latn", "English"),
+    ]
     assert len(reply.pairs) == 6 and pb.LanguagePair(source="mg", target="fr") in reply.pairs
     assert (reply.max_batch_texts, reply.max_text_chars) == (64, 5000)
     assert (reply.batch_window_ms, reply.max_engine_batch) == (5, 32)

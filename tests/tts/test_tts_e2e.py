@@ -17,15 +17,19 @@ from milo.tts.v1 import tts_pb2, tts_pb2_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from procs import ServiceProcess
 
-PARAGRAPH = ("Manao ahoana tompoko! Androany dia ny 26/06/2024, amin'ny 14:30. "
-             "Ny vidin'ny vary dia 2 500 Ar isaky ny kilao. Misaotra betsaka.")
+PARAGRAPH = (
+    "Manao ahoana tompoko! Androany dia ny 26/06/2024, amin'ny 14:30. "
+    "Ny vidin'ny vary dia 2 500 Ar isaky ny kilao. Misaotra betsaka."
+)
 
 
 @pytest.fixture(scope="module")
 def stub(demo_models: Path) -> Iterator[tts_pb2_grpc.TtsStub]:
     env = {"MILO_TTS_MODEL_DIR": str(demo_models / "tts"), "MILO_TTS_THREADS": "1"}
-    with ServiceProcess("services.tts", env, prefix="MILO_TTS_") as svc, \
-            grpc.insecure_channel(svc.address) as channel:
+    with (
+        ServiceProcess("services.tts", env, prefix="MILO_TTS_") as svc,
+        grpc.insecure_channel(svc.address) as channel,
+    ):
         stub = tts_pb2_grpc.TtsStub(channel)
         stub.channel = channel  # type: ignore[attr-defined]
         yield stub
@@ -54,7 +58,8 @@ def test_paragraph_streams_sentences_and_bounded_chunks_at_the_requested_rate(st
     assert [s.sentence_index for s in sentences] == [0, 1, 2, 3]
     assert sentences[1].normalized_text == (
         "androany dia ny enina amby roapolo jona efatra amby roapolo sy roa arivo "
-        "amin'ny efatra ambin'ny folo ora sy telopolo minitra")
+        "amin'ny efatra ambin'ny folo ora sy telopolo minitra"
+    )
     assert "dimanjato sy roa arivo ariary" in sentences[2].normalized_text
     chunks = [r.audio for r in replies if r.HasField("audio")]
     assert [c.index for c in chunks] == list(range(len(chunks)))
@@ -65,9 +70,10 @@ def test_paragraph_streams_sentences_and_bounded_chunks_at_the_requested_rate(st
 
 
 def test_duration_grows_with_text_length(stub) -> None:
-    durations = [synthesize(stub, text=text, seed=1)[-1].done.audio_duration_ms
-                 for text in ("Manao ahoana.", "Manao ahoana. Misaotra betsaka tompoko.",
-                              PARAGRAPH)]
+    durations = [
+        synthesize(stub, text=text, seed=1)[-1].done.audio_duration_ms
+        for text in ("Manao ahoana.", "Manao ahoana. Misaotra betsaka tompoko.", PARAGRAPH)
+    ]
     assert durations[0] < durations[1] < durations[2]
 
 
@@ -118,8 +124,19 @@ def test_bad_input_is_invalid_argument_and_service_stays_serving(stub, kw, expec
 
 
 def test_cli_help_lists_the_tts_settings() -> None:
-    out = subprocess.run([sys.executable, "-m", "services.tts", "--help"], capture_output=True,
-                         text=True, timeout=60, check=True).stdout
-    for flag in ("--model-dir", "--device", "--speaking-rate", "--noise-scale", "--seed",
-                 "--max-chunk-ms"):
+    out = subprocess.run(
+        [sys.executable, "-m", "services.tts", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for flag in (
+        "--model-dir",
+        "--device",
+        "--speaking-rate",
+        "--noise-scale",
+        "--seed",
+        "--max-chunk-ms",
+    ):
         assert flag in out

@@ -32,8 +32,11 @@ class FakeTts(tts_pb2_grpc.TtsServicer):
     def Synthesize(self, request, context):
         data = spoken_reference(request.text).encode()
         data += b" " * (len(data) % 2)
-        yield tts_pb2.SynthesizeResponse(format=audio_pb2.AudioFormat(
-            encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16_000, channels=1))
+        yield tts_pb2.SynthesizeResponse(
+            format=audio_pb2.AudioFormat(
+                encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=16_000, channels=1
+            )
+        )
         yield tts_pb2.SynthesizeResponse(audio=audio_pb2.AudioChunk(data=data))
 
 
@@ -46,8 +49,9 @@ class FakeStt(stt_pb2_grpc.SttServicer):
     def Recognize(self, request, context):
         self.languages.append(request.config.language)
         words = request.audio.decode().split()
-        return stt_pb2.RecognizeResponse(text=" ".join(w for w in words if w != "be"),
-                                         language=request.config.language)
+        return stt_pb2.RecognizeResponse(
+            text=" ".join(w for w in words if w != "be"), language=request.config.language
+        )
 
 
 @pytest.fixture
@@ -86,8 +90,9 @@ def test_eval_tts_round_trip_scores_exactly(fakes, tmp_path: Path, capsys) -> No
     tts, stt, fake_stt = fakes
     path = tmp_path / "sentences.txt"
     path.write_text("\n".join(SENTENCES) + "\n", "utf-8")
-    assert main(["eval", "tts", "--sentences", str(path), "--tts", tts, "--stt", stt,
-                 "--json"]) == 0
+    assert (
+        main(["eval", "tts", "--sentences", str(path), "--tts", tts, "--stt", stt, "--json"]) == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["utterances"] == 2 and report["reference_words"] == 8
     assert report["deletions"] == 1 and report["wer"] == pytest.approx(1 / 8)

@@ -41,8 +41,11 @@ CARDINALS = [
     (1_000_000, "iray tapitrisa"),
     (1_500_000, "dimy hetsy sy iray tapitrisa"),
     (25_000_000, "dimy amby roapolo tapitrisa"),
-    (999_999_999, "sivy amby sivifolo sy sivinjato sy sivy arivo sy sivy alina sy sivy hetsy "
-                  "sy sivy amby sivifolo sy sivinjato tapitrisa"),
+    (
+        999_999_999,
+        "sivy amby sivifolo sy sivinjato sy sivy arivo sy sivy alina sy sivy hetsy "
+        "sy sivy amby sivifolo sy sivinjato tapitrisa",
+    ),
     (2_000_000_000, "roa lavitrisa"),
 ]
 
@@ -132,7 +135,8 @@ def test_no_digit_survives_normalization() -> None:
 
 def test_not_a_date_falls_back_to_numbers() -> None:
     assert normalize("45/13/2020") == (
-        "dimy amby efapolo / telo ambin'ny folo / roapolo sy roa arivo")
+        "dimy amby efapolo / telo ambin'ny folo / roapolo sy roa arivo"
+    )
 
 
 def test_huge_number_read_digit_by_digit() -> None:
@@ -141,4 +145,9 @@ def test_huge_number_read_digit_by_digit() -> None:
 
 def test_ordinal_first_and_vowel_elision() -> None:
     assert [numbers.ordinal(n) for n in (1, 2, 4, 6, 10)] == [
-        "voalohany", "faharoa", "fahefatra", "fahenina", "fahafolo"]
+        "voalohany",
+        "faharoa",
+        "fahefatra",
+        "fahenina",
+        "fahafolo",
+    ]

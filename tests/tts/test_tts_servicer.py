@@ -60,8 +60,14 @@ class FakeEngine:
 
 
 def settings(**kw: object) -> TtsSettings:
-    base: dict[str, object] = dict(host="127.0.0.1", port=0, metrics_host="127.0.0.1",
-                                   metrics_port=0, sentence_pause_ms=0, clause_pause_ms=0)
+    base: dict[str, object] = dict(
+        host="127.0.0.1",
+        port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        sentence_pause_ms=0,
+        clause_pause_ms=0,
+    )
     return TtsSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -128,9 +134,11 @@ async def test_describe_lists_voices_rates_encodings_and_limits(stub) -> None:
     assert reply.voices[0].native_sample_rate_hz == RATE
     assert reply.default_voice == "mlg"
     assert {16000, 22050, 24000, 48000} <= set(reply.sample_rates_hz)
-    assert set(reply.encodings) == {audio_pb2.AUDIO_ENCODING_PCM_S16LE,
-                                    audio_pb2.AUDIO_ENCODING_PCM_F32LE,
-                                    audio_pb2.AUDIO_ENCODING_WAV}
+    assert set(reply.encodings) == {
+        audio_pb2.AUDIO_ENCODING_PCM_S16LE,
+        audio_pb2.AUDIO_ENCODING_PCM_F32LE,
+        audio_pb2.AUDIO_ENCODING_WAV,
+    }
     assert reply.max_text_chars == 6000 and reply.max_chunk_ms == 200
 
 
@@ -202,8 +210,9 @@ async def test_pauses_separate_sentences() -> None:
 
 
 async def test_wav_output_starts_with_a_streaming_header(stub) -> None:
-    replies = await collect(stub, text=TEXT, encoding=audio_pb2.AUDIO_ENCODING_WAV,
-                            sample_rate_hz=24000)
+    replies = await collect(
+        stub, text=TEXT, encoding=audio_pb2.AUDIO_ENCODING_WAV, sample_rate_hz=24000
+    )
     assert replies[0].format.encoding == audio_pb2.AUDIO_ENCODING_WAV
     data = audio_of(replies)
     assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt "
@@ -225,7 +234,8 @@ async def test_unsayable_characters_are_dropped_and_counted(stub) -> None:
     replies = await collect(stub, text="Manao 🙂 ahoana ☺!")
     assert replies[-1].done.dropped_characters == 2
     assert [r.sentence.normalized_text for r in replies if r.HasField("sentence")] == [
-        "manao ahoana"]
+        "manao ahoana"
+    ]
     after = REGISTRY.get_sample_value("milo_tts_dropped_characters_total")
     assert after == before + 2
 
@@ -242,8 +252,10 @@ async def test_unsayable_characters_are_dropped_and_counted(stub) -> None:
         (dict(text="Manao", speed=3.0), "speed 3 is out of range"),
         (dict(text="Manao", speed=0.0), "speed 0 is out of range"),
         (dict(text="a" * 6001), "text is 6001 characters long; the limit is 6000"),
-        (dict(text="Manao", encoding=audio_pb2.AUDIO_ENCODING_CONTAINER),
-         "encoding AUDIO_ENCODING_CONTAINER is not an output encoding"),
+        (
+            dict(text="Manao", encoding=audio_pb2.AUDIO_ENCODING_CONTAINER),
+            "encoding AUDIO_ENCODING_CONTAINER is not an output encoding",
+        ),
     ],
 )
 async def test_bad_input_is_invalid_argument_and_service_stays_serving(

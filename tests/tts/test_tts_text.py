@@ -18,18 +18,27 @@ VOCAB = frozenset("abdefghijklmnoprstvyzô '-")
 def test_sentences_split_at_end_punctuation_and_line_breaks() -> None:
     text = "Manao ahoana! Tonga ve ianao? Eny… Misaotra.\nAndalana vaovao"
     assert split_sentences(text) == [
-        "Manao ahoana!", "Tonga ve ianao?", "Eny…", "Misaotra.", "Andalana vaovao"]
+        "Manao ahoana!",
+        "Tonga ve ianao?",
+        "Eny…",
+        "Misaotra.",
+        "Andalana vaovao",
+    ]
 
 
 def test_sentences_not_split_after_titles_decimals_or_before_lowercase() -> None:
     text = "Tonga ny Dr. Rakoto sy Rtoa. Rasoa. Vidiny 3.5 ariary. sns. no sisa."
     assert split_sentences(text) == [
-        "Tonga ny Dr. Rakoto sy Rtoa. Rasoa.", "Vidiny 3.5 ariary. sns. no sisa."]
+        "Tonga ny Dr. Rakoto sy Rtoa. Rasoa.",
+        "Vidiny 3.5 ariary. sns. no sisa.",
+    ]
 
 
 def test_closing_quotes_stay_with_their_sentence() -> None:
     assert split_sentences('Hoy izy: "Mandehana!" Dia lasa.') == [
-        'Hoy izy: "Mandehana!"', "Dia lasa."]
+        'Hoy izy: "Mandehana!"',
+        "Dia lasa.",
+    ]
 
 
 def test_blank_text_has_no_sentences() -> None:
@@ -39,8 +48,11 @@ def test_blank_text_has_no_sentences() -> None:
 def test_segments_cut_at_clauses_and_bounded() -> None:
     sentence = "ity no fehezanteny voalohany, ary ity koa; ary farany: ity fehezanteny ity"
     segments = split_segments(sentence, 40)
-    assert segments == ["ity no fehezanteny voalohany,", "ary ity koa; ary farany:",
-                        "ity fehezanteny ity"]
+    assert segments == [
+        "ity no fehezanteny voalohany,",
+        "ary ity koa; ary farany:",
+        "ity fehezanteny ity",
+    ]
     assert all(len(s) <= 40 for s in segments)
 
 
@@ -77,8 +89,10 @@ def test_punctuation_is_not_counted_as_dropped() -> None:
 def test_plan_normalizes_filters_and_counts() -> None:
     plan = plan_text("Manao ahoana 🙂! Misy 25 olona. ☺☺", VOCAB, max_segment_chars=160)
     assert [s.text for s in plan.sentences] == ["Manao ahoana 🙂!", "Misy 25 olona."]
-    assert [s.normalized for s in plan.sentences] == ["manao ahoana",
-                                                      "misy dimy amby roapolo olona"]
+    assert [s.normalized for s in plan.sentences] == [
+        "manao ahoana",
+        "misy dimy amby roapolo olona",
+    ]
     assert [s.index for s in plan.sentences] == [0, 1]
     assert plan.dropped == 3  # the sentence of only ☺☺ is left out, its characters counted
     assert set(plan.dropped_chars) == {"🙂", "☺"}

@@ -53,11 +53,18 @@ _SERVICE_CONFIG = {
     # Spread calls over every replica the address names; skip one that is NOT_SERVING.
     "loadBalancingConfig": [{"round_robin": {}}],
     "healthCheckConfig": {"serviceName": ""},
-    "methodConfig": [{
-        "name": [{"service": "milo.gateway.v1.Conversation", "method": m} for m in _UNARY],
-        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.2s", "maxBackoff": "2s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-    }],
+    "methodConfig": [
+        {
+            "name": [{"service": "milo.gateway.v1.Conversation", "method": m} for m in _UNARY],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
 }
 
 
@@ -104,18 +111,25 @@ class MiloClient:
     """One channel to the gateway(s) at `address`; `api_key` is sent as a bearer token;
     `timeout` (seconds) bounds each unary call; `connect_attempts` tries to reach it."""
 
-    def __init__(self, address: str | Sequence[str] = "127.0.0.1:50050",
-                 api_key: str | None = None, timeout: float = 60.0,
-                 connect_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        address: str | Sequence[str] = "127.0.0.1:50050",
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        connect_attempts: int = 5,
+    ) -> None:
         self.timeout, self.connect_attempts = timeout, connect_attempts
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        self.channel = grpc.aio.insecure_channel(_target(address), options=[
-            ("grpc.keepalive_time_ms", 20_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.enable_retries", 1),
-            ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ])
+        self.channel = grpc.aio.insecure_channel(
+            _target(address),
+            options=[
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.enable_retries", 1),
+                ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ],
+        )
         self.stub = gateway_pb2_grpc.ConversationStub(self.channel)
 
     async def __aenter__(self) -> MiloClient:
@@ -128,10 +142,12 @@ class MiloClient:
         """Close the channel."""
         await self.channel.close()
 
-    async def converse(self, inputs: AsyncIterable[bytes | str | Reply | int],
-                       config: gw.SessionConfig | None = None,
-                       timeout: float | None = None,  # noqa: ASYNC109 (the gRPC deadline)
-                       ) -> AsyncIterator[Event]:
+    async def converse(
+        self,
+        inputs: AsyncIterable[bytes | str | Reply | int],
+        config: gw.SessionConfig | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the gRPC deadline)
+    ) -> AsyncIterator[Event]:
         """One session: yields events until the inputs end and the last turn is over.
         On a `reconnect` event (yielded too) it goes on over a new stream: see above."""
         pending = _Inputs(inputs)
@@ -149,8 +165,11 @@ class MiloClient:
                 except grpc.aio.AioRpcError as exc:
                     # A gateway that drains refuses new streams: try another (with backoff).
                     refused += 1
-                    if (opened or exc.code() != grpc.StatusCode.UNAVAILABLE
-                            or refused >= self.connect_attempts):
+                    if (
+                        opened
+                        or exc.code() != grpc.StatusCode.UNAVAILABLE
+                        or refused >= self.connect_attempts
+                    ):
                         raise
                     await asyncio.sleep(min(0.2 * 2**refused, 2.0))
                     continue
@@ -159,13 +178,15 @@ class MiloClient:
         finally:
             pending.close()
 
-    async def _one_stream(self, call: Any, config: gw.SessionConfig | None,
-                          pending: _Inputs) -> AsyncIterator[Event]:
+    async def _one_stream(
+        self, call: Any, config: gw.SessionConfig | None, pending: _Inputs
+    ) -> AsyncIterator[Event]:
         """Events of one Converse stream, while a task writes the inputs to it; after a
         `reconnect` event the writer stops (unsent inputs wait) and the stream half-closes."""
         stop = asyncio.Event()
         writer = asyncio.create_task(
-            pending.write(call, gw.ConverseRequest(config=config or gw.SessionConfig()), stop))
+            pending.write(call, gw.ConverseRequest(config=config or gw.SessionConfig()), stop)
+        )
         try:
             async for reply in call:
                 kind = reply.WhichOneof("event")
@@ -192,42 +213,55 @@ class MiloClient:
 
     async def describe(self) -> gw.DescribeResponse:
         """The gateway's Describe: its services, languages and limits."""
-        return await self.stub.Describe(gw.DescribeRequest(), timeout=self.timeout,
-                                        metadata=self.metadata)
+        return await self.stub.Describe(
+            gw.DescribeRequest(), timeout=self.timeout, metadata=self.metadata
+        )
 
-    async def transcribe(self, audio: bytes, language: str | None = None,
-                         fmt: audio_pb2.AudioFormat | None = None) -> stt_pb2.RecognizeResponse:
+    async def transcribe(
+        self, audio: bytes, language: str | None = None, fmt: audio_pb2.AudioFormat | None = None
+    ) -> stt_pb2.RecognizeResponse:
         request = stt_pb2.RecognizeRequest(
-            audio=audio, format=fmt, config=stt_pb2.RecognitionConfig(language=language))
-        reply = await self.stub.Transcribe(gw.TranscribeRequest(request=request),
-                                           timeout=self.timeout, metadata=self.metadata)
+            audio=audio, format=fmt, config=stt_pb2.RecognitionConfig(language=language)
+        )
+        reply = await self.stub.Transcribe(
+            gw.TranscribeRequest(request=request), timeout=self.timeout, metadata=self.metadata
+        )
         return reply.response
 
     async def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
         request = translate_pb2.TranslateRequest(
-            texts=list(texts), source_language=source, target_language=target)
-        reply = await self.stub.Translate(gw.TranslateRequest(request=request),
-                                          timeout=self.timeout, metadata=self.metadata)
+            texts=list(texts), source_language=source, target_language=target
+        )
+        reply = await self.stub.Translate(
+            gw.TranslateRequest(request=request), timeout=self.timeout, metadata=self.metadata
+        )
         return [t.text for t in reply.response.translations]
 
-    async def chat(self, messages: Sequence[tuple[str, str]],
-                   sampling: llm_pb2.SamplingOptions | None = None) -> AsyncIterator[str]:
+    async def chat(
+        self, messages: Sequence[tuple[str, str]], sampling: llm_pb2.SamplingOptions | None = None
+    ) -> AsyncIterator[str]:
         """Stream the reply's text deltas; messages are (role, content) pairs."""
-        roles = {"system": llm_pb2.ROLE_SYSTEM, "user": llm_pb2.ROLE_USER,
-                 "assistant": llm_pb2.ROLE_ASSISTANT}
+        roles = {
+            "system": llm_pb2.ROLE_SYSTEM,
+            "user": llm_pb2.ROLE_USER,
+            "assistant": llm_pb2.ROLE_ASSISTANT,
+        }
         request = llm_pb2.ChatRequest(
             messages=[llm_pb2.Message(role=roles[r], content=c) for r, c in messages],
-            sampling=sampling)
-        async for reply in self.stub.Chat(gw.ChatRequest(request=request),
-                                          timeout=self.timeout, metadata=self.metadata):
+            sampling=sampling,
+        )
+        async for reply in self.stub.Chat(
+            gw.ChatRequest(request=request), timeout=self.timeout, metadata=self.metadata
+        ):
             if reply.response.HasField("delta"):
                 yield reply.response.delta.text
 
     async def speak(self, text: str, **options: Any) -> AsyncIterator[bytes]:
         """Stream PCM s16le audio for the text (options: voice, speed, sample_rate_hz)."""
         request = tts_pb2.SynthesizeRequest(text=text, **options)
-        async for reply in self.stub.Speak(gw.SpeakRequest(request=request),
-                                           timeout=self.timeout, metadata=self.metadata):
+        async for reply in self.stub.Speak(
+            gw.SpeakRequest(request=request), timeout=self.timeout, metadata=self.metadata
+        ):
             if reply.response.HasField("audio"):
                 yield reply.response.audio.data
 
