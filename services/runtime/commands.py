@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 
@@ -18,6 +19,17 @@ def command_group(subparsers: Any, name: str, help_text: str, metavar: str = "TA
         if isinstance(action, argparse._SubParsersAction):
             return action
     raise RuntimeError(f"`milo {name}` exists without subcommands")
+
+
+def add_client_options(parser: argparse.ArgumentParser, timeout_help: str) -> None:
+    """The options every `milo eval` target shares: --timeout, --api-key, --json."""
+    parser.add_argument("--timeout", type=float, default=300.0, help=timeout_help)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("MILO_API_KEY"),
+        help="API key if the service needs one (default: $MILO_API_KEY)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def eval_group(subparsers: Any) -> Any:

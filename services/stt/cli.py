@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
-from services.runtime.commands import eval_group
+from services.runtime.commands import add_client_options, eval_group
 from services.runtime.config import PORTS
 
 
@@ -26,13 +25,7 @@ def add_commands(subparsers: Any) -> None:
     stt.add_argument("--language", help="ISO 639-1 code (default: the server's)")
     stt.add_argument("--beam-size", type=int, help="beam size (default: the server's)")
     stt.add_argument("--worst", type=int, default=10, help="worst utterances to list")
-    stt.add_argument("--timeout", type=float, default=300.0, help="seconds per clip")
-    stt.add_argument(
-        "--api-key",
-        default=os.environ.get("MILO_API_KEY"),
-        help="API key if the service needs one (default: $MILO_API_KEY)",
-    )
-    stt.add_argument("--json", action="store_true", help="print one JSON object")
+    add_client_options(stt, "seconds per clip")
     stt.set_defaults(func=run_eval)
 
 

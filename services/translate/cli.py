@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from services.runtime.commands import eval_group
+from services.runtime.commands import add_client_options, eval_group
 from services.runtime.config import PORTS
 
 
@@ -32,13 +31,7 @@ def add_commands(subparsers: Any) -> None:
     mt.add_argument("--address", default=f"127.0.0.1:{PORTS['translate'][0]}", help="HOST:PORT")
     mt.add_argument("--beam-size", type=int, help="beam size (default: the server's)")
     mt.add_argument("--batch", type=int, default=16, help="sentences per request")
-    mt.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
-    mt.add_argument(
-        "--api-key",
-        default=os.environ.get("MILO_API_KEY"),
-        help="API key if the service needs one (default: $MILO_API_KEY)",
-    )
-    mt.add_argument("--json", action="store_true", help="print one JSON object")
+    add_client_options(mt, "seconds per request")
     mt.set_defaults(func=run_eval_mt)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from services.runtime.commands import eval_group
+from services.runtime.commands import add_client_options, eval_group
 from services.runtime.config import PORTS
 
 RATE = 16_000  # what the STT service takes natively: no resampling on its side
@@ -34,13 +33,7 @@ def add_commands(subparsers: Any) -> None:
     tts.add_argument("--language", default="mg", help="language STT transcribes in (default mg)")
     tts.add_argument("--voice", help="voice (default: the server's)")
     tts.add_argument("--seed", type=int, default=0, help="synthesis seed (same audio each run)")
-    tts.add_argument("--timeout", type=float, default=300.0, help="seconds per sentence")
-    tts.add_argument(
-        "--api-key",
-        default=os.environ.get("MILO_API_KEY"),
-        help="API key if the services need one (default: $MILO_API_KEY)",
-    )
-    tts.add_argument("--json", action="store_true", help="print one JSON object")
+    add_client_options(tts, "seconds per sentence")
     tts.set_defaults(func=run_eval_tts)
 
 
