@@ -21,13 +21,13 @@ alone, so one caller's bad input fails that caller only, never the others batche
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from services.runtime.aio import wait_changed
 from services.translate import metrics
 from services.translate.engine import Job, Output
 
@@ -152,11 +152,7 @@ class MicroBatcher:
             wait = self._wait_s()
             if wait <= 0:
                 return
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
-            # that lands as the wait ends (CPython gh-86296)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if wait == math.inf else wait):
-                    await self._changed.wait()
+            await wait_changed(self._changed, wait)
 
     def _wait_s(self) -> float:
         callers = len({e.caller for e in self._pending})

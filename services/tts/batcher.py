@@ -22,13 +22,13 @@ segments are synthesized one by one, so a bad segment fails only its own caller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.runtime.aio import wait_changed
 from services.tts import metrics
 from services.tts.audio import Samples
 from services.tts.engine import Segment, SpeechEngine
@@ -133,11 +133,7 @@ class SynthesisBatcher:
                 )
                 if wait <= 0:
                     return
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
-            # that lands as the wait ends (CPython gh-86296)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._changed.wait()
+            await wait_changed(self._changed, wait)
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []
