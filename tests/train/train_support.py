@@ -117,3 +117,78 @@ def build_tiny_whisper(
     )
     model.save_pretrained(str(dest))
     return dest
+
+
+HUB_README = """---
+configs:
+- config_name: default
+  data_files:
+{files}
+---
+# {repo}
+"""
+
+
+def write_hub_cache(
+    hf_home: Path, repo: str, splits: dict[str, list[tuple[Path, str]]], prepared: bool
+) -> str:
+    """Put `repo` into a Hugging Face cache under `hf_home` as a download leaves it; returns
+    the revision. `splits`: split -> [(WAV file, text)].
+
+    The hub cache (hf_home/hub, what `hf download --repo-type dataset` and the downloads of
+    `load_dataset` write): `datasets--owner--name/` with `refs/main` naming the revision,
+    content-addressed `blobs/`, and `snapshots/<rev>/` linking README.md (its `configs`)
+    and `data/<split>-00000-of-00001.parquet` to them; each parquet file holds an `Audio`
+    column of embedded WAV bytes and a `sentence` column, as `push_to_hub` writes them.
+    With `prepared`, also `datasets`' own cache (hf_home/datasets) as an online
+    `load_dataset(repo)` leaves it: the parquet builder of the README's `default` config
+    run over the snapshot with the dataset name and revision hash that `datasets`' hub
+    module factory gives it (`owner___name/default/0.0.0/<rev>/`: `name-<split>.arrow`
+    and dataset_info.json)."""
+    import hashlib
+    import os
+
+    from datasets import Audio, Dataset
+    from datasets.load import dataset_module_factory, get_dataset_builder_class
+    from datasets.naming import camelcase_to_snakecase
+
+    revision = hashlib.sha1(repo.encode()).hexdigest()
+    root = hf_home / "hub" / f"datasets--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / revision
+    staging = hf_home / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for split, rows in splits.items():
+        cells = [{"bytes": wav.read_bytes(), "path": wav.name} for wav, _ in rows]
+        data = Dataset.from_dict({"audio": cells, "sentence": [text for _, text in rows]})
+        data = data.cast_column("audio", Audio(sampling_rate=16_000))
+        data.to_parquet(str(staging / f"{split}.parquet"))
+        files[f"data/{split}-00000-of-00001.parquet"] = staging / f"{split}.parquet"
+    listing = "\n".join(f"  - split: {split}\n    path: data/{split}-*" for split in splits)
+    (staging / "README.md").write_text(HUB_README.format(files=listing, repo=repo))
+    files["README.md"] = staging / "README.md"
+    for name, source in files.items():
+        content = source.read_bytes()
+        blob = root / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(content)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(revision)
+    if prepared:
+        owner, name = repo.split("/")
+        name = camelcase_to_snakecase(name)
+        # The builder datasets' hub module factory makes (the README's `default` config,
+        # hashed by revision), less the repo_id, which would insist on hf:// file URLs.
+        module = dataset_module_factory(str(snapshot))
+        kwargs = {k: v for k, v in module.builder_kwargs.items() if k != "dataset_name"}
+        builder = get_dataset_builder_class(module, dataset_name=name)(
+            cache_dir=str(staging), dataset_name=name, hash=revision, **kwargs
+        )
+        builder.download_and_prepare()
+        (hf_home / "datasets").mkdir(exist_ok=True)
+        (staging / name).rename(hf_home / "datasets" / f"{owner}___{name}")
+    shutil.rmtree(staging)
+    return revision
