@@ -1,13 +1,16 @@
 """A Hugging Face dataset id is read from the local cache with no network (HF_HUB_OFFLINE=1),
 in either form a download leaves: `datasets`' prepared Arrow cache (what an online
 `load_dataset(id)` wrote) or only the hub snapshot (what `hf download` wrote, which
-`datasets` alone does not read offline); an id in neither gets a clear error."""
+`datasets` alone does not read offline); an id in neither gets a clear error. A model hub
+id is read from the same cache."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import sys
+import wave
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ import pytest
 from services import cli
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_support import PHRASES, need_espeak, speak, write_hub_cache
+from train_support import PHRASES, need_espeak, speak, write_hub_cache, write_hub_model
 
 pytestmark = pytest.mark.tier3  # the real datasets and huggingface_hub loading code
 
@@ -75,27 +78,44 @@ def test_a_cached_hub_dataset_loads_offline(cache, offline_cache, clips):
     assert splits.names == {"train": "train", "eval": "validation", "test": "test"}
     assert [len(splits.train), len(splits.eval), len(splits.test)] == [4, 2, 2]
     assert splits.train["sentence"] == list(SPLITS["train"])
-    samples = load_audio(splits.test[0]["audio"], splits.root)  # embedded WAV bytes
-    assert samples.dtype.name == "float32" and 0.3 < samples.size / 16_000 < 3
+    wav, _ = clips["test"][0]
+    with wave.open(str(wav)) as source:  # espeak-ng writes 22,050 Hz
+        seconds = source.getnframes() / source.getframerate()
+    samples = load_audio(splits.test[0]["audio"], splits.root)  # the embedded WAV bytes
+    assert samples.dtype.name == "float32"
+    assert samples.size == pytest.approx(seconds * 16_000, abs=160)  # resampled to 16 kHz
 
 
-def test_train_stt_reads_a_hub_id_from_the_cache(offline_cache, clips, tiny_whisper, tmp_path):
-    """The command itself, one step: it finds the splits and columns and trains."""
+def test_train_stt_reads_hub_ids_from_the_cache(
+    offline_cache, clips, tiny_whisper, tmp_path, capsys
+):
+    """The command itself, one step, with the dataset and the model given as hub ids: it
+    finds the splits and columns, trains, evaluates and shows its progress."""
     write_hub_cache(offline_cache, REPO, clips, prepared=False)
+    write_hub_model(offline_cache, "someone/tiny-whisper", tiny_whisper)
     output = tmp_path / "run"
     flags = {
-        "--model": tiny_whisper,
+        "--model": "someone/tiny-whisper",
         "--dataset": REPO,
         "--output": output,
         "--max-steps": 1,
         "--batch-size": 4,
         "--eval-steps": 1,
         "--save-steps": 1,
+        "--logging-steps": 1,
         "--generation-max-length": 4,
     }
     code = cli.main(["train", "stt", *(str(x) for kv in flags.items() for x in kv), "--no-export"])
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
     assert (output / "checkpoint-1" / "trainer_state.json").is_file()
+    assert "train split 'train': 4 of 4 clips usable" in out
+    assert "eval split 'validation': 2 of 2 clips usable" in out
+    # the progress bar (steps, ETA, loss, learning rate) and a line per evaluation
+    assert "training: 100%" in err and "1/1 [" in err and "loss=" in err and "lr=" in err
+    for step in (0, 1):  # the base model, then after the step
+        assert re.search(rf"^step {step}: validation WER [\d.]+%, CER [\d.]+%", out, re.M), out
+    assert "done: 1 steps" in out
 
 
 def test_a_hub_id_not_in_the_cache_says_how_to_get_it(
