@@ -219,3 +219,18 @@ def test_precision_follows_the_hardware(monkeypatch):
     assert pick_precision("auto") == "fp16"
     with pytest.raises(TrainError, match="does not support bf16"):
         pick_precision("bf16")
+
+
+def test_training_arguments_keep_the_best_checkpoint_by_validation_wer(tmp_path):
+    pytest.importorskip("transformers")
+    from services.train.data import DatasetSpec
+    from services.train.run import TrainConfig, training_arguments
+
+    cfg = TrainConfig("m", DatasetSpec("d"), tmp_path, max_steps=10, eval_steps=5, save_steps=5)
+    args = training_arguments(cfg, "fp32", False, 2, 32)
+    assert (args.eval_strategy, args.save_strategy) == ("steps", "steps")
+    assert (args.eval_steps, args.save_steps, args.save_total_limit) == (5, 5, 2)
+    # the Trainer never rotates away the best checkpoint by this metric
+    assert args.load_best_model_at_end and args.metric_for_best_model == "wer"
+    assert args.greater_is_better is False and args.predict_with_generate
+    assert (args.bf16, args.fp16, args.warmup_steps, args.seed) == (False, False, 2, 42)
