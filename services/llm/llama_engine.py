@@ -122,7 +122,7 @@ class LlamaEngine:
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = self.parallel * self.context_tokens
         cparams.n_seq_max = self.parallel
-        cparams.kv_unified = False  # one cache stream per sequence
+        cparams.kv_unified = True  # one cache, prefixes shared (see llama_batch)
         cparams.n_batch = cparams.n_ubatch = self.prefill_chunk + self.parallel
         if self.threads:
             cparams.n_threads = cparams.n_threads_batch = self.threads
