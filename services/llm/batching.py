@@ -46,16 +46,26 @@ def pick_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] 
     cached tokens can be kept; None when every slot is busy.
 
     At most len(prompt) - 1 tokens are kept: the last prompt token is always evaluated,
-    since its logits give the first token of the reply. Ties go to the lowest sequence id.
+    since its logits give the first token of the reply. Among free slots that keep as
+    much, the one whose cache another slot also holds (nothing is lost by overwriting it)
+    goes first, then the lowest sequence id.
     """
     best: tuple[Slot, int] | None = None
+    best_key: tuple[int, bool] | None = None
     for slot in slots:
         if slot.busy:
             continue
         keep = min(common_prefix(slot.cached, prompt), max(len(prompt) - 1, 0))
-        if best is None or keep > best[1]:
-            best = (slot, keep)
+        key = (keep, _held_elsewhere(slots, slot))
+        if best_key is None or key > best_key:
+            best, best_key = (slot, keep), key
     return best
+
+
+def _held_elsewhere(slots: Sequence[Slot], slot: Slot) -> bool:
+    """Whether another slot's cache starts with all of `slot`'s."""
+    n = len(slot.cached)
+    return any(o is not slot and o.cached[:n] == slot.cached for o in slots)
 
 
 def pick_source(

@@ -31,6 +31,13 @@ def test_ties_go_to_the_lowest_sequence_and_no_free_slot_gives_none():
     assert pick_slot([Slot(0, busy=True)], [1, 2]) is None
 
 
+def test_among_equal_free_slots_one_whose_cache_another_holds_is_overwritten_first():
+    system = [1, 50, 51]
+    unique, copy = Slot(0, [*system, 7, 8]), Slot(1, [*system, 9])
+    slots = [unique, copy, Slot(2, [*system, 9, 10], busy=True)]
+    assert pick_slot(slots, [*system, 60, 61])[0] is copy  # slot 2 also holds [*system, 9]
+
+
 def test_a_longer_prefix_held_by_another_sequence_busy_or_not_is_shared():
     system, question = [1, 50, 51, 52], [60, 61]
     taken = Slot(0, [*system, 7])
