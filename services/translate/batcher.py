@@ -67,6 +67,10 @@ class LastCall:
 
 @dataclass(frozen=True)
 class BatchPolicy:
+    """When to dispatch (module docstring): at most `max_batch` sentences per engine call; after
+    a call, wait `window_s` seconds, or `window_fraction` of that call's duration if longer, for
+    its callers to come back (`window_s` 0: never wait)."""
+
     max_batch: int = 32  # sentences per engine call
     window_s: float = 0.005  # 0: never wait
     window_fraction: float = 0.1  # of the last call's duration, when that is longer
@@ -98,6 +102,9 @@ class _Entry:
 
 
 class MicroBatcher:
+    """Queues sentences from concurrent requests and runs them through `run` (the engine's
+    `translate`, in a worker thread) one call at a time, as `policy` says (module docstring)."""
+
     def __init__(self, run: RunBatch, policy: BatchPolicy) -> None:
         self._run, self.policy = run, policy
         self._pending: list[_Entry] = []

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchPolicy:
+    """At most `max_batch` segments per model call; a batch waits at most `window_s` seconds
+    after its oldest segment for the other open callers (0: never wait)."""
+
     max_batch: int = 8  # segments per model call
     window_s: float = 0.005  # 0: never wait for company
 
@@ -64,13 +67,19 @@ class Caller:
         self._batcher = batcher
 
     async def synthesize(self, segment: Segment) -> Samples:
+        """The segment's float32 samples at the model's rate, once its batch has run; raises what
+        the engine raised for this segment."""
         return await self._batcher.submit(self, segment)
 
     def close(self) -> None:
+        """Leave the batcher: batches stop waiting for this caller."""
         self._batcher.leave(self)
 
 
 class SynthesisBatcher:
+    """Batches segments of concurrent requests into one model call (module docstring); each
+    request `join`s as a Caller."""
+
     def __init__(self, engine: SpeechEngine, policy: BatchPolicy | None = None) -> None:
         self.engine = engine
         self.policy = policy or BatchPolicy()
@@ -82,19 +91,24 @@ class SynthesisBatcher:
 
     @property
     def waiting(self) -> int:
+        """Segments waiting for a model call (cancelled ones until the next look)."""
         return sum(not e.future.done() for e in self._pending)
 
     def join(self) -> Caller:
+        """A new Caller for one request; batches wait for it until it is closed."""
         caller = Caller(self)
         self._callers.add(caller)
         self._changed.set()
         return caller
 
     def leave(self, caller: Caller) -> None:
+        """Forget `caller` (what `Caller.close` does)."""
         self._callers.discard(caller)
         self._changed.set()
 
     async def submit(self, caller: Caller, segment: Segment) -> Samples:
+        """Queue one of `caller`'s segments and await its samples; a cancelled wait takes the
+        segment out of the queue."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="tts-batcher")
         entry = _Entry(caller, segment, asyncio.get_running_loop().create_future())
