@@ -119,11 +119,13 @@ class Listener:
     async def _on_event(self, event: stt_pb2.StreamingRecognizeResponse) -> None:
         kind, s = event.WhichOneof("event"), self.session
         if kind == "speech_started":
-            if self._barge_in:
-                s.barge_in()
+            # The cause before its effect (OpenAI Realtime's order too): the new turn's
+            # speech_started, then the reply it interrupts ends (barged_in, turn_ended).
             self._utterance_turn = s.next_turn_id()
             self._speech_ended_at = None
             s.emit(self._utterance_turn, speech_started=event.speech_started)
+            if self._barge_in:
+                s.barge_in()
         elif kind == "speech_ended":
             self._speech_ended_at = time.monotonic()
             s.emit(self._turn_id(), speech_ended=event.speech_ended)
