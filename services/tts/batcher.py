@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.aio import wait_changed
+from services.runtime.aio import Dispatcher
 from services.tts import metrics
 from services.tts.audio import Samples
 from services.tts.engine import Segment, SpeechEngine
@@ -85,8 +85,7 @@ class SynthesisBatcher:
         self.policy = policy or BatchPolicy()
         self._callers: set[Caller] = set()
         self._pending: list[_Entry] = []
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._dispatcher = Dispatcher("tts-batcher", self._wait_s, self._take, self._run)
         self.in_flight = 0  # segments in the model call now running
 
     @property
@@ -98,22 +97,21 @@ class SynthesisBatcher:
         """A new Caller for one request; batches wait for it until it is closed."""
         caller = Caller(self)
         self._callers.add(caller)
-        self._changed.set()
+        self._dispatcher.poke()
         return caller
 
     def leave(self, caller: Caller) -> None:
         """Forget `caller` (what `Caller.close` does)."""
         self._callers.discard(caller)
-        self._changed.set()
+        self._dispatcher.poke()
 
     async def submit(self, caller: Caller, segment: Segment) -> Samples:
         """Queue one of `caller`'s segments and await its samples; a cancelled wait takes the
         segment out of the queue."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="tts-batcher")
+        self._dispatcher.start()
         entry = _Entry(caller, segment, asyncio.get_running_loop().create_future())
         self._pending.append(entry)
-        self._changed.set()
+        self._dispatcher.poke()
         try:
             return await entry.future
         finally:
@@ -122,32 +120,17 @@ class SynthesisBatcher:
     def stop_threadsafe(self) -> None:
         """Stop the dispatcher, from any thread (the runtime closes services in a worker
         thread, after draining: no caller is left waiting)."""
-        task = self._task
-        if task is not None and not task.done():
-            task.get_loop().call_soon_threadsafe(task.cancel)
+        self._dispatcher.stop_threadsafe()
 
-    async def _loop(self) -> None:
-        while True:
-            await self._wait_ready()
-            batch = self._take()
-            if batch:
-                await self._run(batch)
-
-    async def _wait_ready(self) -> None:
-        while True:
-            self._changed.clear()
-            self._pending = [e for e in self._pending if not e.future.done()]
-            wait = None
-            if self._pending:
-                waiting = {e.caller for e in self._pending}
-                wait = self.policy.wait_s(
-                    len(waiting),
-                    len(self._callers | waiting),
-                    time.monotonic() - self._pending[0].queued,
-                )
-                if wait <= 0:
-                    return
-            await wait_changed(self._changed, wait)
+    def _wait_s(self) -> float | None:
+        """0 to take a batch now, else how long to wait (None: until a segment comes)."""
+        self._pending = [e for e in self._pending if not e.future.done()]
+        if not self._pending:
+            return None
+        waiting = {e.caller for e in self._pending}
+        return self.policy.wait_s(
+            len(waiting), len(self._callers | waiting), time.monotonic() - self._pending[0].queued
+        )
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []
