@@ -88,10 +88,12 @@ class Pending(Protocol):
     """What the planner reads of a request: tokens still to feed, and its phase."""
 
     @property
-    def pending(self) -> Sequence[int]: ...
+    def pending(self) -> Sequence[int]:
+        """Prompt or sampled tokens still to feed the model."""
 
     @property
-    def generating(self) -> bool: ...
+    def generating(self) -> bool:
+        """True once the prompt is evaluated: `pending` is the last sampled token."""
 
 
 P = TypeVar("P", bound=Pending)

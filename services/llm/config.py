@@ -150,4 +150,5 @@ class LlmSettings(ModelServiceSettings):
 
     @property
     def cloud_enabled(self) -> bool:
+        """True when both a cloud API key and a cloud model are set."""
         return self.cloud_api_key is not None and bool(self.cloud_model)

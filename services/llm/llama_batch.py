@@ -78,6 +78,7 @@ class Job:
 
     @property
     def stopped(self) -> bool:
+        """True when the caller stopped reading or cancelled: generation ends at the next step."""
         return self.abandoned or self.cancel.is_set()
 
 
@@ -122,6 +123,8 @@ class BatchScheduler:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue `job` for the scheduler thread (any thread may call); its events go to
+        `job.emit`. Raises RuntimeError once the model is closed."""
         if self._closing or not self._thread.is_alive():
             raise RuntimeError("the model is closed")
         job.sampler = make_sampler(self._internals, self._n_vocab, job.sampling, job.seed)
