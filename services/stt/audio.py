@@ -142,7 +142,7 @@ class PcmConverter:
     def convert(self, data: bytes) -> np.ndarray:
         """The next chunk (any length; an incomplete last frame waits for the next chunk) as 16
         kHz mono float32 samples. Raises InvalidArgument if the first chunk is really a container
-        file, or for non-finite float samples."""
+        file, or for f32le samples that are not finite or far outside [-1, 1]."""
         if self._first and data:
             self._first = False
             found = sniff(data)

@@ -174,9 +174,9 @@ class SttCore:
         )
 
     async def recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions) -> Recognition:
-        """Transcribe one clip: decode it, find speech with the VAD, decode only if there is
-        some, apply the hallucination guard. Raises InvalidArgument for a clip over the limits,
-        audio that cannot be decoded, or bad options."""
+        """Transcribe one clip: decode the audio, find speech with the VAD, run the model only if
+        there is some, apply the hallucination guard. Raises InvalidArgument for a clip over the
+        limits, audio that cannot be decoded, or bad options."""
         self.callers += 1
         try:
             return await self._recognize(data, spec, req)

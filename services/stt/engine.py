@@ -45,7 +45,8 @@ class Word:
 @dataclass(frozen=True)
 class Segment:
     """One Whisper segment, times in seconds, with the model's scores the hallucination guard
-    reads: mean token log probability, no-speech probability, gzip compression ratio."""
+    reads: mean token log probability, no-speech probability, and the zlib compression ratio
+    of its text (high: the text repeats itself)."""
 
     text: str
     start: float
