@@ -100,6 +100,8 @@ class Screened:
     seconds: float = 0.0
 
     def summary(self, name: str) -> str:
+        """One line for `name`: usable clips of the total, hours of audio, and the skips by
+        reason with the first clip of each."""
         kept = self.total - sum(self.skipped.values())
         text = f"{name}: {kept:,} of {self.total:,} clips usable ({self.seconds / 3600:.2f} h)"
         if self.skipped:
@@ -335,6 +337,7 @@ def load_audio(value: Any, root: Path | None) -> np.ndarray:
 
 
 def describe_cell(value: Any) -> str:
+    """A dataset audio cell in words for messages: its path, or "embedded audio"."""
     if isinstance(value, dict):
         return str(value.get("path") or "embedded audio")
     return str(value)
