@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def test_load_bounds_the_cpu_kernel_cache(
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
     vits_engine._import_torch()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_malloc_trim_is_found_on_glibc() -> None:
+    trim = vits_engine.malloc_trim()
+    assert trim is not None
+    assert trim() in (0, 1)  # 1: memory was released
 
 
 def test_same_seed_same_samples(demo_engine: VitsEngine) -> None:
