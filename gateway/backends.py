@@ -25,6 +25,10 @@ __all__ = ["SERVICE_NAMES", "Backends", "Dependency"]
 
 @dataclass
 class Dependency:
+    """One service as the gateway sees it: `status` is a grpc.health.v1 serving status name
+    (SERVING, NOT_SERVING, ...), or UNREACHABLE / UNKNOWN when the watch fails; `model_id`
+    is from its Describe, "" until read; `changed` is set (then replaced) on each change."""
+
     name: str
     address: str
     channel: grpc.aio.Channel
@@ -47,14 +51,17 @@ class Backends:
         self.on_status: list[Callable[[str, str], None]] = []  # called on each change
 
     def start(self) -> None:
+        """Start one health watch per service (needs a running event loop)."""
         self._watchers = [asyncio.create_task(self._watch(d)) for d in self.deps.values()]
 
     async def close(self) -> None:
+        """Stop the watches and close the upstream channels."""
         for task in self._watchers:
             task.cancel()
         await self.upstream.close()
 
     def statuses(self) -> dict[str, str]:
+        """Each service's current status, by service name (stt, translate, llm, tts)."""
         return {name: dep.status for name, dep in self.deps.items()}
 
     async def _watch(self, dep: Dependency) -> None:

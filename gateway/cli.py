@@ -15,6 +15,7 @@ from services.runtime.model_folder import demo_models_dir
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `up` and `converse` to the `milo` command's subparsers."""
     up = sub.add_parser("up", help="run the whole stack locally (demo models by default)")
     up.add_argument(
         "--models",
@@ -70,6 +71,9 @@ async def wav_chunks(path: Path, fast: bool, chunk_ms: int = 20) -> AsyncIterato
 
 
 async def converse(args: argparse.Namespace) -> int:
+    """Run one `milo converse` session against the gateway at `args.address`, printing each
+    event; `--wav` audio ends with an end-of-utterance control. Returns the exit status:
+    1 if any turn reported an error, 2 if the WAV is not 16-bit PCM, else 0."""
     from milo.audio.v1 import audio_pb2
     from milo.client import MiloClient
     from milo.gateway.v1 import gateway_pb2 as gw
@@ -119,6 +123,7 @@ class EventPrinter:
         self.rate, self.channels, self.errors = 16000, 1, 0
 
     def show(self, event) -> None:  # type: ignore[no-untyped-def]
+        """Print `event` (a milo.client event) on one line, or add its audio to the reply."""
         kind, p = event.kind, event.payload
         if kind == "audio":
             if p.HasField("format"):
@@ -135,6 +140,7 @@ class EventPrinter:
         )
 
     def write_wav(self, path: Path) -> None:
+        """Write the reply audio kept so far as a 16-bit PCM WAV at its own rate and channels."""
         with wave.open(str(path), "wb") as wav:
             wav.setnchannels(self.channels)
             wav.setsampwidth(2)

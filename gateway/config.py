@@ -16,6 +16,9 @@ from services.runtime.config import (
 
 
 class GatewaySettings(ServiceSettings):
+    """The gateway's settings, from MILO_GATEWAY_* variables and the CLI flags of the same
+    names; a bad value is refused at start-up (pydantic ValidationError)."""
+
     model_config = SettingsConfigDict(env_prefix="MILO_GATEWAY_")
 
     port: int = grpc_port_field("gateway")
@@ -99,4 +102,5 @@ class GatewaySettings(ServiceSettings):
 
     @property
     def http_address(self) -> tuple[str, int]:
+        """(host, port) the HTTP bridge listens on."""
         return (self.http_host or self.host, self.http_port)

@@ -97,6 +97,8 @@ class GatewayCore:
         self._no_sessions.set()
 
     def describe(self) -> gw.DescribeResponse:
+        """The gateway's version, session defaults and each dependency's address, health
+        status and model id as last seen (no call is made)."""
         deps = [
             gw.Dependency(name=d.name, address=d.address, status=d.status, model_id=d.model_id)
             for d in self.backends.deps.values()
@@ -197,12 +199,15 @@ class GatewayCore:
     # ---- one service each ---------------------------------------------------------------
 
     async def transcribe(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
+        """STT's unary Recognize, within `stt_timeout_s`; raises UpstreamError."""
         reply: stt_pb2.RecognizeResponse = await self.upstream.unary("stt", "Recognize", request)
         return reply
 
     async def translate(
         self, request: translate_pb2.TranslateRequest
     ) -> translate_pb2.TranslateResponse:
+        """The translate service's Translate, within `translate_timeout_s`; raises
+        UpstreamError."""
         reply: translate_pb2.TranslateResponse = await self.upstream.unary(
             "translate", "Translate", request
         )
@@ -225,6 +230,7 @@ class GatewayCore:
 
 
 def version() -> str:
+    """The installed `milo` package's version, or "dev" when it is not installed."""
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as package_version
 

@@ -30,16 +30,35 @@ class SessionPort(Protocol):
 
     id: str
 
-    def next_turn_id(self) -> int: ...
-    def emit(self, turn_id: int, **event: Any) -> None: ...
-    def barge_in(self) -> None: ...
+    def next_turn_id(self) -> int:
+        """A new turn id, one more than the last."""
+        ...
+
+    def emit(self, turn_id: int, **event: Any) -> None:
+        """Queue one event for the client, e.g. emit(3, transcript=gw.Transcript(...))."""
+        ...
+
+    def barge_in(self) -> None:
+        """The user spoke: cancel the reply in progress, if any."""
+        ...
+
     async def start_turn(
         self, turn_id: int, text: str, t0: float, stt_final_s: float | None = None
-    ) -> None: ...
-    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None) -> None: ...
+    ) -> None:
+        """Start a turn on the user's `text`; `t0` (time.monotonic(), s) is the end of
+        speech, `stt_final_s` the seconds from it to the final transcript."""
+        ...
+
+    def end_turn(self, turn_id: int, reason: int, failure: StageFailure | None = None) -> None:
+        """End a turn: send its last events; `reason` is a TurnEnded.Reason, `failure` the
+        stage that failed, if one did."""
+        ...
 
 
 class Listener:
+    """The session's STT stream: `config` is sent first on each StreamingRecognize call;
+    with `barge_in`, speech heard while a reply plays cancels that reply."""
+
     def __init__(
         self,
         session: SessionPort,
@@ -56,6 +75,8 @@ class Listener:
         self._speech_ended_at: float | None = None
 
     async def feed(self, audio: bytes) -> None:
+        """Send one chunk of the client's audio (in the config's input format), opening an
+        STT stream if none is open; waits while 256 chunks are queued."""
         if self._audio is None:
             self._open()
         assert self._audio is not None
@@ -98,11 +119,13 @@ class Listener:
     async def _on_event(self, event: stt_pb2.StreamingRecognizeResponse) -> None:
         kind, s = event.WhichOneof("event"), self.session
         if kind == "speech_started":
-            if self._barge_in:
-                s.barge_in()
+            # The cause before its effect (OpenAI Realtime's order too): the new turn's
+            # speech_started, then the reply it interrupts ends (barged_in, turn_ended).
             self._utterance_turn = s.next_turn_id()
             self._speech_ended_at = None
             s.emit(self._utterance_turn, speech_started=event.speech_started)
+            if self._barge_in:
+                s.barge_in()
         elif kind == "speech_ended":
             self._speech_ended_at = time.monotonic()
             s.emit(self._turn_id(), speech_ended=event.speech_ended)
@@ -154,4 +177,5 @@ class Listener:
 
     @property
     def reader(self) -> asyncio.Task[None] | None:
+        """The task reading the current or last STT stream; None before any audio."""
         return self._reader

@@ -19,6 +19,10 @@ _DONE = object()
 
 
 class Outbox:
+    """A session's events in order; `on_turn_end(turn_id, sentences)` is called as each
+    TurnEnded goes out, with the pivot-language reply sentences that reached the client
+    (with `audio_out`, those whose audio had started)."""
+
     def __init__(self, on_turn_end: Callable[[int, list[str]], None], audio_out: bool) -> None:
         # Unbounded: a turn's events are bounded by its reply (a few MB of audio at most).
         self._queue: asyncio.Queue[object] = asyncio.Queue()
@@ -29,6 +33,7 @@ class Outbox:
         self._audio_out = audio_out
 
     def put(self, item: gw.ConverseResponse) -> None:
+        """Queue one event (never blocks)."""
         self._queue.put_nowait(item)
 
     def stop_reply(self, turn_id: int) -> None:
@@ -36,9 +41,12 @@ class Outbox:
         self._stopped.add(turn_id)
 
     def close(self) -> None:
+        """End the stream after the events already queued."""
         self._queue.put_nowait(_DONE)
 
     async def drain(self) -> AsyncGenerator[gw.ConverseResponse, None]:
+        """The events until `close`, less the reply events of stopped turns; a BargedIn
+        event gets its `sentences_sent` filled in here."""
         while (item := await self._queue.get()) is not _DONE:
             assert isinstance(item, gw.ConverseResponse)
             kind = item.WhichOneof("event")

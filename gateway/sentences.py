@@ -47,6 +47,9 @@ _CLAUSE = re.compile(r"[,;:—–]\s")
 
 
 class SentenceCutter:
+    """Sentences out of streamed text: `feed` each delta, then `flush` at the end.
+    `max_chars` (characters) is where a run-on sentence starts to be cut."""
+
     def __init__(self, max_chars: int = 160) -> None:
         self.max_chars = max_chars
         self._buffer = ""

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class GatewayService:
+    """The gateway for the runtime's ServiceHost (services.runtime.server): it registers the
+    Conversation servicer, watches the four services and runs the HTTP bridge."""
+
     name = "gateway"
     service_names = (gateway_pb2.DESCRIPTOR.services_by_name["Conversation"].full_name,)
     model_id = "none"

@@ -23,6 +23,8 @@ __all__ = ["ConversationServicer"]
 
 
 class ConversationServicer(gateway_pb2_grpc.ConversationServicer):
+    """Conversation's RPCs over `core`; each RPC is documented in protos/ (gateway.proto)."""
+
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
 

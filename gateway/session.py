@@ -50,6 +50,10 @@ def stt_config(config: gw.SessionConfig, options: SessionOptions) -> stt_pb2.Str
 
 
 class Session:
+    """One conversation: `config` is the client's first message, `options` the settings
+    drawn from it (`gateway.core.session_options`). `id` is 12 hex digits; `history` holds
+    the pivot-language messages of the last `max_history_turns` turns."""
+
     def __init__(
         self,
         settings: GatewaySettings,
@@ -78,29 +82,37 @@ class Session:
 
     @property
     def turns(self) -> int:
+        """How many turn ids have been given out (turns started, including failed ones)."""
         return self._turns
 
     # ---- ids, events --------------------------------------------------------------------
 
     def next_turn_id(self) -> int:
+        """A new turn id: 1, 2, ... (0 is for session-wide events)."""
         self._turns += 1
         return self._turns
 
     def emit(self, turn_id: int, **event: object) -> None:
+        """Queue one event for the client, e.g. emit(3, transcript=gw.Transcript(...))."""
         self.outbox.put(gw.ConverseResponse(turn_id=turn_id, **event))  # type: ignore[arg-type]
 
     def gateway_error(self, message: str) -> None:
+        """An in-band INVALID_ARGUMENT error at STAGE_GATEWAY (turn 0); the stream goes on."""
         self.emit(
             0, error=gw.TurnError(stage=gw.STAGE_GATEWAY, code="INVALID_ARGUMENT", message=message)
         )
 
     @property
     def replying(self) -> bool:
+        """True while a turn's task is running."""
         return self._task is not None and not self._task.done()
 
     # ---- client messages ----------------------------------------------------------------
 
     async def handle(self, request: gw.ConverseRequest) -> None:
+        """Act on one client message after the config: audio to STT, text or a reply to a
+        new turn, a control to `control`; a mistake (oversize chunk, second config, empty
+        message) gets an in-band error and is dropped."""
         kind = request.WhichOneof("request")
         if kind == "audio":
             if len(request.audio) > self.settings.max_audio_chunk_bytes:
@@ -122,6 +134,8 @@ class Session:
             self.gateway_error("empty message: set one of config, audio, text, reply, control")
 
     async def control(self, action: int) -> None:
+        """Apply a Control.Action: BARGE_IN, CANCEL (the reply ends as REASON_CANCELLED) or
+        END_OF_UTTERANCE; any other value gets an in-band error."""
         if action == gw.Control.ACTION_BARGE_IN:
             self.barge_in()
         elif action == gw.Control.ACTION_CANCEL:
@@ -152,6 +166,9 @@ class Session:
     async def start_turn(
         self, turn_id: int, text: str, t0: float, stt_final_s: float | None = None
     ) -> None:
+        """Start a turn on the user's `text` (user language) once the previous one is over;
+        `t0` (time.monotonic(), s) is where its latency is measured from, `stt_final_s` the
+        seconds from end of speech to the final transcript."""
         self._drop_awaited_reply()
         await self._settle()
         turn = self._new_turn(turn_id, t0)

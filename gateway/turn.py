@@ -69,15 +69,21 @@ class SessionOptions:
 
     @property
     def translates(self) -> bool:
+        """True when the user and pivot languages differ, so text is translated both ways."""
         return self.user_language != self.pivot_language
 
 
 @dataclass
 class Timings:
+    """A turn's stage durations in ms, by stage name (e.g. "llm_first_token"), the first
+    measure of each kept; `t0` is time.monotonic() at the turn's start, in s."""
+
     t0: float  # end of speech, or the text's arrival
     marks: dict[str, float] = field(default_factory=dict)
 
     def stage(self, name: str, seconds: float) -> None:
+        """Record stage `name` as `seconds` long, unless it already has a measure, and
+        observe it in milo_gateway_stage_seconds."""
         if name not in self.marks:
             self.marks[name] = seconds * 1000
             metrics.STAGE_SECONDS.labels(name).observe(seconds)
@@ -90,6 +96,10 @@ def sayable(text: str) -> bool:
 
 
 class Turn:
+    """One turn's stages and events: `emit` receives each ConverseResponse for the client;
+    `t0` (time.monotonic(), s) is the end of speech or the text's arrival. A stage's failed
+    service call raises StageFailure."""
+
     def __init__(
         self,
         turn_id: int,
@@ -109,11 +119,14 @@ class Turn:
         self._refused: StageFailure | None = None  # the first sentence TTS refused
 
     def emit(self, **event: Any) -> None:
+        """Send one event of this turn, e.g. emit(llm_delta=gw.LlmDelta(text="Bon"))."""
         self._emit(gw.ConverseResponse(turn_id=self.id, **event))
 
     # ---- stages -------------------------------------------------------------------------
 
     async def translate(self, text: str, source: str, target: str, stage: int) -> str:
+        """`text` translated from language `source` to `target`; a failed call raises
+        StageFailure for `stage`."""
         request = translate_pb2.TranslateRequest(
             texts=[text], source_language=source, target_language=target
         )
@@ -124,6 +137,8 @@ class Turn:
         return str(reply.translations[0].text)
 
     async def to_pivot(self, text: str) -> str:
+        """The user's `text` in the pivot language (as is when no translation is needed),
+        with its translation event and translate_in timing; raises StageFailure."""
         o = self.options
         if not o.translates:
             return text
@@ -301,6 +316,7 @@ class Turn:
         self.emit(audio=gw.AudioOut(format=out_format, chunk=out, sentence_index=sentence_index))
 
     def latency(self) -> gw.LatencyBreakdown:
+        """The turn's latency breakdown so far, in ms; a stage not reached is unset."""
         m = self.timings.marks
         return gw.LatencyBreakdown(
             stt_final_ms=m.get("stt_final"),

@@ -46,6 +46,10 @@ MODULES = {
 
 @dataclass
 class Child:
+    """One process of the stack: `name` is a key of MODULES, `port` its gRPC and
+    `metrics_port` its /metrics port, `env` its whole environment; `tail` keeps its last
+    LAST_LINES lines of output for the crash report."""
+
     name: str
     port: int
     metrics_port: int
@@ -58,6 +62,8 @@ class Child:
     gave_up: bool = False
 
     def start(self) -> None:
+        """Start `python -m <module>` in its own session, its output relayed to stdout with
+        the name as a prefix."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", MODULES[self.name]],
             env=self.env,
@@ -83,6 +89,7 @@ class Child:
         return list(self.tail)
 
     def alive(self) -> bool:
+        """True while the process is started and has not exited."""
         return self.proc is not None and self.proc.poll() is None
 
 
@@ -102,6 +109,10 @@ def language_note(models: Path) -> tuple[str | None, str]:
 
 
 def plan(models: Path, host: str, language: str | None, base_port: int) -> list[Child]:
+    """The five children, not started, the gateway last: each on its default ports
+    (services.runtime.config.PORTS), or with `base_port` on BASE+i and metrics at +100;
+    the gateway pointed at the four services; `language` (if given) forced on STT and made
+    the gateway's default user language."""
     env = {
         **os.environ,
         "MILO_MODELS_DIR": str(models.resolve()),
@@ -132,6 +143,9 @@ def plan(models: Path, host: str, language: str | None, base_port: int) -> list[
 
 
 def wait_serving(child: Child, deadline: float, stop: threading.Event | None = None) -> None:
+    """Poll the child's gRPC health every 0.2 s until it is SERVING. Raises RuntimeError if
+    it exits, TimeoutError past `deadline` (time.monotonic(), s), KeyboardInterrupt once
+    `stop` is set."""
     with grpc.insecure_channel(f"127.0.0.1:{child.port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
@@ -150,6 +164,8 @@ def wait_serving(child: Child, deadline: float, stop: threading.Event | None = N
 
 
 def stop_all(children: list[Child], grace: float = 15.0) -> None:
+    """SIGTERM every live child, the gateway first; kill those still running after `grace`
+    seconds in all."""
     for child in reversed(children):  # the gateway first, so no new turn starts
         if child.alive():
             child.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
@@ -171,6 +187,10 @@ def up(
     base_port: int = 0,
     timeout: float = 300.0,
 ) -> int:
+    """`milo up`: run and supervise the stack on `models` until Ctrl-C or SIGTERM, waiting
+    at most `timeout` seconds for every process to be SERVING. Returns the exit status:
+    0 when stopped, 1 when the gateway was given up on, 2 when there are no models or the
+    preflight checks fail. Raises RuntimeError or TimeoutError if the stack does not start."""
     if not (models / "manifest.json").exists():
         print(
             f"no models in {models}: run `milo models demo --dir {models}` first", file=sys.stderr

@@ -200,6 +200,8 @@ class Upstream:
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> Upstream:
+        """The channels to the four `*_address` settings, with their backend key, unary
+        retries and per-method deadlines."""
         s = settings
         key = s.backend_api_key.get_secret_value() if s.backend_api_key else None
         addresses = {
@@ -263,5 +265,6 @@ class Upstream:
                 task.remove_done_callback(opener_done)
 
     async def close(self) -> None:
+        """Close every channel; calls still open on them end with CANCELLED."""
         for channel in self.channels.values():
             await channel.close()

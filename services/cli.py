@@ -45,6 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `milo` argument parser: `serve SERVICE ...` plus the commands of every component
+    module that is installed (a missing one is skipped, not an error)."""
     parser = argparse.ArgumentParser(
         prog="milo", description="Milo, a voice assistant for Malagasy"
     )
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `milo` with `argv` (default: sys.argv); returns the exit code, 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -15,6 +15,8 @@ _MESSAGE = "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-A
 
 
 def given_key(conn: HTTPConnection, allow_query: bool = False) -> str | None:
+    """The key the client sent: X-API-Key, else a Bearer token, else (with `allow_query`)
+    the `api_key` query parameter; None when there is none."""
     header = conn.headers.get("x-api-key")
     if header:
         return header
@@ -34,9 +36,12 @@ class ApiKey:
 
     @property
     def enabled(self) -> bool:
+        """True when a key is configured, so requests must send it."""
         return self._key is not None
 
     def check(self, conn: HTTPConnection, allow_query: bool = False) -> None:
+        """Raise Unauthenticated (HTTP 401) unless the request sends the key (see
+        `given_key`)."""
         self.check_value(given_key(conn, allow_query))
 
     def check_value(self, given: str | None) -> None:
@@ -47,4 +52,5 @@ class ApiKey:
             raise Unauthenticated(_MESSAGE)
 
     async def __call__(self, conn: HTTPConnection) -> None:
+        """The dependency itself: `check` on headers only."""
         self.check(conn)

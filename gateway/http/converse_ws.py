@@ -57,6 +57,7 @@ def event_json(event: gw.ConverseResponse) -> tuple[dict[str, Any], bytes | None
 
 
 def parse_request(text: str) -> gw.ConverseRequest:
+    """A text frame as a ConverseRequest (protobuf JSON); InvalidArgument when it is not one."""
     try:
         return json_format.Parse(text, gw.ConverseRequest())
     except json_format.ParseError as exc:
@@ -68,6 +69,7 @@ def parse_request(text: str) -> gw.ConverseRequest:
 
 
 def error_event(code: str, message: str) -> dict[str, Any]:
+    """An in-band `error` event at STAGE_GATEWAY (turn 0); `code` is a gRPC status name."""
     return {
         "event": "error",
         "turn_id": 0,
@@ -84,12 +86,16 @@ class Socket:
         self._started = False
 
     async def send(self, body: dict[str, Any], data: bytes | None = None) -> None:
+        """Send `body` as a JSON text frame, then `data` (audio) as a binary frame, if any."""
         async with self._lock:
             await self.ws.send_text(json.dumps(body, ensure_ascii=False))
             if data is not None:
                 await self.ws.send_bytes(data)
 
     async def requests(self) -> AsyncIterator[gw.ConverseRequest]:
+        """The client's frames as requests: binary frames are audio. A text frame that is
+        not a request raises InvalidArgument if it comes first, else gets an `error` event
+        and is dropped; ClientGone when the client disconnects."""
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -108,6 +114,8 @@ class Socket:
             yield request
 
     async def refuse(self, exc: MiloError) -> None:
+        """End a session that could not start: an `error` event, then close code 4000 + the
+        error's HTTP status (e.g. 4401), if the socket is still open."""
         log.info("converse socket refused: %s %s", exc.code.name, exc.message)
         if self.ws.application_state == WebSocketState.CONNECTED:
             await self.send(error_event(exc.code.name, exc.message))
@@ -116,6 +124,8 @@ class Socket:
 
 @router.websocket("/v1/converse")
 async def converse(ws: WebSocket) -> None:
+    """One conversation per socket (see the module's docstring), holding an admission slot
+    for its whole length; it ends when the client closes or the session is over."""
     b = bridge(ws)
     await ws.accept()
     sock = Socket(ws)

@@ -39,6 +39,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @dataclass
 class Bridge:
+    """The HTTP bridge's shared objects, one per app (app.state.bridge)."""
+
     settings: GatewaySettings
     core: GatewayCore
     api_key: ApiKey
@@ -49,11 +51,13 @@ class Bridge:
 
 
 def bridge(conn: HTTPConnection) -> Bridge:
+    """The app's Bridge, for a request or a WebSocket."""
     found: Bridge = conn.app.state.bridge
     return found
 
 
 def core(request: Request) -> GatewayCore:
+    """The GatewayCore behind the app (a route dependency)."""
     return bridge(request).core
 
 

@@ -17,6 +17,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Codec:
+    """How one response format is encoded: the PyAV (FFmpeg) container and codec names,
+    the encoder's sample rate in Hz, and the HTTP media type."""
+
     container: str
     codec: str
     rate: int  # the encoder's sample rate, Hz

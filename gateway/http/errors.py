@@ -80,6 +80,9 @@ class HttpError(Exception):
 
 
 def status_of(exc: MiloError) -> int:
+    """The HTTP status for a typed error: by its gRPC code (`STATUS`), except that a
+    dependency's UNAUTHENTICATED, PERMISSION_DENIED, INTERNAL, UNKNOWN or DATA_LOSS is 502;
+    500 for a code not in the table."""
     if isinstance(exc, UpstreamError) and exc.code in _UPSTREAM_STATUS:
         return _UPSTREAM_STATUS[exc.code]
     return STATUS.get(exc.code, 500)
@@ -88,6 +91,8 @@ def status_of(exc: MiloError) -> int:
 def error_body(
     path: str, status: int, code: str, message: str, param: str | None = None
 ) -> dict[str, Any]:
+    """The JSON error body for a route at `path`: OpenAI's shape {"error": {"message",
+    "type", "param", "code"}} under OPENAI_PREFIXES, else {"error": {"code", "message"}}."""
     if path.startswith(OPENAI_PREFIXES):
         fallback = "server_error" if status >= 500 else "invalid_request_error"
         kind = _OPENAI_TYPE.get(status, fallback)
@@ -103,6 +108,7 @@ def error_response(
     headers: dict[str, str] | None = None,
     param: str | None = None,
 ) -> JSONResponse:
+    """`error_body` as a response with `status` and `headers`."""
     return JSONResponse(
         error_body(path, status, code, message, param), status_code=status, headers=headers
     )
@@ -113,6 +119,9 @@ _REASON_PARAM = {"context_length_exceeded": "messages"}
 
 
 def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
+    """The response for a typed error: its status (`status_of`), Retry-After in whole
+    seconds (at least 1) for RESOURCE_EXHAUSTED, WWW-Authenticate for 401; on the OpenAI
+    routes a known reason (context_length_exceeded) is the code, with the parameter at fault."""
     status = status_of(exc)
     headers = None
     if exc.code == C.RESOURCE_EXHAUSTED:

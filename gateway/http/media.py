@@ -33,6 +33,8 @@ _AUDIO_TYPES = (
 
 
 def check_upload_type(file: UploadFile) -> None:
+    """Raise HttpError 415 when the upload declares a media type that is not audio (no
+    declared type passes: the STT service reads the data itself)."""
     declared = (file.content_type or "").split(";")[0].strip().lower()
     if declared and not declared.startswith(_AUDIO_TYPES):
         raise HttpError(
@@ -47,6 +49,9 @@ async def recognize_request(
     word_timestamps: bool | None = None,
     beam_size: int | None = None,
 ) -> stt_pb2.RecognizeRequest:
+    """The upload as a RecognizeRequest (format detected by STT from the data); None or ""
+    leave a setting to the server. Raises HttpError 415 for a type that is not audio,
+    InvalidArgument (400) for an empty file."""
     check_upload_type(file)
     data = await file.read()
     if not data:
@@ -70,6 +75,7 @@ class Speech:
 
     @property
     def headers(self) -> dict[str, str]:
+        """The response headers: X-Sample-Rate (Hz) and Cache-Control: no-store."""
         return {"X-Sample-Rate": str(self.sample_rate_hz), "Cache-Control": "no-store"}
 
 

@@ -30,6 +30,9 @@ class BodyLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP: answer 413 for a Content-Length over the limit (after draining up to 64 MiB
+        of the body); otherwise pass the request on, and raise HTTPException(413) in the app
+        once the bytes read pass the limit. Other scopes pass untouched."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -66,6 +69,8 @@ class BodyTimeout:
         self.app, self.timeout_s = app, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP: run the app with each body read bounded by `timeout_s`; on a timeout the app
+        reads a disconnect and the client gets 408 with Connection: close."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -119,6 +124,8 @@ class RequireKey:
         self.app, self.api_key = app, api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 401 (with WWW-Authenticate) to a /v1/* HTTP request without the key; pass
+        on the rest."""
         path = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/v1/") and self.api_key.enabled:
             try:
@@ -139,6 +146,8 @@ class Admitted:
         self.app, self.admission = app, admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a /v1/* HTTP request (but /v1/status and /v1/models) inside an admission slot,
+        held until its response is sent; 429 with Retry-After when the queue is full."""
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith("/v1/") or path.startswith(self._OPEN):
             await self.app(scope, receive, send)
@@ -161,6 +170,9 @@ class Metrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run an HTTP request, counted in milo_gateway_http_requests by method, route
+        template and status (500 if no response started) and timed in
+        milo_gateway_http_request_duration_seconds."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -25,6 +25,7 @@ Core = Annotated[GatewayCore, Depends(core)]
 
 
 def transcription(reply: stt_pb2.RecognizeResponse) -> s.Transcription:
+    """STT's reply as the route's JSON body (times in ms)."""
     segments = [
         s.Segment(
             text=seg.text,
@@ -61,12 +62,16 @@ async def transcribe(
     word_timestamps: Annotated[bool, Form()] = True,
     beam_size: Annotated[int | None, Form(ge=1, le=20)] = None,
 ) -> s.Transcription:
+    """The uploaded recording's text, with segments and word times in ms. `language` unset:
+    the STT service's default. 415 for a file that is not audio, 400 for an empty one."""
     request = await recognize_request(file, language, prompt, word_timestamps, beam_size)
     return transcription(await core.transcribe(request))
 
 
 @router.post("/translate", response_model=s.TranslateOut, summary="Translate a text")
 async def translate(body: s.TranslateIn, request: Request, core: Core) -> s.TranslateOut:
+    """`text` translated from `source` to `target`, with its token counts and the model's
+    language codes. 400 for a text over the gateway's max_text_chars."""
     check_text(body.text, bridge(request).settings)
     reply = await core.translate(
         translate_pb2.TranslateRequest(
@@ -91,6 +96,7 @@ async def translate(body: s.TranslateIn, request: Request, core: Core) -> s.Tran
 
 
 def chat_request(body: s.ChatIn) -> llm_pb2.ChatRequest:
+    """The body as the LLM's ChatRequest; an option left out stays unset (the server's)."""
     sampling = llm_pb2.SamplingOptions(
         temperature=body.temperature,
         top_p=body.top_p,
@@ -120,6 +126,8 @@ _SSE_DOC: dict[int | str, dict[str, Any]] = {
     responses=_SSE_DOC,
 )
 async def chat(body: s.ChatIn, request: Request, core: Core) -> StreamingResponse:
+    """The LLM's reply as server-sent events. A failure before the first token is an HTTP
+    error; after it, a last `error` event. 400 for a message over max_text_chars."""
     for m in body.messages:
         check_text(m.content, bridge(request).settings, "a message")
     _, stream = await prime(core.chat(chat_request(body)))
@@ -168,6 +176,8 @@ _AUDIO_DOC: dict[int | str, dict[str, Any]] = {
     responses=_AUDIO_DOC,
 )
 async def speak(body: s.SpeakIn, request: Request, core: Core) -> StreamingResponse:
+    """The text spoken, streamed as it is synthesized, in `format`; its sample rate (Hz) is
+    in X-Sample-Rate. 400 for a text over max_text_chars."""
     check_text(body.text, bridge(request).settings)
     tts_request = tts_pb2.SynthesizeRequest(
         text=body.text,

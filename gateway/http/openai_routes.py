@@ -68,6 +68,7 @@ _SPEECH_DOC: dict[int | str, dict[str, Any]] = {
 
 
 def verbose(reply: stt_pb2.RecognizeResponse) -> o.VerboseTranscription:
+    """STT's reply in OpenAI's `verbose_json` shape (ms become s)."""
     segments = [
         o.VerboseSegment(
             id=i,
@@ -117,6 +118,9 @@ async def transcriptions(
         list[Literal["word", "segment"]] | None, Form(alias="timestamp_granularities[]")
     ] = None,
 ) -> Response:
+    """The recording's text in `response_format`; `model` and `temperature` are accepted
+    and ignored, and word times come with verbose_json. 415 for a file that is not audio,
+    400 for an empty one."""
     words = response_format == "verbose_json"
     request = await recognize_request(file, language, prompt, word_timestamps=words)
     reply = await core.transcribe(request)
@@ -138,6 +142,10 @@ async def transcriptions(
     responses=_SPEECH_DOC,
 )
 async def speech(body: o.SpeechIn, request: Request, core: Core) -> StreamingResponse:
+    """The input spoken, streamed as it is synthesized: pcm is s16le mono at 24 kHz (as
+    OpenAI's), wav at the model's own rate, the encoded formats at their encoder's (24 kHz,
+    opus 48 kHz); the rate is in X-Sample-Rate (Hz). `speed` is clamped to 0.5-2.0; an
+    OpenAI voice name maps onto one of the model's voices."""
     b = bridge(request)
     check_text(body.input, b.settings, "input")
     speed = None if body.speed is None else min(max(body.speed, o.MIN_SPEED), o.MAX_SPEED)
@@ -153,6 +161,9 @@ async def speech(body: o.SpeechIn, request: Request, core: Core) -> StreamingRes
 
 
 def llm_request(body: o.ChatCompletionIn, max_chars: int) -> llm_pb2.ChatRequest:
+    """The body as the LLM's ChatRequest. Raises ContextLengthExceeded (400,
+    context_length_exceeded) for a message over `max_chars` characters, InvalidArgument
+    (400) for more than 4 stop sequences or a part that is not text."""
     messages = []
     for m in body.messages:
         text = m.text()
@@ -194,6 +205,9 @@ _COMPLETION_DOC: dict[int | str, dict[str, Any]] = {
     responses=_COMPLETION_DOC,
 )
 async def chat_completions(body: o.ChatCompletionIn, request: Request, core: Core) -> Response:
+    """A chat.completion, or with `stream` its chunks as server-sent events. A failure
+    before the first token is an HTTP error in OpenAI's shape; after it, a last event with
+    an `error` object."""
     settings = bridge(request).settings
     llm = llm_request(body, settings.max_text_chars)
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -274,6 +288,7 @@ async def _chunks(
 
 @router.get("/models", response_model=o.ModelList, summary="OpenAI: the models behind Milo")
 async def models(request: Request) -> o.ModelList:
+    """One card per service (stt, translate, llm, tts), by the model id its Describe gave."""
     deps = bridge(request).core.backends.deps.values()
     now = int(time.time())
     cards = [

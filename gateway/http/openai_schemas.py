@@ -34,6 +34,9 @@ MAX_MESSAGES = 1000
 
 
 class SpeechIn(BaseModel):
+    """The body of POST /v1/audio/speech, as OpenAI defines it
+    (https://platform.openai.com/docs/api-reference/audio/createSpeech)."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(max_length=200, examples=["milo-tts"], description="any name")
@@ -70,6 +73,9 @@ class ContentPart(BaseModel):
 
 
 class ChatMessageIn(BaseModel):
+    """One chat message; `content` is a text or a list of parts (only text parts are
+    read); `name` is accepted and ignored."""
+
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
@@ -91,12 +97,19 @@ class ChatMessageIn(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    """With `include_usage`, a streamed completion ends with a chunk that carries the
+    usage."""
+
     model_config = ConfigDict(extra="ignore")
 
     include_usage: bool = False
 
 
 class ChatCompletionIn(BaseModel):
+    """The body of POST /v1/chat/completions, as OpenAI defines it
+    (https://platform.openai.com/docs/api-reference/chat/create); `max_completion_tokens`
+    wins over `max_tokens`."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(max_length=200, examples=["milo"])
@@ -117,11 +130,15 @@ class ChatCompletionIn(BaseModel):
 
 
 class ResponseMessage(BaseModel):
+    """The assistant's reply."""
+
     role: Literal["assistant"] = "assistant"
     content: str
 
 
 class Choice(BaseModel):
+    """The one choice of a completion; `logprobs` is always null."""
+
     index: int
     message: ResponseMessage
     finish_reason: Literal["stop", "length"]
@@ -129,12 +146,17 @@ class Choice(BaseModel):
 
 
 class Usage(BaseModel):
+    """Token counts of a completion, from the LLM service."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
 class ChatCompletion(BaseModel):
+    """A whole chat completion, as OpenAI's chat.completion object
+    (https://platform.openai.com/docs/api-reference/chat/object)."""
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -145,10 +167,16 @@ class ChatCompletion(BaseModel):
 
 
 class TranscriptionOut(BaseModel):
+    """The `json` transcription format: the text only."""
+
     text: str
 
 
 class VerboseSegment(BaseModel):
+    """One segment of a `verbose_json` transcription; times in s. Values the STT
+    service does not pass on (`seek`, `tokens`, `temperature`, `compression_ratio`) are 0 or
+    empty."""
+
     id: int
     seek: int
     start: float
@@ -162,12 +190,17 @@ class VerboseSegment(BaseModel):
 
 
 class VerboseWord(BaseModel):
+    """One word of a `verbose_json` transcription; times in s."""
+
     word: str
     start: float
     end: float
 
 
 class VerboseTranscription(BaseModel):
+    """The `verbose_json` transcription format, as OpenAI defines it
+    (https://platform.openai.com/docs/api-reference/audio/verbose-json-object); `duration` in s."""
+
     task: Literal["transcribe"] = "transcribe"
     language: str
     duration: float
@@ -177,6 +210,9 @@ class VerboseTranscription(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """One model: its id (the service's model id, or its name before it is known),
+    `created` as the time of the request (Unix s), `owned_by` milo-<service>."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -184,11 +220,14 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
+    """The models behind Milo, one per service."""
+
     object: Literal["list"] = "list"
     data: list[ModelCard]
 
 
 def usage(prompt: int, completion: int) -> dict[str, Any]:
+    """OpenAI's usage object for `prompt` and `completion` token counts."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

@@ -24,6 +24,7 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 
 @router.get("/healthz", response_model=s.Health, summary="The gateway process is up")
 async def healthz() -> s.Health:
+    """Always {"status": "ok"} while the process answers."""
     return s.Health(status="ok")
 
 
@@ -34,6 +35,7 @@ async def healthz() -> s.Health:
     summary="Ready when every service is SERVING, else 503 naming those that are not",
 )
 async def readyz(request: Request) -> Any:
+    """Each service's health status; 503 with the names of those not SERVING."""
     statuses = bridge(request).core.backends.statuses()
     down = [name for name, status in statuses.items() if status != "SERVING"]
     if not down:
@@ -57,6 +59,7 @@ async def readyz(request: Request) -> Any:
     },
 )
 async def prometheus_metrics() -> Response:
+    """The gateway's metrics in the Prometheus text format."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -70,6 +73,8 @@ def _auth(request: Request) -> None:
     summary="Each service's health, model, recent latencies, queue depth, GPU memory",
 )
 async def status(request: Request) -> dict[str, Any]:
+    """The gateway's version, whether an API key is required, the status board of each
+    service and the number of open conversations. 401 without the key, when one is set."""
     b = bridge(request)
     board = await b.board.snapshot()
     return {"version": version(), "auth": b.api_key.enabled, **board, "sessions": _sessions()}

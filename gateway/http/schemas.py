@@ -14,6 +14,8 @@ LanguageCode = Field(
 
 
 class Word(BaseModel):
+    """One recognized word; times in ms from the start of the audio, probability in [0, 1]."""
+
     word: str
     start_ms: int
     end_ms: int
@@ -21,6 +23,9 @@ class Word(BaseModel):
 
 
 class Segment(BaseModel):
+    """One segment of a transcription; times in ms from the start of the audio,
+    `avg_logprob` and `no_speech_prob` as the model gives them."""
+
     text: str
     start_ms: int
     end_ms: int
@@ -30,6 +35,8 @@ class Segment(BaseModel):
 
 
 class Transcription(BaseModel):
+    """The text of a recording, with its segments."""
+
     text: str
     language: str = Field(description="ISO 639-1 code of the language transcribed")
     duration_ms: int = Field(description="length of the audio received")
@@ -38,6 +45,8 @@ class Transcription(BaseModel):
 
 
 class TranslateIn(BaseModel):
+    """A text to translate from `source` to `target`."""
+
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(max_length=100_000, examples=["Salama, manao ahoana ianao?"])
@@ -47,6 +56,8 @@ class TranslateIn(BaseModel):
 
 
 class TranslateOut(BaseModel):
+    """A translation, with the model's language codes and token counts; times in ms."""
+
     text: str
     source: str
     target: str
@@ -59,6 +70,8 @@ class TranslateOut(BaseModel):
 
 
 class ChatMessage(BaseModel):
+    """One message of a conversation."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
@@ -82,6 +95,8 @@ class ChatIn(BaseModel):
 
 
 class SpeakIn(BaseModel):
+    """A text to speak; unset knobs take the server's defaults."""
+
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=100_000, examples=["Manao ahoana ianao?"])
@@ -95,23 +110,34 @@ class SpeakIn(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """What failed: a gRPC status name (or an HTTP one such as REQUEST_TOO_LARGE)
+    and a message for people."""
+
     code: str = Field(examples=["INVALID_ARGUMENT"])
     message: str
 
 
 class ErrorBody(BaseModel):
+    """The body of every error on the native routes."""
+
     error: ErrorDetail
 
 
 class Health(BaseModel):
+    """The process is up."""
+
     status: Literal["ok"]
 
 
 class Readiness(BaseModel):
+    """Whether every service is SERVING, and each one's health status by name."""
+
     ready: bool
     services: dict[str, str] = Field(description="each dependency's health status")
     not_ready: list[str] = Field(default_factory=list)
 
 
 class NotReady(Readiness):
+    """The 503 body of /readyz: the services not SERVING, and an UNAVAILABLE error."""
+
     error: ErrorDetail

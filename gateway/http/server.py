@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class HttpServer:
+    """uvicorn serving `app` on host:port (port 0: a free one, read from `port` once
+    started); open connections get `grace_s` seconds (at least 1) at shutdown."""
+
     def __init__(self, app: FastAPI, host: str, port: int, grace_s: float) -> None:
         self.config = uvicorn.Config(
             app,
@@ -70,11 +73,14 @@ class HttpServer:
         return self.started.result(timeout)
 
     async def stop(self) -> None:
+        """On the event loop: stop taking requests and wait until the server has shut down."""
         self.server.should_exit = True
         if self._task is not None:
             await asyncio.wait({self._task})
 
     def stop_from_thread(self, timeout: float = 30.0) -> None:
+        """From another thread: `stop` on the server's loop, waiting at most `timeout`
+        seconds (TimeoutError past it); nothing if the loop is gone."""
         if self._loop is None or self._loop.is_closed():
             return
         asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout)

@@ -28,6 +28,9 @@ _QUEUE_GAUGES = ("milo_queue_depth", "milo_llm_queue_depth", "milo_stt_decode_qu
 
 @dataclass
 class Sample:
+    """One scrape: `at` is time.monotonic() (s); `sums` the latency histograms' (sum in s,
+    count) by method or stage; `gauges` by metric name; `labels` the model id and device."""
+
     at: float
     sums: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (sum, count)
     gauges: dict[str, float] = field(default_factory=dict)
@@ -62,6 +65,8 @@ def _take(sample: Sample, family: str, name: str, labels: dict[str, str], value:
 
 
 def recent_ms(now: Sample, then: Sample | None) -> dict[str, dict[str, float | None]]:
+    """By method or stage: the mean latency in ms and the count since `then` (recent_*,
+    None when nothing was recorded since) and since the process started."""
     out: dict[str, dict[str, float | None]] = {}
     for key, (total, count) in now.sums.items():
         if not count:
@@ -78,6 +83,9 @@ def recent_ms(now: Sample, then: Sample | None) -> dict[str, dict[str, float | N
 
 
 class StatusBoard:
+    """Scrapes each service's /metrics (at `settings.metrics_address`) on demand and keeps
+    recent scrapes, so latencies can be given over the last `window_s` seconds."""
+
     def __init__(
         self, settings: GatewaySettings, backends: Backends, window_s: float = 60.0
     ) -> None:
@@ -88,6 +96,9 @@ class StatusBoard:
         )
 
     async def snapshot(self) -> dict[str, Any]:
+        """The board now: {"services": [...], "gateway": {...}}. A service whose /metrics
+        cannot be read within 1.5 s has `metrics` None and a `metrics_error`; never raises
+        for it."""
         async with httpx.AsyncClient(timeout=1.5) as client:
             services = await asyncio.gather(*(self._service(client, n) for n in self.addresses))
         gateway = read_families(REGISTRY.collect(), None, time.monotonic())

@@ -42,6 +42,8 @@ async def prime(stream: AsyncIterator[T]) -> tuple[T | None, AsyncIterator[T]]:
 
 
 def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event, UTF-8: `data` as JSON (a str is sent as is), after an
+    `event:` line when `event` is given."""
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {text}\n\n".encode()

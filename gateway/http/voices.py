@@ -36,6 +36,8 @@ def pick(name: str, voices: list[str]) -> str | None:
 
 
 class VoiceMap:
+    """Voice names to TTS voices (see `pick`), the model's voices read once via `core`."""
+
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self._voices: list[str] | None = None

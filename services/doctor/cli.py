@@ -99,6 +99,8 @@ def diagnose(
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    """`milo doctor`: run the checks, print them (text, or JSON with `--json`); returns 0 when
+    nothing failed (warnings allowed), 1 otherwise."""
     root: Path = args.models or default_models_dir()
     findings = diagnose(
         root,

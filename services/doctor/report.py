@@ -32,14 +32,17 @@ class Finding:
 
 
 def ok(subject: str, message: str) -> Finding:
+    """A check that passed."""
     return Finding("ok", subject, message)
 
 
 def warn(subject: str, message: str, fix: str = "") -> Finding:
+    """A problem Milo can run with; `fix` says what would solve it."""
     return Finding("warn", subject, message, fix)
 
 
 def fail(subject: str, message: str, fix: str = "") -> Finding:
+    """A problem that stops Milo; `fix` says what would solve it."""
     return Finding("fail", subject, message, fix)
 
 
@@ -70,4 +73,5 @@ def format_report(findings: Sequence[Finding]) -> str:
 
 
 def report_json(findings: Sequence[Finding]) -> dict[str, Any]:
+    """The findings as a JSON-ready dict: `{"ok": bool, "findings": [Finding fields, ...]}`."""
     return {"ok": not failed(findings), "findings": [asdict(f) for f in findings]}

@@ -41,6 +41,8 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def check_ports(ports: Mapping[str, int]) -> list[Finding]:
+    """One `ports` finding: fail naming each port another program listens on (`ports` maps what
+    the port is for to its number; 0 is skipped), else ok."""
     busy = [f"{port} ({what})" for what, port in ports.items() if port and port_in_use(port)]
     if busy:
         return [

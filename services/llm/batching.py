@@ -5,6 +5,10 @@ into the next decoding step. Pure logic, no llama.cpp (the engine does the decod
   the KV cache, so the next request reuses the longest prefix it shares with them: the
   system prompt (the same for every conversation) and, when the same conversation comes
   back to the slot, its earlier turns. Only the rest of the prompt is evaluated.
+- Prefix sharing: when another sequence (busy or free) holds a longer prefix of the prompt
+  than the slot taken, that prefix is copied from it (`pick_source`; llama.cpp's
+  `llama_memory_seq_cp`, which in a unified KV cache only tags the same cells with one
+  more sequence: no copy, no computation) instead of being evaluated again.
 - Steps: every request that is generating gets exactly one token per step (all advance
   together, none waits for another's reply to end); prompts being evaluated share at most
   `prefill_chunk` tokens per step, oldest request first, so a long prompt is spread over
@@ -42,15 +46,41 @@ def pick_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] 
     cached tokens can be kept; None when every slot is busy.
 
     At most len(prompt) - 1 tokens are kept: the last prompt token is always evaluated,
-    since its logits give the first token of the reply. Ties go to the lowest sequence id.
+    since its logits give the first token of the reply. Among free slots that keep as
+    much, the one whose cache another slot also holds (nothing is lost by overwriting it)
+    goes first, then the lowest sequence id.
     """
     best: tuple[Slot, int] | None = None
+    best_key: tuple[int, bool] | None = None
     for slot in slots:
         if slot.busy:
             continue
         keep = min(common_prefix(slot.cached, prompt), max(len(prompt) - 1, 0))
-        if best is None or keep > best[1]:
-            best = (slot, keep)
+        key = (keep, _held_elsewhere(slots, slot))
+        if best_key is None or key > best_key:
+            best, best_key = (slot, keep), key
+    return best
+
+
+def _held_elsewhere(slots: Sequence[Slot], slot: Slot) -> bool:
+    """Whether another slot's cache starts with all of `slot`'s."""
+    n = len(slot.cached)
+    return any(o is not slot and o.cached[:n] == slot.cached for o in slots)
+
+
+def pick_source(
+    slots: Sequence[Slot], prompt: Sequence[int], taken: Slot, keep: int
+) -> tuple[Slot, int] | None:
+    """The other slot (busy or free) whose cache holds the longest prefix of `prompt`, when
+    that prefix is longer than the `keep` tokens `taken` already holds, and its length
+    (at most len(prompt) - 1, as in `pick_slot`); None when no slot beats `taken`."""
+    best: tuple[Slot, int] | None = None
+    for slot in slots:
+        if slot is taken:
+            continue
+        n = min(common_prefix(slot.cached, prompt), max(len(prompt) - 1, 0))
+        if n > (best[1] if best is not None else keep):
+            best = (slot, n)
     return best
 
 
@@ -58,10 +88,12 @@ class Pending(Protocol):
     """What the planner reads of a request: tokens still to feed, and its phase."""
 
     @property
-    def pending(self) -> Sequence[int]: ...
+    def pending(self) -> Sequence[int]:
+        """Prompt or sampled tokens still to feed the model."""
 
     @property
-    def generating(self) -> bool: ...
+    def generating(self) -> bool:
+        """True once the prompt is evaluated: `pending` is the last sampled token."""
 
 
 P = TypeVar("P", bound=Pending)

@@ -38,6 +38,9 @@ class CloudUnreachable(CloudError):
 
 @dataclass(frozen=True)
 class SseEvent:
+    """One server-sent event: its `event:` name ("message" if none, as the SSE standard says) and
+    its `data:` lines joined by newlines."""
+
     event: str
     data: str
 
@@ -145,6 +148,7 @@ class AnthropicClient:
         )
 
     async def aclose(self) -> None:
+        """Close the HTTP client and its connections."""
         await self._client.aclose()
 
     async def stream(

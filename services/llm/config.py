@@ -10,7 +10,9 @@ sequence (FIFO), past which RESOURCE_EXHAUSTED. `max_concurrency` bounds the cal
 at once, waiting and cloud calls included, so it is set well above `parallel`.
 
 Memory: the KV cache holds `parallel * context_tokens` tokens. For Mistral 7B in f16 that
-is 128 KiB per token: 8 sequences of 2048 tokens = 2 GiB (see deploy/README.md).
+is 128 KiB per token: 8 sequences of 2048 tokens = 2 GiB (see deploy/README.md). It is one
+unified cache: a prompt prefix that several sequences share (the system prompt) is held
+once, and a new request takes it from any sequence that holds it instead of evaluating it.
 """
 
 from __future__ import annotations
@@ -148,4 +150,5 @@ class LlmSettings(ModelServiceSettings):
 
     @property
     def cloud_enabled(self) -> bool:
+        """True when both a cloud API key and a cloud model are set."""
         return self.cloud_api_key is not None and bool(self.cloud_model)

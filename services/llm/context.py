@@ -23,6 +23,8 @@ class ContextOverflow(Exception):
 
 @dataclass(frozen=True)
 class Fitted:
+    """The messages kept, their prompt length in tokens, and how many messages were dropped."""
+
     messages: tuple[ChatMessage, ...]
     prompt_tokens: int
     dropped: int

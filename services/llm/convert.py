@@ -38,6 +38,8 @@ _FINISH = {
 
 
 def chat_request(request: llm_pb2.ChatRequest, defaults: Defaults) -> ChatRequest:
+    """The domain request for a Chat request, with the server's defaults for unset fields; raises
+    InvalidArgument (saying what to fix) for bad messages or sampling values."""
     messages = _messages(request.messages, defaults.system_prompt)
     sampling = _sampling(request.sampling, defaults)
     allow_cloud = request.allow_cloud if request.HasField("allow_cloud") else True
@@ -135,10 +137,13 @@ def sampling_options(sampling: Sampling) -> llm_pb2.SamplingOptions:
 
 
 def delta(text: str) -> llm_pb2.ChatResponse:
+    """A response carrying one piece of reply text."""
     return llm_pb2.ChatResponse(delta=llm_pb2.ChatDelta(text=text))
 
 
 def done(result: ChatDone) -> llm_pb2.ChatResponse:
+    """The last response of a reply: finish reason, token usage, timings and which model
+    answered."""
     return llm_pb2.ChatResponse(
         done=llm_pb2.ChatDone(
             finish_reason=_FINISH[result.reason],

@@ -47,13 +47,17 @@ log = logging.getLogger(__name__)
 
 
 class CloudModel(Protocol):
+    """A cloud chat model (the Anthropic client, or a fake in tests)."""
+
     model: str
 
     def stream(
         self, messages: Sequence[ChatMessage], sampling: Sampling
-    ) -> AsyncGenerator[Event, None]: ...
+    ) -> AsyncGenerator[Event, None]:
+        """Pieces of the reply as they arrive, then one Finish; raises CloudError on failure."""
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close the client, on the event loop it was used on."""
 
 
 class LlmCore:
@@ -80,6 +84,7 @@ class LlmCore:
         self.engine.load()
 
     def close(self) -> None:
+        """Stop the model thread (after its current work) and free the model."""
         self._model_thread.shutdown(wait=True)
         self.engine.close()
 

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 
 class Role(enum.Enum):
+    """Who wrote a message, with the names chat templates use."""
+
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
 
 
 class FinishReason(enum.Enum):
+    """Why a reply ended."""
+
     STOP = "stop"  # the model ended its reply, or a stop string was met
     LENGTH = "length"  # max_tokens (or the end of the context) was reached
     CANCELLED = "cancelled"  # the caller went away or its deadline passed
@@ -21,6 +25,8 @@ class FinishReason(enum.Enum):
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One message of a conversation."""
+
     role: Role
     content: str
 
@@ -53,6 +59,8 @@ class Defaults:
 
 @dataclass(frozen=True)
 class ChatRequest:
+    """What to reply to, how to sample, and whether the cloud model may answer."""
+
     messages: tuple[ChatMessage, ...]  # a leading system message, then the turns
     sampling: Sampling
     allow_cloud: bool = True
@@ -102,6 +110,7 @@ class Timing:
     queue_s: float = 0.0
 
     def time_to_first_token_ms(self) -> float:
+        """Milliseconds from receipt to the first piece; 0 if there was none."""
         if self.first_piece is None:
             return 0.0
         return (self.first_piece - self.received) * 1000.0

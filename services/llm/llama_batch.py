@@ -1,22 +1,30 @@
 """Continuous batching on one llama.cpp context: the scheduler thread that owns it.
 
-The context holds `parallel` KV-cache sequences (`n_seq_max`, one cache stream per sequence:
-`kv_unified` off, so a sequence never scans the others' cells). Requests (`Job`) arrive from
-any thread through an inbox; the scheduler thread alone touches the context. Each step:
+The context holds `parallel` KV-cache sequences (`n_seq_max`) in one unified cache
+(`kv_unified`, as llama.cpp's server and examples/parallel use it): a cell may belong to
+several sequences, so a prefix is shared by tagging its cells, and every decoding step is
+one forward pass whatever mix of sequences and token counts it holds (with one cache
+stream per sequence, llama.cpp splits a batch into micro-batches of equal tokens per
+sequence and consecutive sequence ids, several forward passes per step). Requests (`Job`)
+arrive from any thread through an inbox; the scheduler thread alone touches the context.
+Each step:
 
 1. new requests take a free sequence (the one holding the longest prefix of their prompt,
    see `batching.pick_slot`); the rest of that sequence's cache is removed
-   (`llama_memory_seq_rm`), only the rest of the prompt is left to evaluate;
+   (`llama_memory_seq_rm`); when another sequence, busy or free, holds a longer prefix
+   (the system prompt and question of a conversation that is also being answered), that
+   prefix is shared with `llama_memory_seq_cp` instead of evaluated again
+   (`batching.pick_source`); only the rest of the prompt is left to evaluate;
 2. requests whose cancel flag is set (or whose caller went away) leave at once, with a
    CANCELLED finish, and their sequence is free for the next request;
 3. one `llama_decode` call evaluates one token of every generating request plus up to
-   `prefill_chunk` prompt tokens (`batching.plan_step`);
+   `prefill_chunk` prompt tokens (`batching.plan_step`): the prompts of requests that
+   arrived together are evaluated together, in that same call;
 4. each request whose logits came out samples its next token with its own sampler chain
    (its own settings and seed), and its text, stop strings and token budget are handled.
 
-A sequence's cache is kept when its request ends: the next request to take it reuses the
-common prefix (the system prompt at least). With one cache stream per sequence those cells
-are reserved for that sequence anyway, so keeping them costs nothing.
+A sequence's cache is kept when its request ends: the next request to take it (or to copy
+from it) reuses the common prefix (the system prompt at least).
 
 Cancellation: the flag is read before every step, so once it is set at most the token
 being computed is finished. Events go to the job's `emit` (Pieces, then one Finish, or the
@@ -35,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.llm import metrics
-from services.llm.batching import Slot, pick_slot, plan_step
+from services.llm.batching import Slot, pick_slot, pick_source, plan_step
 from services.llm.domain import Event, Finish, FinishReason, Piece, Sampling
 from services.llm.text import ReplyText
 
@@ -70,6 +78,7 @@ class Job:
 
     @property
     def stopped(self) -> bool:
+        """True when the caller stopped reading or cancelled: generation ends at the next step."""
         return self.abandoned or self.cancel.is_set()
 
 
@@ -114,6 +123,8 @@ class BatchScheduler:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue `job` for the scheduler thread (any thread may call); its events go to
+        `job.emit`. Raises RuntimeError once the model is closed."""
         if self._closing or not self._thread.is_alive():
             raise RuntimeError("the model is closed")
         job.sampler = make_sampler(self._internals, self._n_vocab, job.sampling, job.seed)
@@ -131,7 +142,15 @@ class BatchScheduler:
         failed: BaseException | None = None
         try:
             while not self._closing:
-                self._take_new(block=not self._active and not self._waiting)
+                idle = not self._active and not self._waiting
+                self._take_new(block=idle)
+                if idle:
+                    # Callers answered in the same step come back together: yield the GIL
+                    # once (free when no other thread wants it, so a lone request does not
+                    # wait) so that the requests being prepared on their threads now are
+                    # submitted and join the first step instead of the next one.
+                    time.sleep(0)
+                    self._take_new(block=False)
                 self._admit()
                 for job in [j for j in self._active if j.stopped]:
                     self._finish(job, FinishReason.CANCELLED)
@@ -185,14 +204,23 @@ class BatchScheduler:
                 return
             self._waiting.popleft()
             slot, keep = picked
+            source = pick_source(self.slots, job.prompt, slot, keep)
+            if source is not None:
+                keep = 0  # the whole prefix comes from the source
             if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
                 self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
                 keep = 0
             del slot.cached[keep:]
+            if source is not None:
+                donor, keep = source
+                self._lib.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, 0, keep)
+                slot.cached[:] = donor.cached[:keep]
+                metrics.PREFIX_SHARED_TOKENS.inc(keep)
+            else:
+                metrics.PREFIX_REUSED_TOKENS.inc(keep)
             slot.busy, job.slot = True, slot
             job.pending = job.prompt[keep:]
             self._active.append(job)
-            metrics.PREFIX_REUSED_TOKENS.inc(keep)
             metrics.SEQUENCE_WAIT.observe(time.monotonic() - job.arrived)
             metrics.ACTIVE_SEQUENCES.set(len(self._active))
 

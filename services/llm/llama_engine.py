@@ -81,6 +81,9 @@ class LlamaEngine:
         self._lock = threading.Lock()  # load and close
 
     def load(self) -> None:
+        """Open the GGUF model and its llama.cpp context, read its chat template, warm up
+        (blocking). Raises FileNotFoundError without the file, RuntimeError without
+        llama-cpp-python."""
         lib = self._lib = _import_llama_cpp(self.omp_wait_policy)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"no GGUF model at {self.model_path}")
@@ -122,7 +125,7 @@ class LlamaEngine:
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = self.parallel * self.context_tokens
         cparams.n_seq_max = self.parallel
-        cparams.kv_unified = False  # one cache stream per sequence
+        cparams.kv_unified = True  # one cache, prefixes shared (see llama_batch)
         cparams.n_batch = cparams.n_ubatch = self.prefill_chunk + self.parallel
         if self.threads:
             cparams.n_threads = cparams.n_threads_batch = self.threads
@@ -177,6 +180,8 @@ class LlamaEngine:
                 self._model = None
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """The prompt's length in tokens once the chat template is applied; raises TemplateError
+        when the template refuses the messages."""
         return len(self._prompt(messages))
 
     def _prompt(self, messages: Sequence[ChatMessage]) -> list[int]:

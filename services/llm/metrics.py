@@ -76,6 +76,11 @@ PREFIX_REUSED_TOKENS = Counter(
     "milo_llm_prefix_reused_tokens",
     "Prompt tokens found in a sequence's KV cache and not evaluated again",
 )
+PREFIX_SHARED_TOKENS = Counter(
+    "milo_llm_prefix_shared_tokens",
+    "Prompt tokens copied from another sequence's KV cache (llama_memory_seq_cp) and not "
+    "evaluated again",
+)
 TRIMMED_MESSAGES = Counter(
     "milo_llm_trimmed_messages", "Messages dropped from conversations to fit the context"
 )

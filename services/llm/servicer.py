@@ -16,6 +16,8 @@ from services.llm.domain import Piece
 
 
 class LlmServicer(llm_pb2_grpc.LlmServicer):
+    """The Llm gRPC servicer over an LlmCore."""
+
     def __init__(self, core: LlmCore) -> None:
         self.core = core
 

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 
 class ReplyText:
+    """Turns one reply's token bytes into text deltas safe to send (module docstring); `stop`:
+    strings that end the reply, not sent."""
+
     def __init__(self, stop: Sequence[str] = ()) -> None:
         self._stops = tuple(s for s in stop if s)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")

@@ -39,6 +39,10 @@ def channel_options() -> list[tuple[str, Any]]:
 
 @dataclass(frozen=True)
 class Config:
+    """One `milo loadtest` run: the target's name and address, the load `shape`, the caps, the
+    request options, an optional ramp (steps of `step_duration_s` seconds), server process ids to
+    measure CPU of, and a progress callback called every `progress_every_s` seconds."""
+
     target: str
     address: str
     shape: Shape = field(default_factory=Shape)
@@ -84,6 +88,8 @@ async def run_loadtest(cfg: Config) -> dict[str, Any]:
 
 
 def document(cfg: Config, target: Target, shape: Shape, result: RunResult) -> dict[str, Any]:
+    """The result document (JSON-ready, format FORMAT): what was run, how it stopped, and the
+    summary of the measured calls (stats.summarize)."""
     return {
         "tool": "milo loadtest",
         "format": FORMAT,
@@ -155,4 +161,6 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def run(cfg: Config) -> dict[str, Any]:
+    """Run the load test on a new event loop; returns its result document. Raises Unreachable
+    when the server does not answer Describe."""
     return asyncio.run(run_loadtest(cfg))

@@ -284,6 +284,7 @@ def _conversation(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser, address: Callable[[str], str]) -> None:
+    """Add `milo loadtest`'s arguments to `p`; `address` parses and checks --address."""
     p.add_argument("target", choices=TARGET_NAMES, help="what to load-test")
     p.add_argument(
         "-a",

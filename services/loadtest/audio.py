@@ -27,17 +27,21 @@ class Speech:
 
     @property
     def frame_bytes(self) -> int:
+        """Bytes per frame: 2 (s16le) times the channels."""
         return 2 * self.channels
 
     @property
     def duration_s(self) -> float:
+        """The clip's length in seconds."""
         return len(self.pcm) / self.frame_bytes / self.sample_rate
 
     def chunks(self, chunk_ms: int) -> list[bytes]:
+        """The PCM in chunks of `chunk_ms` milliseconds (the last may be shorter)."""
         size = max(1, self.sample_rate * chunk_ms // 1000) * self.frame_bytes
         return [self.pcm[i : i + size] for i in range(0, len(self.pcm), size)]
 
     def silence(self, ms: int) -> bytes:
+        """`ms` milliseconds of silence in the clip's format."""
         return b"\x00" * (self.sample_rate * ms // 1000) * self.frame_bytes
 
 

@@ -40,6 +40,7 @@ def parse_address(text: str) -> str:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `milo loadtest`."""
     parser = sub.add_parser(
         "loadtest",
         help="load-test one service or the gateway at one address",
@@ -67,6 +68,8 @@ def _progress(every_s: float) -> Callable[[Live, float], None]:
 
 
 def main(args: argparse.Namespace) -> int:
+    """`milo loadtest`: run, print the report (and write/compare JSON as asked); returns 0, 1
+    when the server cannot be reached, 2 for bad arguments, 130 on Ctrl-C."""
     from services.loadtest.app import Unreachable, run
     from services.loadtest.args import build_config, target_options
 

@@ -64,6 +64,7 @@ class TurnRecord:
 
     @property
     def ok(self) -> bool:
+        """True when the turn ended without an error."""
         return self.code == "OK"
 
 
@@ -111,6 +112,7 @@ class Session:
             yield item
 
     def send(self, **fields: Any) -> None:
+        """Queue one ConverseRequest built from `fields` for the stream."""
         self.outgoing.put_nowait(gw.ConverseRequest(**fields))
 
     async def _read(self) -> None:
@@ -140,6 +142,7 @@ class Session:
             self.ended.put_nowait(view)
 
     async def close(self) -> None:
+        """End the stream and wait for its reader task."""
         self.outgoing.put_nowait(None)
         self.call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +150,8 @@ class Session:
 
 
 def session_config(payload: Payload, options: TargetOptions) -> gw.SessionConfig:
+    """The session's SessionConfig: language and voice from `options`, the PCM format for a
+    speech payload, and max_tokens when given."""
     config = gw.SessionConfig(user_language=options.language, voice=options.voice)
     if isinstance(payload, Speech):
         config.input_format.CopyFrom(pcm_format(payload))
@@ -172,6 +177,8 @@ class Person:
         self.session: Session | None = None
 
     async def run(self, turns: int, start_delay_s: float = 0.0) -> list[TurnRecord]:
+        """Wait `start_delay_s` seconds, then take `turns` turns, thinking between them (a random
+        0.5 to 1.5 times the plan's think time); returns one record per turn."""
         await asyncio.sleep(start_delay_s)
         records = []
         try:
@@ -185,6 +192,9 @@ class Person:
         return records
 
     async def turn(self, payload: Payload) -> TurnRecord:
+        """Say one utterance (speech or text) and wait for the reply's turn to end; returns what
+        the person saw. A failed or timed-out turn closes the session (the next turn opens
+        another)."""
         if self.session is None:
             self.session = Session(
                 self.stub, session_config(payload, self.options), self.options.metadata

@@ -37,6 +37,10 @@ from services.runtime.config import PORTS
 
 @dataclass(frozen=True)
 class ConversationConfig:
+    """One conversation load test: the gateway's address, the numbers of simultaneous people to
+    try in turn (`levels`), the plan of each person's turns, request options, an optional
+    objective, and warm-up turns before measuring."""
+
     address: str
     levels: tuple[int, ...]
     plan: Plan
@@ -58,6 +62,8 @@ def parse_levels(text: str) -> tuple[int, ...]:
 
 
 async def run_conversations(cfg: ConversationConfig) -> dict[str, Any]:
+    """Run every level against the gateway; returns the result document. Raises Unreachable if
+    the gateway does not answer Describe, ValueError if there is nothing to send."""
     async with grpc.aio.insecure_channel(cfg.address, options=channel_options()) as channel:
         target = GatewayTarget(channel, cfg.options)  # its Describe and payloads
         try:
@@ -111,6 +117,7 @@ def _say(cfg: ConversationConfig, line: str) -> None:
 
 
 def build_config(args: argparse.Namespace, options: TargetOptions) -> ConversationConfig:
+    """The ConversationConfig from the command line; raises ValueError for bad arguments."""
     if args.text_output:
         raise ValueError("conversation measures reply audio: drop --text-output")
     objective = parse_objective(args.slo, args.max_error_rate) if args.slo else None
@@ -134,6 +141,8 @@ def build_config(args: argparse.Namespace, options: TargetOptions) -> Conversati
 
 
 def main(args: argparse.Namespace, options: TargetOptions) -> int:
+    """`milo loadtest conversation`: run and report; returns 0, 1 when the gateway cannot be
+    reached, 2 for bad arguments, 130 on Ctrl-C."""
     try:
         cfg = build_config(args, options)
     except ValueError as exc:

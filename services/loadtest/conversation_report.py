@@ -35,6 +35,7 @@ class Objective:
     max_error_rate: float = 0.01
 
     def value(self, level: dict[str, Any]) -> float | None:
+        """The level's figure for this objective, in milliseconds; None when no turn succeeded."""
         dist = (
             level["first_audio_ms"]
             if self.metric == "first_audio"
@@ -45,6 +46,7 @@ class Objective:
         return None if not dist else float(dist[self.key])
 
     def check(self, level: dict[str, Any]) -> tuple[bool, str]:
+        """Whether a level meets the objective (error rate included), and a line saying why."""
         value = self.value(level)
         if value is None:
             return False, "no successful turn"
@@ -62,6 +64,8 @@ class Objective:
 
 
 def parse_objective(text: str, max_error_rate: float = 0.01) -> Objective:
+    """An Objective from text such as `first_audio.p95<1500ms` (or `turn.p50<3s`); raises
+    ValueError for anything else or a limit that is not above 0."""
     match = _OBJECTIVE.match(text)
     metrics = ("first_audio", "turn", *STAGES)
     if not match or match["metric"] not in metrics:
@@ -76,6 +80,8 @@ def parse_objective(text: str, max_error_rate: float = 0.01) -> Objective:
 
 
 def summarize_level(clients: int, records: Sequence[TurnRecord], wall_s: float) -> dict[str, Any]:
+    """One level's JSON-ready summary: turn counts, errors by code with a sample message, and
+    distributions in milliseconds of first audio, turn time, stages and playback."""
     good = [r for r in records if r.ok]
     errors = Counter(r.code for r in records if not r.ok)
     samples: dict[str, str] = {}
@@ -119,6 +125,7 @@ def _ms(dist: dict[str, float] | None, key: str) -> str:
 
 
 def table(doc: dict[str, Any]) -> str:
+    """The result document as a text table, one line per level."""
     s = doc["settings"]
     lines = [
         f"milo loadtest conversation {doc['address']}  ({doc.get('server', '')})",

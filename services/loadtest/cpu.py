@@ -28,16 +28,22 @@ def processes_cpu_s(pids: Sequence[int]) -> float | None:
 
 
 class CpuMeter:
+    """CPU use over one run, in percent of one core: of this client, and of the server processes
+    `server_pids` (Linux /proc only)."""
+
     def __init__(self, server_pids: Sequence[int] = ()) -> None:
         self.server_pids = tuple(server_pids)
         self._wall = self._client = 0.0
         self._server: float | None = None
 
     def start(self) -> None:
+        """Take the starting readings."""
         self._wall, self._client = time.monotonic(), time.process_time()
         self._server = processes_cpu_s(self.server_pids)
 
     def stop(self) -> dict[str, Any]:
+        """{"cores", "client_percent", "server_percent"} since `start`; server_percent is None
+        when the servers' CPU time cannot be read."""
         wall = max(1e-9, time.monotonic() - self._wall)
         out: dict[str, Any] = {
             "cores": os.cpu_count() or 1,

@@ -37,6 +37,8 @@ class Turn:
         self.ended_empty = False
 
     def see(self, reply: gw.ConverseResponse) -> None:
+        """Note one event of the stream: first output, final transcript, audio seconds, turn end.
+        Raises InBandError for a turn error."""
         kind = reply.WhichOneof("event")
         now = time.monotonic()
         if kind == "error":
@@ -57,6 +59,9 @@ class Turn:
 
 
 class GatewayTarget:
+    """Load on the gateway's Converse: one speech or text turn per request, measured from the end
+    of speech to the first reply audio (or sentence, with text output)."""
+
     name = "gateway"
     units = "reply audio s"
 
@@ -67,6 +72,7 @@ class GatewayTarget:
         self.first_result = "first reply sentence" if options.text_output else "first audio"
 
     async def describe(self) -> str:
+        """The gateway's version and dependencies; also settles the spoken language."""
         reply = await self.stub.Describe(
             gw.DescribeRequest(), timeout=10, metadata=self.options.metadata
         )
@@ -75,6 +81,8 @@ class GatewayTarget:
         return f"gateway {reply.version} ({deps}), user language {self.language!r}"
 
     async def payloads(self, workdir: Path) -> list[Payload]:
+        """Speech clips (the user's WAV files, else synthesized sentences), or texts with
+        `text_input`. Raises ValueError for an unusable file."""
         o = self.options
         if not o.text_input:
             speech = await asyncio.to_thread(
@@ -103,6 +111,7 @@ class GatewayTarget:
         return config
 
     async def call(self, payload: Payload, probe: Probe, deadline_s: float) -> None:
+        """One Converse call of one turn; raises AioRpcError or InBandError when it fails."""
         times = SpeechTimes()
         if isinstance(payload, str):
             times.end_of_speech = time.monotonic()

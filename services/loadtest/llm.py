@@ -19,6 +19,8 @@ ROLES = {
 
 
 class LlmTarget:
+    """Load on the LLM's Chat: first token and completion tokens per request."""
+
     name = "llm"
     first_result = "first token"
     units = "tokens"
@@ -28,12 +30,15 @@ class LlmTarget:
         self.options = options
 
     async def describe(self) -> str:
+        """The model id and device, from Describe."""
         reply = await self.stub.Describe(
             llm_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
         )
         return f"{reply.model_id} on {reply.device}"
 
     async def payloads(self, workdir: Path) -> list[llm_pb2.ChatRequest]:
+        """ChatRequests from the user's files (prompts or message lists), else the built-in
+        prompts; raises ValueError for a malformed record."""
         if not self.options.payload_files:
             return [self._request(p) for p in payloads.CHAT_PROMPTS]
         return [
@@ -65,6 +70,7 @@ class LlmTarget:
         return llm_pb2.ChatRequest(messages=messages, sampling=sampling)
 
     async def call(self, payload: llm_pb2.ChatRequest, probe: Probe, deadline_s: float) -> None:
+        """One Chat call; counts the completion tokens and records the mean time between tokens."""
         first = last = 0.0
         deltas = 0
         async for reply in self.stub.Chat(

@@ -132,10 +132,13 @@ ESPEAK_VOICES = {"en": "en-us", "fr": "fr", "mg": "id"}
 
 
 def speech_texts(language: str) -> tuple[str, ...]:
+    """Built-in sentences to speak in `language`: English for "en", else Malagasy."""
     return ENGLISH_SPEECH if language == "en" else MALAGASY_SENTENCES
 
 
 def espeak_voice(language: str) -> str:
+    """The espeak-ng voice to synthesize `language` with (Indonesian for Malagasy, which has
+    none)."""
     return ESPEAK_VOICES.get(language, language)
 
 

@@ -22,6 +22,7 @@ class Playback:
 
     @property
     def glitched(self) -> bool:
+        """True when playback ran dry at least once."""
         return self.underruns > 0
 
 

@@ -32,6 +32,7 @@ class Slo:
     limit_ms: float
 
     def value(self, summary: dict[str, Any]) -> float | None:
+        """The summary's figure for this objective, in milliseconds; None without successes."""
         dist = summary.get(self.group)
         return None if not dist else float(dist[self.key])
 
@@ -56,6 +57,9 @@ def parse_slo(text: str) -> Slo:
 
 @dataclass(frozen=True)
 class RampPlan:
+    """A ramp: from `start_rate` requests per second, times `factor` while the objective holds
+    (up to `max_rate`), then `refine` bisection steps; a step fails above `max_error_rate`."""
+
     slo: Slo
     start_rate: float = 1.0
     factor: float = 2.0
@@ -66,6 +70,9 @@ class RampPlan:
 
 @dataclass
 class Step:
+    """One ramp step: its rate (requests per second), summary, and whether it met the objective
+    and why."""
+
     rate: float
     summary: dict[str, Any]
     passed: bool

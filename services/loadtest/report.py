@@ -13,6 +13,7 @@ COLUMNS = ("p50", "p90", "p99", "max", "mean")
 
 
 def progress_line(live: Live, elapsed_s: float) -> str:
+    """One progress line: requests sent, ok, failed, in flight, and the recent median latency."""
     p50 = f"{percentile(live.recent, 50) * 1000:.0f} ms" if live.recent else "-"
     warm = f" (warm-up {live.warmup_sent})" if live.warmup_sent else ""
     skipped = f", skipped {live.skipped}" if live.skipped else ""
@@ -87,6 +88,7 @@ def table(doc: dict[str, Any]) -> str:
 
 
 def error_lines(doc: dict[str, Any]) -> list[str]:
+    """The errors by status code, with the count and first message of each."""
     errors = doc.get("errors") or {}
     if not errors:
         return ["errors: none"]
@@ -119,6 +121,7 @@ def comparison(old_doc: dict[str, Any], deltas: Sequence[Delta], old_name: str) 
 
 
 def ramp_table(slo: str, best: float | None, steps: Sequence[Step]) -> str:
+    """The ramp's steps as a table, with the best rate meeting `slo`."""
     lines = [
         f"ramp to the highest rate meeting {slo}:",
         f"{'rate':>8} {'req/s':>8} {'p50':>9} {'p90':>9} {'p99':>9} {'errors':>7}  result",

@@ -40,6 +40,10 @@ class Limits:
 
 @dataclass(frozen=True)
 class Shape:
+    """The load: `concurrency` workers in a closed loop, or `rate` arrivals per second (Poisson
+    or uniform) in an open loop; for `duration_s` seconds or `requests` requests after `warmup_s`
+    seconds of warm-up; `timeout_s` per request; `seed` for the arrivals."""
+
     concurrency: int = 1
     rate: float | None = None  # requests per second; None: closed loop
     arrivals: Literal["poisson", "uniform"] = "poisson"
@@ -68,9 +72,11 @@ class Budget:
         self.requests_left = limits.max_requests
 
     def remaining_s(self) -> float:
+        """Seconds left before the max-duration cap."""
         return max(0.0, self.deadline - time.monotonic())
 
     def take(self) -> bool:
+        """Take one request from the max-requests cap; False when none is left."""
         if self.requests_left <= 0:
             return False
         self.requests_left -= 1
@@ -92,6 +98,9 @@ class Live:
 
 @dataclass
 class RunResult:
+    """What a run gives: the measured calls, arrivals skipped (too many in flight), warm-up
+    requests sent, why it stopped, and its length in seconds."""
+
     calls: list[Call]
     skipped: int
     warmup_sent: int
@@ -122,6 +131,7 @@ class Run:
         self._measure_until = math.inf
 
     async def execute(self) -> RunResult:
+        """Run the shape (warm-up, then measure) until done or a cap is reached."""
         s, now = self.shape, time.monotonic()
         self._t0, self._measure_from = now, now + s.warmup_s
         if s.duration_s is not None:

@@ -57,10 +57,12 @@ class Call:
 
     @property
     def ok(self) -> bool:
+        """True when the call succeeded."""
         return self.code == OK
 
     @property
     def latency_s(self) -> float:
+        """Start to end, in seconds."""
         return self.end - self.start
 
 
@@ -96,6 +98,7 @@ def summarize(calls: Iterable[Call], skipped: int = 0) -> dict[str, Any]:
 
 
 def error_rate(summary: dict[str, Any]) -> float:
+    """Failed over sent in a summary (0.0 when nothing was sent)."""
     sent = summary.get("sent", 0)
     return summary.get("failed", 0) / sent if sent else 0.0
 
@@ -111,18 +114,21 @@ class Delta:
 
     @property
     def change(self) -> float | None:
+        """new - old; None when either is missing."""
         if self.old is None or self.new is None:
             return None
         return self.new - self.old
 
     @property
     def percent(self) -> float | None:
+        """The change in percent of old; None when old is missing or 0."""
         if self.change is None or not self.old:
             return None
         return self.change / abs(self.old) * 100
 
     @property
     def verdict(self) -> str:
+        """The change in words: "better", "worse", "same" or "n/a" (a figure missing)."""
         change = self.change
         if change is None:
             return "n/a"

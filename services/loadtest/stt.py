@@ -21,6 +21,7 @@ from services.loadtest.target import InBandError, Probe, TargetOptions
 
 
 def pcm_format(speech: Speech) -> audio_pb2.AudioFormat:
+    """The AudioFormat of a clip: s16le PCM at its rate and channel count."""
     return audio_pb2.AudioFormat(
         encoding=audio_pb2.AUDIO_ENCODING_PCM_S16LE,
         sample_rate_hz=speech.sample_rate,
@@ -35,6 +36,8 @@ class SpeechTimes:
         self.end_of_speech: float | None = None
 
     async def chunks(self, speech: Speech, options: TargetOptions) -> AsyncIterator[bytes]:
+        """The clip then `tail_silence_ms` of silence, in chunks paced as `options` say; notes
+        when the last chunk of speech left."""
         spoken = speech.chunks(options.chunk_ms)
         silence = Speech(
             "", speech.silence(options.tail_silence_ms), speech.sample_rate, speech.channels
@@ -48,6 +51,9 @@ class SpeechTimes:
 
 
 class SttTarget:
+    """Load on the STT service: StreamingRecognize (first transcript) or, with `unary`,
+    Recognize; units are seconds of audio."""
+
     name = "stt"
     units = "audio s"
 
@@ -58,6 +64,7 @@ class SttTarget:
         self.language = options.language or "en"
 
     async def describe(self) -> str:
+        """The model id and device, from Describe; also settles the spoken language."""
         reply = await self.stub.Describe(
             stt_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
         )
@@ -65,12 +72,14 @@ class SttTarget:
         return f"{reply.model_id} on {reply.device}, speech in {self.language!r}"
 
     async def payloads(self, workdir: Path) -> list[Speech]:
+        """Speech clips: the user's WAV files, else sentences synthesized in the language."""
         o = self.options
         return await asyncio.to_thread(
             speech_payloads, list(o.payload_files), self.language, o.speech_rate_hz, workdir
         )
 
     async def call(self, payload: Speech, probe: Probe, deadline_s: float) -> None:
+        """One Recognize or StreamingRecognize call for the clip; raises AioRpcError on failure."""
         probe.add_units(payload.duration_s)
         if self.options.unary:
             await self.stub.Recognize(

@@ -50,9 +50,11 @@ class Probe:
             self.first_s = time.monotonic() - self.start
 
     def span(self, name: str, seconds: float) -> None:
+        """Record a named duration in seconds."""
         self.spans[name] = seconds
 
     def add_units(self, amount: float) -> None:
+        """Add to the units the request produced (tokens, seconds of audio, ...)."""
         self.units += amount
 
 
@@ -77,6 +79,8 @@ class TargetOptions:
 
 
 class Target(Protocol):
+    """What the runner needs of one service to load it; one class per target in TARGETS."""
+
     name: str
     first_result: str  # what the first result is, for the table: "first token"
     units: str  # what Probe.units counts ("tokens", "audio s"), or "" for nothing
@@ -95,5 +99,6 @@ class Target(Protocol):
 
 
 def make_target(name: str, channel: grpc.aio.Channel, options: TargetOptions) -> Target:
+    """The target named `name` ("stt", "translate", ...) on `channel`."""
     module, _, cls = TARGETS[name].partition(":")
     return getattr(importlib.import_module(module), cls)(channel, options)  # type: ignore[no-any-return]

@@ -17,12 +17,16 @@ from services.loadtest.target import Probe, TargetOptions
 
 @dataclass(frozen=True)
 class Item:
+    """One Translate request: its texts and language codes."""
+
     texts: tuple[str, ...]
     source: str
     target: str
 
 
 class TranslateTarget:
+    """Load on the translation service's Translate (unary); units are output tokens."""
+
     name = "translate"
     first_result = ""  # unary: the reply is the only result
     units = "tokens out"
@@ -32,12 +36,15 @@ class TranslateTarget:
         self.options = options
 
     async def describe(self) -> str:
+        """The model id and device, from Describe."""
         reply = await self.stub.Describe(
             translate_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
         )
         return f"{reply.model_id} on {reply.device}"
 
     async def payloads(self, workdir: Path) -> list[Item]:
+        """Requests from the user's files, else the built-in sentences; raises ValueError for a
+        malformed record."""
         o = self.options
         if not o.payload_files:
             return [
@@ -63,6 +70,7 @@ class TranslateTarget:
         return Item(texts, o.source, o.target)
 
     async def call(self, payload: Item, probe: Probe, deadline_s: float) -> None:
+        """One Translate call; counts the output tokens."""
         request = translate_pb2.TranslateRequest(
             texts=list(payload.texts),
             source_language=payload.source,

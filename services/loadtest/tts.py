@@ -13,6 +13,8 @@ from services.loadtest.target import InBandError, Probe, TargetOptions
 
 
 class TtsTarget:
+    """Load on the TTS service's Synthesize: first audio chunk and seconds of audio."""
+
     name = "tts"
     first_result = "first audio chunk"
     units = "audio s"
@@ -22,12 +24,15 @@ class TtsTarget:
         self.options = options
 
     async def describe(self) -> str:
+        """The model id and device, from Describe."""
         reply = await self.stub.Describe(
             tts_pb2.DescribeRequest(), timeout=10, metadata=self.options.metadata
         )
         return f"{reply.model_id} on {reply.device}"
 
     async def payloads(self, workdir: Path) -> list[tts_pb2.SynthesizeRequest]:
+        """SynthesizeRequests from the user's files, else built-in Malagasy replies; raises
+        ValueError for a malformed record."""
         if not self.options.payload_files:
             return [self._request(t) for t in payloads.MALAGASY_REPLIES]
         return [
@@ -48,6 +53,8 @@ class TtsTarget:
     async def call(
         self, payload: tts_pb2.SynthesizeRequest, probe: Probe, deadline_s: float
     ) -> None:
+        """One Synthesize call; raises InBandError "INCOMPLETE" if the stream ends without its
+        done message."""
         done = False
         async for reply in self.stub.Synthesize(
             payload, timeout=deadline_s, metadata=self.options.metadata

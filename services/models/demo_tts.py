@@ -53,6 +53,9 @@ def build_tts(dest: Path) -> dict[str, Any]:
 
 
 def save_tokenizer(dest: Path) -> Any:
+    """Write the demo's character vocabulary (vocab.json) and a transformers VitsTokenizer into
+    `dest`; returns that tokenizer. Raises MissingDependencyError if transformers is not
+    installed."""
     transformers = require("transformers")
     vocab_file = dest / "vocab.json"
     vocab = {symbol: i for i, symbol in enumerate(VOCAB)}
@@ -72,6 +75,9 @@ def save_tokenizer(dest: Path) -> Any:
 
 
 def save_model(dest: Path, vocab_size: int) -> None:
+    """Save a tiny VITS with random weights (seeded, so the same every time) into `dest`;
+    `vocab_size` is the tokenizer's. Raises MissingDependencyError if torch or transformers
+    is missing."""
     torch = require("torch")
     transformers = require("transformers")
     torch.manual_seed(SEED)

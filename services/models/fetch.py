@@ -58,6 +58,7 @@ class Hub:
     revision: str | None = None
 
     def resolved_endpoint(self) -> str | None:
+        """The hub address: `endpoint`, else $HF_ENDPOINT, else None (huggingface_hub's default)."""
         return self.endpoint or os.environ.get("HF_ENDPOINT") or None
 
 

@@ -81,14 +81,17 @@ class Layout:
 
     @property
     def stt(self) -> Path:
+        """The speech-to-text entry's folder (CTranslate2 Whisper)."""
         return self.root / "stt"
 
     @property
     def translate(self) -> Path:
+        """The translation entry's folder (CTranslate2 NLLB)."""
         return self.root / "translate"
 
     @property
     def llm_dir(self) -> Path:
+        """The folder holding the LLM's GGUF file."""
         return self.root / "llm"
 
     @property
@@ -98,10 +101,12 @@ class Layout:
 
     @property
     def tts(self) -> Path:
+        """The text-to-speech entry's folder (transformers VITS)."""
         return self.root / "tts"
 
     @property
     def manifest(self) -> Path:
+        """The manifest file recording what was installed, from where, and when."""
         return self.root / MANIFEST_FILE
 
     def entry_dir(self, component: Component) -> Path:
@@ -134,4 +139,5 @@ def record_entry(root: Path, component: Component, entry: dict[str, Any]) -> dic
 
 
 def utc_now() -> str:
+    """The current UTC time as ISO 8601 to the second, e.g. "2026-01-31T12:00:00+00:00"."""
     return datetime.now(UTC).replace(microsecond=0).isoformat()

@@ -111,4 +111,5 @@ def format_rows(rows: list[ModelRow]) -> str:
 
 
 def rows_json(rows: list[ModelRow]) -> list[dict[str, Any]]:
+    """The rows as JSON-ready dicts, one per component, with ModelRow's field names."""
     return [asdict(r) for r in rows]

@@ -36,10 +36,12 @@ class Admission:
 
     @property
     def active(self) -> int:
+        """Callers holding a slot now."""
         return self._active
 
     @property
     def queued(self) -> int:
+        """Callers waiting in the queue now."""
         return len(self._waiters)
 
     def retry_after_ms(self) -> int:

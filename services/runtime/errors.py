@@ -37,6 +37,8 @@ class ContextLengthExceeded(InvalidArgument):
 
 
 class NotFound(MiloError):
+    """NOT_FOUND: the thing asked for does not exist."""
+
     code = grpc.StatusCode.NOT_FOUND
 
 
@@ -47,6 +49,8 @@ class FailedPrecondition(MiloError):
 
 
 class Unauthenticated(MiloError):
+    """UNAUTHENTICATED: the API key is missing or wrong."""
+
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -67,10 +71,14 @@ class Unavailable(MiloError):
 
 
 class DeadlineExceeded(MiloError):
+    """DEADLINE_EXCEEDED: the work did not finish in the time allowed."""
+
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class Cancelled(MiloError):
+    """CANCELLED: the work was cancelled before it finished."""
+
     code = grpc.StatusCode.CANCELLED
 
 

@@ -33,6 +33,9 @@ def _nvml() -> Any | None:
 
 
 class GpuMemoryCollector(Collector):
+    """A Prometheus collector reading GPU memory through NVML at each scrape, labelled with
+    `service` and the GPU index; it yields nothing where NVML is unavailable."""
+
     def __init__(self, service: str) -> None:
         self.service = service
         self._nvml = _nvml()
@@ -40,6 +43,7 @@ class GpuMemoryCollector(Collector):
             log.info("GPU memory metrics from NVML (%d device(s))", self._nvml.nvmlDeviceGetCount())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The three memory gauges (bytes), one sample per GPU; nothing without NVML."""
         if self._nvml is None:
             return
         labels = ["service", "gpu"]

@@ -45,6 +45,7 @@ def check(address: str, service: str = "", timeout: float = 3.0) -> tuple[int, s
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser: --address (host:port), --service (name to ask about), --timeout (seconds)."""
     parser = argparse.ArgumentParser(
         prog="python -m services.runtime.healthcheck",
         description="Exit 0 if the gRPC health service says SERVING, else 1.",
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Ask the health service once; print why, return 0 if SERVING, else 1."""
     args = build_parser().parse_args(argv)
     status, reason = check(args.address, args.service, args.timeout)
     print(reason, flush=True)

@@ -54,6 +54,9 @@ def extract_api_key(metadata: Collection[tuple[str, Any]] | None) -> str | None:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """The per-call interceptor (module docstring): API key, admission, metrics, error mapping.
+    `exempt` methods skip admission; until `ready` is set, calls get UNAVAILABLE."""
+
     def __init__(
         self,
         service: str,
@@ -72,6 +75,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """Wrap the method's handler; health and reflection are only protected from bad requests."""
         handler = await continuation(details)
         path = details.method  # type: ignore[attr-defined]
         if handler is None:
@@ -83,6 +87,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return _wrap_handler(handler, call)
 
     def check_key(self, metadata: Collection[tuple[str, Any]] | None) -> None:
+        """Raise Unauthenticated unless the call's metadata carries the API key (compared in
+        constant time); no-op when the service has no key."""
         if self._api_key is None:
             return
         given = extract_api_key(metadata)

@@ -7,6 +7,8 @@ import sys
 
 
 def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr at `level` ("DEBUG", "INFO", ...) as "time level logger: message"; replaces
+    any earlier configuration."""
     logging.basicConfig(
         level=level,
         stream=sys.stderr,

@@ -67,5 +67,6 @@ class MetricsServer:
         log.info("metrics on http://%s:%d/metrics", host, self.port)
 
     def close(self) -> None:
+        """Stop serving /metrics and free its port."""
         self._server.shutdown()
         self._server.server_close()

@@ -37,17 +37,29 @@ class Service(Protocol):
     """What a service gives the runtime. `load` and `close` block; they run in a thread."""
 
     @property
-    def name(self) -> str: ...  # short name, the metrics label: "stt"
-    @property
-    def service_names(self) -> Sequence[str]: ...  # full proto names: ("milo.stt.v1.Stt",)
-    @property
-    def model_id(self) -> str: ...  # valid once loaded
-    @property
-    def device(self) -> str: ...
+    def name(self) -> str:
+        """Short name, the metrics label: "stt"."""
 
-    def register(self, server: grpc.aio.Server) -> None: ...
-    def load(self) -> None: ...
-    def close(self) -> None: ...
+    @property
+    def service_names(self) -> Sequence[str]:
+        """Full proto service names: ("milo.stt.v1.Stt",)."""
+
+    @property
+    def model_id(self) -> str:
+        """The loaded model's id; valid once `load` has returned."""
+
+    @property
+    def device(self) -> str:
+        """Where the model runs ("cpu", "cuda", ...); valid once loaded."""
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the service's servicers to `server`."""
+
+    def load(self) -> None:
+        """Load and warm up the model (blocks; runs in a thread)."""
+
+    def close(self) -> None:
+        """Release the model (blocks; runs in a thread)."""
 
 
 class MethodSymbolPool:
@@ -62,6 +74,8 @@ class MethodSymbolPool:
         return getattr(self._pool, name)
 
     def FindFileContainingSymbol(self, name: str) -> Any:
+        """The file defining `name`, a symbol or a method's full name (`pkg.Service.Method`);
+        raises KeyError if neither is known."""
         try:
             return self._pool.FindFileContainingSymbol(name)
         except KeyError:
@@ -102,6 +116,8 @@ class ServiceHost:
         metrics.QUEUE_DEPTH.labels(self.service.name).set(queued)
 
     async def start(self, load: bool = True) -> None:
+        """Build and start the gRPC server (reflection and health NOT_SERVING) and /metrics, then
+        load the model unless `load` is False (a test calls `load()` itself)."""
         s = self.settings
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],

@@ -42,9 +42,12 @@ class AudioSpec:
 
     @property
     def frame_bytes(self) -> int:
+        """Bytes per frame: channels times 2 (s16le) or 4 (f32le)."""
         return self.channels * (2 if self.encoding == "s16le" else 4)
 
     def check_raw(self) -> None:
+        """Raise InvalidArgument unless this is raw PCM with a rate of 4000 to 384000 Hz and 1 to
+        16 channels."""
         if self.encoding not in RAW:
             raise InvalidArgument(f"encoding {self.encoding} is not raw PCM")
         if not 4_000 <= self.rate <= 384_000:
@@ -137,6 +140,9 @@ class PcmConverter:
             self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
 
     def convert(self, data: bytes) -> np.ndarray:
+        """The next chunk (any length; an incomplete last frame waits for the next chunk) as 16
+        kHz mono float32 samples. Raises InvalidArgument if the first chunk is really a container
+        file, or for f32le samples that are not finite or far outside [-1, 1]."""
         if self._first and data:
             self._first = False
             found = sniff(data)

@@ -27,6 +27,9 @@ RunBatch = Callable[[Hashable, Sequence[Any]], Sequence[Any]]
 
 @dataclass(frozen=True)
 class BatchPolicy:
+    """At most `max_batch` decodes per model call; a batch waits at most `window_s` seconds after
+    its oldest decode for other callers (0: never wait)."""
+
     max_batch: int = 8  # decodes per model call
     window_s: float = 0.005  # 0: never wait for company
 

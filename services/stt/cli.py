@@ -14,6 +14,7 @@ from services.runtime.config import PORTS
 
 
 def add_commands(subparsers: Any) -> None:
+    """Register `milo eval stt`."""
     stt = eval_group(subparsers).add_parser(
         "stt",
         help="WER/CER of a running STT service on a JSONL manifest",
@@ -30,6 +31,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """`milo eval stt`: recognize each clip of the manifest with the service at `--address` and
+    print WER and CER; returns 0, 1 if the service failed, 2 if the manifest is unusable."""
     from pathlib import Path
 
     import grpc

@@ -38,6 +38,7 @@ class ServerInfo:
 
 
 def audio_spec(fmt: audio_pb2.AudioFormat) -> AudioSpec:
+    """The declared audio format; raises InvalidArgument for an unknown encoding."""
     encoding = _ENCODINGS.get(fmt.encoding)
     if encoding is None:
         raise InvalidArgument(f"unknown audio encoding {fmt.encoding}")
@@ -45,6 +46,7 @@ def audio_spec(fmt: audio_pb2.AudioFormat) -> AudioSpec:
 
 
 def request_options(config: stt_pb2.RecognitionConfig) -> RequestOptions:
+    """The request's recognition options; unset fields are None (the server default)."""
     return RequestOptions(
         language=config.language if config.HasField("language") else None,
         beam_size=config.beam_size if config.HasField("beam_size") else None,
@@ -54,6 +56,9 @@ def request_options(config: stt_pb2.RecognitionConfig) -> RequestOptions:
 
 
 def vad_params(core: SttCore, vad: stt_pb2.VadConfig) -> VadParams:
+    """The stream's VAD settings: the request's, else the server's; raises InvalidArgument for a
+    value out of range."""
+
     def get(name: str) -> float | int | None:
         return getattr(vad, name) if vad.HasField(name) else None  # type: ignore[arg-type]
 
@@ -71,6 +76,7 @@ def _ms(seconds: float) -> int:
 
 
 def segments(transcript: Transcript) -> list[stt_pb2.Segment]:
+    """The transcript's segments as protobuf, times in milliseconds."""
     return [_segment(s) for s in transcript.segments]
 
 
@@ -95,6 +101,7 @@ def _segment(s: Segment) -> stt_pb2.Segment:
 
 
 def recognize_response(result: Recognition) -> stt_pb2.RecognizeResponse:
+    """The Recognize response: text, segments, language, audio length and processing time (ms)."""
     t = result.transcript
     return stt_pb2.RecognizeResponse(
         text=t.text,
@@ -106,6 +113,8 @@ def recognize_response(result: Recognition) -> stt_pb2.RecognizeResponse:
 
 
 def stream_response(emitted: Emitted) -> stt_pb2.StreamingRecognizeResponse:
+    """The streaming response for one event (speech started or ended, or a partial or final
+    result), with the milliseconds of audio processed so far."""
     event, processed = emitted.event, _ms(emitted.processed)
     if isinstance(event, SpeechStarted):
         started = stt_pb2.SpeechStarted(utterance_index=event.index, offset_ms=_ms(event.offset))
@@ -133,6 +142,7 @@ def _result(r: Result) -> stt_pb2.RecognitionResult:
 
 
 def describe(core: SttCore, info: ServerInfo) -> stt_pb2.DescribeResponse:
+    """The Describe response: model, languages, limits, device and what the server supports."""
     engine, d = core.engine, core.defaults
     return stt_pb2.DescribeResponse(
         model_id=engine.model_id,

@@ -40,6 +40,10 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class Defaults:
+    """The server's defaults and limits: language, beam size, prompt, VAD, partial results (every
+    `partial_interval_ms`), hallucination guard, and the largest clip Recognize takes
+    (`max_audio_bytes` encoded, `max_audio_ms` decoded)."""
+
     language: str = "mg"
     beam_size: int = 5
     initial_prompt: str | None = None
@@ -63,6 +67,8 @@ class RequestOptions:
 
 @dataclass(frozen=True)
 class Recognition:
+    """A Recognize result: the transcript, the clip's length and the processing time (seconds)."""
+
     transcript: Transcript
     audio_seconds: float
     processing_seconds: float
@@ -91,6 +97,7 @@ class SttCore:
 
     @property
     def detector(self) -> SpeechDetector:
+        """The VAD; raises FailedPrecondition until loaded."""
         if self._detector is None:
             raise FailedPrecondition("the VAD is not loaded")
         return self._detector
@@ -125,6 +132,7 @@ class SttCore:
         log.info("warmed up in %.2fs", time.monotonic() - start)
 
     def close(self) -> None:
+        """Stop the decode scheduler and release the model."""
         self.scheduler.close()
         self.engine.close()
 
@@ -166,6 +174,9 @@ class SttCore:
         )
 
     async def recognize(self, data: bytes, spec: AudioSpec, req: RequestOptions) -> Recognition:
+        """Transcribe one clip: decode the audio, find speech with the VAD, run the model only if
+        there is some, apply the hallucination guard. Raises InvalidArgument for a clip over the
+        limits, audio that cannot be decoded, or bad options."""
         self.callers += 1
         try:
             return await self._recognize(data, spec, req)
@@ -268,6 +279,8 @@ class SttCore:
     def guard(
         self, transcript: Transcript, speech: list[tuple[float, float]] | None = None
     ) -> Transcript:
+        """The transcript less the segments the hallucination guard drops (services.stt.guard);
+        `speech`: the VAD's spans in seconds, for a whole clip. Drops are counted in metrics."""
         kept = apply_guard(transcript, self.defaults.guard, speech)
         if kept.dropped > transcript.dropped:
             metrics.HALLUCINATIONS.inc(kept.dropped - transcript.dropped)
@@ -281,6 +294,8 @@ class SttCore:
         partials: bool,
         partial_interval_ms: int,
     ) -> StreamSession:
+        """A streaming session for raw PCM in `spec`; raises InvalidArgument for bad options. The
+        caller must close it."""
         options = StreamOptions(
             spec=spec,
             decode=self.decode_options(req),

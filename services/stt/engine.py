@@ -19,6 +19,10 @@ SAMPLE_RATE = 16_000  # what every engine takes: 16 kHz mono float32 in [-1, 1]
 
 @dataclass(frozen=True)
 class DecodeOptions:
+    """How to decode: `language` ISO 639-1 (None: Whisper's language identification), beam size,
+    word timings, a prompt; `best_effort` (streaming partials) is greedy, one temperature, no
+    word timings."""
+
     language: str | None  # None: the engine detects it (Whisper's language identification)
     beam_size: int = 5
     word_timestamps: bool = True
@@ -29,6 +33,9 @@ class DecodeOptions:
 
 @dataclass(frozen=True)
 class Word:
+    """One word, times in seconds from the start of the audio, and the model's probability in [0,
+    1]."""
+
     word: str
     start: float
     end: float
@@ -37,6 +44,10 @@ class Word:
 
 @dataclass(frozen=True)
 class Segment:
+    """One Whisper segment, times in seconds, with the model's scores the hallucination guard
+    reads: mean token log probability, no-speech probability, and the zlib compression ratio
+    of its text (high: the text repeats itself)."""
+
     text: str
     start: float
     end: float
@@ -66,6 +77,9 @@ class Segment:
 
 @dataclass(frozen=True)
 class Transcript:
+    """The segments of one decode, its language (ISO 639-1), the seconds of audio decoded, and
+    how many segments the hallucination guard removed."""
+
     segments: tuple[Segment, ...]
     language: str
     duration: float  # seconds of audio the engine was given
@@ -73,12 +87,15 @@ class Transcript:
 
     @property
     def text(self) -> str:
+        """The segments' text, stripped and joined by spaces."""
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
     def clamped(self) -> Transcript:
+        """The same with every time kept inside [0, duration]."""
         return replace(self, segments=tuple(s.clamped(self.duration) for s in self.segments))
 
     def shifted(self, seconds: float) -> Transcript:
+        """The same with every time moved by `seconds`."""
         return replace(self, segments=tuple(s.shifted(seconds) for s in self.segments))
 
 
@@ -91,7 +108,8 @@ class SttEngine(Engine, Protocol):
     multilingual: bool
     languages: tuple[str, ...]  # ISO 639-1 codes it accepts
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript: ...
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """The transcript of 16 kHz mono float32 `audio` (blocking)."""
 
     # Optional: `transcribe_batch(audios, options) -> list[Transcript]`, the same results
     # as `transcribe` of each, in one model call; the core uses it when the engine has it.

@@ -33,6 +33,8 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
+    """One manifest entry: the clip's path, its reference text, and its line in the manifest."""
+
     audio: Path
     reference: str
     line: int
@@ -40,6 +42,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Scored:
+    """One utterance's reference, hypothesis, WER and CER (fractions, after normalization)."""
+
     audio: str
     reference: str
     hypothesis: str
@@ -50,6 +54,9 @@ class Scored:
 
 @dataclass(frozen=True)
 class Report:
+    """Corpus scores: WER and CER as fractions (errors over reference words or characters), the
+    edit counts, audio and server processing time (seconds), and the worst utterances."""
+
     utterances: int
     wer: float
     cer: float
@@ -64,6 +71,8 @@ class Report:
 
 
 def read_manifest(path: Path) -> list[Item]:
+    """The items of a JSONL manifest (`{"audio": PATH, "text": REF}` a line; a relative path is
+    relative to the manifest). Raises ManifestError naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -131,10 +140,12 @@ def score(
 
 
 def report_json(report: Report, model: dict[str, Any]) -> dict[str, Any]:
+    """The report as a JSON-ready dict, with the model and the normalization rules."""
     return {**asdict(report), "model": model, "normalization": NORMALIZATION}
 
 
 def format_report(report: Report, model: dict[str, Any]) -> str:
+    """The report as text: WER, CER, real-time factor, then the worst utterances."""
     r = report
     rtf = r.processing_seconds / r.audio_seconds if r.audio_seconds else 0.0
     lines = [

@@ -20,12 +20,17 @@ from services.stt.engine import Segment, Transcript
 
 @dataclass(frozen=True)
 class GuardParams:
+    """The thresholds of the guard (module docstring); the defaults are openai-whisper's
+    `transcribe` defaults, which faster-whisper keeps."""
+
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
 
 
 def is_hallucination(segment: Segment, params: GuardParams, outside_speech: bool = False) -> bool:
+    """Whether to drop `segment`: no text, a loop, or "no speech" with an unsure text (or lying
+    outside the VAD's speech, `outside_speech`)."""
     if not segment.text.strip():
         return True
     if segment.compression_ratio > params.compression_ratio_threshold:

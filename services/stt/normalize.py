@@ -30,6 +30,7 @@ def _is_separator(char: str) -> bool:
 
 
 def normalize(text: str) -> str:
+    """`text` normalized for scoring as the module docstring says."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(" " if _is_separator(c) else c for c in text)
     return _SPACES.sub(" ", text).strip()

@@ -51,6 +51,9 @@ class _Job:
 
 
 class DecodeScheduler:
+    """Runs decodes on `workers` threads: urgent ones (finals, Recognize) first, batched by
+    options; best-effort ones (partials) after, only the latest per key."""
+
     def __init__(
         self,
         workers: int = 1,
@@ -72,10 +75,12 @@ class DecodeScheduler:
 
     @property
     def pending(self) -> int:
+        """Jobs waiting for a decode thread."""
         return sum(1 for job in self._heap if not job.future.done())
 
     @property
     def busy(self) -> int:
+        """Decode threads at work now."""
         return self._busy
 
     async def run(self, fn: Callable[[], T]) -> T:

@@ -18,6 +18,8 @@ _RAW = (audio_pb2.AUDIO_ENCODING_PCM_S16LE, audio_pb2.AUDIO_ENCODING_PCM_F32LE)
 
 
 class SttServicer(stt_pb2_grpc.SttServicer):
+    """The Stt gRPC servicer over an SttCore."""
+
     def __init__(self, core: SttCore, info: convert.ServerInfo) -> None:
         self.core, self.info = core, info
 

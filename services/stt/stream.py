@@ -33,19 +33,28 @@ _MAX_FINALS = 2
 
 
 class Decoder(Protocol):
+    """What a stream needs of the core (SttCore is the real one)."""
+
     async def decode(
         self, audio: np.ndarray, options: DecodeOptions, kind: str, key: object | None = None
-    ) -> Transcript: ...
+    ) -> Transcript:
+        """Decode 16 kHz mono float32 `audio`; `kind` labels metrics; `key` makes it a
+        replaceable best-effort decode (an empty transcript if replaced)."""
 
     def guard(
         self, transcript: Transcript, speech: list[tuple[float, float]] | None = None
-    ) -> Transcript: ...
+    ) -> Transcript:
+        """The transcript less what the hallucination guard drops."""
 
-    def drop(self, key: object) -> None: ...
+    def drop(self, key: object) -> None:
+        """Forget the waiting best-effort decode of `key`."""
 
 
 @dataclass(frozen=True)
 class StreamOptions:
+    """One stream's settings: the declared audio, decode options, VAD settings, and whether to
+    send partial results, at most one per `partial_interval_ms`."""
+
     spec: AudioSpec
     decode: DecodeOptions
     vad: VadParams
@@ -55,18 +64,25 @@ class StreamOptions:
 
 @dataclass(frozen=True)
 class SpeechStarted:
+    """Utterance `index` began, `offset` seconds from the start of the stream."""
+
     index: int
     offset: float  # seconds from the start of the stream
 
 
 @dataclass(frozen=True)
 class SpeechEnded:
+    """Utterance `index` ended, `offset` seconds from the start of the stream."""
+
     index: int
     offset: float
 
 
 @dataclass(frozen=True)
 class Result:
+    """A partial or final transcript of utterance `index`: times in seconds from the start of the
+    stream, `processing` the seconds spent decoding it."""
+
     is_final: bool
     index: int
     transcript: Transcript  # times from the start of the stream
@@ -80,6 +96,8 @@ Event = SpeechStarted | SpeechEnded | Result
 
 @dataclass(frozen=True)
 class Emitted:
+    """An event and the seconds of audio the stream had processed when it was sent."""
+
     event: Event
     processed: float  # seconds of audio processed in the stream when it left
 
@@ -129,6 +147,9 @@ class _Buffer:
 
 
 class StreamSession:
+    """One StreamingRecognize call: raw PCM in (`feed`, `finish`), VAD endpointing, decodes of
+    utterances, events out (`events`); `close` when done."""
+
     def __init__(
         self,
         options: StreamOptions,
@@ -152,6 +173,8 @@ class StreamSession:
     # -- audio in ------------------------------------------------------------------------
 
     async def feed(self, data: bytes) -> None:
+        """Add a chunk of raw PCM; waits while too many final decodes are pending (backpressure).
+        Raises InvalidArgument for audio that does not match the declared format."""
         samples, probs = await asyncio.to_thread(self._front, data)
         self._advance(samples, probs)
         while self._finals and self._finals[0].done():
@@ -261,6 +284,7 @@ class StreamSession:
     # -- events out ----------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[Emitted]:
+        """The events in order, until the stream is finished; raises the error given to `fail`."""
         while True:
             item = await self._out.get()
             if isinstance(item, _End):
@@ -272,6 +296,7 @@ class StreamSession:
                 yield Emitted(event, self.endpointer.position / SAMPLE_RATE)
 
     def fail(self, error: BaseException) -> None:
+        """End `events` with `error` (after the events already queued)."""
         self._out.put_nowait(_Failed(error))
 
     def close(self) -> None:

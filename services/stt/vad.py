@@ -29,11 +29,17 @@ class FrameScorer(Protocol):
 
 
 class SpeechDetector(Protocol):
-    def new_scorer(self) -> FrameScorer: ...
+    """Makes frame scorers, one per stream."""
+
+    def new_scorer(self) -> FrameScorer:
+        """A scorer with fresh state."""
 
 
 @dataclass(frozen=True)
 class VadParams:
+    """The endpointer's settings: speech probability threshold in [0, 1], and durations in
+    milliseconds (Endpointer says what each does)."""
+
     threshold: float = 0.5
     min_speech_ms: int = 250
     min_silence_ms: int = 400
@@ -48,11 +54,16 @@ class VadParams:
 
 @dataclass(frozen=True)
 class SpeechStart:
+    """An utterance starts at `sample` (16 kHz, from the start of the stream, padding included)."""
+
     sample: int  # padded start of the utterance, from the start of the stream
 
 
 @dataclass(frozen=True)
 class SpeechEnd:
+    """An utterance ends at `sample`; `forced` when cut at `max_utterance_ms` or the end of the
+    audio rather than by silence."""
+
     sample: int  # padded end of the utterance
     forced: bool = False  # cut at max_utterance_ms (or the end of the audio), not silence
 
@@ -84,6 +95,7 @@ class Endpointer:
 
     @property
     def speaking(self) -> bool:
+        """True inside an utterance."""
         return self.start is not None
 
     @property
@@ -100,6 +112,8 @@ class Endpointer:
         return max(origin - self._pad, self._last_end, 0)
 
     def push(self, prob: float) -> list[Boundary]:
+        """Feed the next window's speech probability; returns the boundaries it causes (often
+        none)."""
         here = self.position
         self.position += self.window
         if self.start is None:
@@ -183,10 +197,14 @@ class SileroDetector:
         self._session: Any = get_vad_model().session
 
     def new_scorer(self) -> SileroScorer:
+        """A scorer for one stream, sharing the ONNX session."""
         return SileroScorer(self._session)
 
 
 class SileroScorer:
+    """Silero VAD scores for one stream: the recurrent state (h, c) and the last 64 samples of
+    context carried from call to call."""
+
     def __init__(self, session: Any) -> None:
         self._session = session
         self._h = np.zeros((1, 1, 128), np.float32)
@@ -194,6 +212,7 @@ class SileroScorer:
         self._context = np.zeros(_CONTEXT, np.float32)
 
     def score(self, windows: np.ndarray) -> np.ndarray:
+        """(n, WINDOW) float32 windows at 16 kHz -> (n,) speech probabilities in [0, 1]."""
         if len(windows) == 0:
             return np.zeros(0, np.float32)
         windows = windows.astype(np.float32, copy=False)

@@ -29,6 +29,10 @@ _INSTALL_HINT = "the STT engine needs faster-whisper: pip install 'milo[stt]'"
 
 @dataclass(frozen=True)
 class WhisperConfig:
+    """How to load and run faster-whisper: `device` "cpu", "cuda" or "auto", `compute_type` as
+    CTranslate2 names it, `cpu_threads` (0: CTranslate2's default), `num_workers` decodes at
+    once; the thresholds go to `transcribe` (they drive Whisper's temperature fallback)."""
+
     model_dir: Path
     model_id: str | None = None  # None: the manifest's, else the folder's name
     device: str = "auto"
@@ -87,6 +91,8 @@ class WhisperEngine:
         self.languages: tuple[str, ...] = ("en",)
 
     def load(self) -> None:
+        """Load the model (blocking). Raises FileNotFoundError without model.bin, RuntimeError
+        without faster-whisper."""
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -125,6 +131,7 @@ class WhisperEngine:
         )
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """The transcript of 16 kHz mono float32 `audio`, decoded by faster-whisper (blocking)."""
         segments, info = self.model.transcribe(audio, **transcribe_kwargs(self.config, options))
         out = tuple(_segment(s) for s in segments)  # the generator decodes as it goes
         return Transcript(segments=out, language=info.language, duration=len(audio) / SAMPLE_RATE)
@@ -154,6 +161,7 @@ class WhisperEngine:
         return out
 
     def close(self) -> None:
+        """Release the model."""
         model = getattr(self, "model", None)
         if model is not None:
             del self.model

@@ -39,6 +39,7 @@ class StopOnSignal(TrainerCallback):
         self._previous: dict[int, Any] = {}
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Catch SIGINT and SIGTERM for the run (the previous handlers are kept to restore)."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
 
@@ -54,14 +55,17 @@ class StopOnSignal(TrainerCallback):
         )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """After a signal: ask the Trainer to save a checkpoint and stop."""
         if self.received is not None:
             control.should_save = True
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Give the signals back to their previous handlers."""
         self.restore()
 
     def restore(self) -> None:
+        """Give SIGINT and SIGTERM back to the handlers they had before training."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
@@ -71,6 +75,7 @@ class FinalEvaluation(TrainerCallback):
     """Evaluate and save at the last step, so the run always ends on a scored checkpoint."""
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """At the last step, ask the Trainer to evaluate and save."""
         if state.global_step >= state.max_steps:
             control.should_evaluate = True
             control.should_save = True
@@ -84,6 +89,7 @@ class ProgressBar(TrainerCallback):
         self.bar: Any = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Open the bar at the resumed step."""
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
@@ -95,6 +101,7 @@ class ProgressBar(TrainerCallback):
         )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Move the bar to the current step."""
         if self.bar is not None:
             self.bar.update(state.global_step - self.bar.n)
 
@@ -106,6 +113,7 @@ class ProgressBar(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
+        """Show the last training loss and learning rate beside the bar."""
         if self.bar is not None and logs and "loss" in logs:
             self.bar.set_postfix(
                 loss=f"{logs['loss']:.4f}",
@@ -121,6 +129,7 @@ class ProgressBar(TrainerCallback):
         metrics: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
+        """Print one line with the validation WER and CER (percent) and the best WER so far."""
         if not metrics or "eval_wer" not in metrics:
             return
         best = f"; best {state.best_metric:.2f}%" if state.best_metric is not None else ""
@@ -134,6 +143,7 @@ class ProgressBar(TrainerCallback):
             print(line, flush=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Close the bar."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -149,6 +159,8 @@ class CsvMetrics(TrainerCallback):
         self.started = time.monotonic()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the CSV (header) or, on resume, drop the rows past the resumed step; only in the
+        process that saves."""
         if not args.should_save:
             return
         rows = self._rows()
@@ -174,6 +186,7 @@ class CsvMetrics(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
+        """Append one row for this log: step, epoch, elapsed seconds and the logged values."""
         if not args.should_save or not logs:
             return
         row = {

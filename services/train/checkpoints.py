@@ -27,11 +27,14 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def step_of(checkpoint: Path) -> int:
+    """N of a `checkpoint-N` folder; -1 for any other name."""
     match = _CHECKPOINT.match(checkpoint.name)
     return int(match.group(1)) if match else -1
 
 
 def is_complete(checkpoint: Path) -> bool:
+    """True when the checkpoint has its trainer state and no transformers "incomplete" mark (an
+    interrupted save)."""
     return (checkpoint / STATE_FILE).is_file() and not (checkpoint / INCOMPLETE_MARK).exists()
 
 
@@ -78,6 +81,8 @@ def resolve_resume(output: Path, resume: str | None) -> Path | None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; {} if the file is missing or not an object. Raises TrainError
+    if it cannot be read or parsed."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -127,6 +132,8 @@ def check_checkpoint(checkpoint: Path, shape: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_run(output: Path, run: dict[str, Any]) -> None:
+    """Record the run's settings in `output`/milo-train.json, once (a resumed run keeps the first
+    record)."""
     output.mkdir(parents=True, exist_ok=True)
     if not (output / RUN_FILE).is_file():
         text = json.dumps(run, indent=2, ensure_ascii=False)

@@ -22,6 +22,7 @@ EXIT_ERROR = 2
 
 
 def add_commands(subparsers: Any) -> None:
+    """Register `milo train stt` and `milo train stt export`."""
     train = subparsers.add_parser("train", help="fine-tune a model (Whisper for STT)")
     sub = train.add_subparsers(dest="train_target", required=True, metavar="TARGET")
     stt = sub.add_parser(

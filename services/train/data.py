@@ -11,7 +11,8 @@ Three sources, told apart by what `--dataset` names:
   datasets' csv/json builders (its `audiofolder` builder would encode every clip with
   torchcodec on load);
 - otherwise a Hugging Face dataset id (`badrex/malagasy-speech-full`), read from the local
-  Hugging Face cache: `milo train` runs offline unless given `--online`.
+  Hugging Face cache (`datasets`' prepared Arrow files, else the hub's downloaded snapshot:
+  `load_hub_dataset`): `milo train` runs offline unless given `--online`.
 
 Audio is never decoded by `datasets` (its Audio feature is cast to `decode=False`): the bytes
 or the file go through the project's own decoder (services/stt/audio.py: PyAV, any format,
@@ -99,6 +100,8 @@ class Screened:
     seconds: float = 0.0
 
     def summary(self, name: str) -> str:
+        """One line for `name`: usable clips of the total, hours of audio, and the skips by
+        reason with the first clip of each."""
         kept = self.total - sum(self.skipped.values())
         text = f"{name}: {kept:,} of {self.total:,} clips usable ({self.seconds / 3600:.2f} h)"
         if self.skipped:
@@ -132,7 +135,48 @@ def open_dataset(spec: DatasetSpec) -> Any:
         )
     if local.exists():
         raise TrainError(f"{local} is a file; --dataset takes a folder or a dataset id")
-    return _load(datasets, spec.source, spec)
+    return load_hub_dataset(datasets, spec)
+
+
+def load_hub_dataset(datasets: Any, spec: DatasetSpec) -> Any:
+    """A Hugging Face dataset id, from either local cache `load_dataset` offline can meet.
+
+    1. `datasets`' own cache (HF_DATASETS_CACHE, `owner___name/<config>/<version>/<hash>/`:
+       the Arrow files a past `load_dataset(id)` prepared): what `datasets` reads by itself
+       in offline mode (its `CachedDatasetModuleFactory`).
+    2. The hub cache (HF_HUB_CACHE, `datasets--owner--name/snapshots/<rev>/`, `refs/main`):
+       the files `hf download --repo-type dataset ID` (or a `load_dataset` whose Arrow cache
+       was since cleared) left there. `datasets` 4.x/5.x in offline mode never looks there,
+       so the snapshot folder is found with huggingface_hub (`local_files_only`) and loaded
+       as a local dataset (its README's `configs`, else the usual `data/<split>-*` names).
+
+    With --online (HF_HUB_OFFLINE unset) step 1 downloads as usual. Raises TrainError when
+    the id is in neither cache, saying how to fetch it."""
+    cache = str(spec.cache_dir) if spec.cache_dir else None
+    try:
+        return datasets.load_dataset(spec.source, cache_dir=cache)
+    except (FileNotFoundError, ConnectionError) as exc:  # offline and not prepared
+        not_prepared = exc
+    except ValueError as exc:  # datasets' builders report bad layouts this way
+        raise TrainError(f"cannot read dataset {spec.source!r}: {exc}") from exc
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(spec.source, repo_type="dataset", local_files_only=True)
+    except (LocalEntryNotFoundError, ValueError) as exc:  # ValueError: not an owner/name id
+        from huggingface_hub import constants
+
+        raise TrainError(
+            f"dataset {spec.source!r} is not cached on this machine: neither prepared by "
+            f"`datasets` in {cache or datasets.config.HF_DATASETS_CACHE} nor downloaded to "
+            f"the hub cache {constants.HF_HUB_CACHE} ({not_prepared}). Download it once "
+            f"with network access: `hf download --repo-type dataset {spec.source}` (or run "
+            "this command once with --online); or pass a save_to_disk folder or an "
+            "audiofolder"
+        ) from exc
+    log.info("dataset %s: reading the hub cache snapshot %s", spec.source, snapshot)
+    return _load(datasets, snapshot, spec)
 
 
 def _metadata_files(folder: Path) -> list[Path]:
@@ -176,13 +220,7 @@ def _load(datasets: Any, path: str, spec: DatasetSpec, **kwargs: Any) -> Any:
     cache = str(spec.cache_dir) if spec.cache_dir else None
     try:
         return datasets.load_dataset(path, cache_dir=cache, **kwargs)
-    except (FileNotFoundError, ConnectionError) as exc:
-        raise TrainError(
-            f"cannot load dataset {path!r} from the local Hugging Face cache ({exc}); "
-            "download it once with network access (`hf download --repo-type dataset ID`, "
-            "or run with --online), or pass a folder"
-        ) from exc
-    except ValueError as exc:  # datasets' builders report bad layouts this way
+    except (FileNotFoundError, ValueError) as exc:  # datasets reports bad layouts as these
         raise TrainError(f"cannot read dataset {path!r}: {exc}") from exc
 
 
@@ -299,6 +337,7 @@ def load_audio(value: Any, root: Path | None) -> np.ndarray:
 
 
 def describe_cell(value: Any) -> str:
+    """A dataset audio cell in words for messages: its path, or "embedded audio"."""
     if isinstance(value, dict):
         return str(value.get("path") or "embedded audio")
     return str(value)

@@ -38,6 +38,11 @@ SERVICE_START_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class ExportConfig:
+    """What to export and how: the checkpoint, the models folder, the base model and dataset
+    (default: the run's, from milo-train.json), the CTranslate2 quantization, whether to score
+    the result and the base model on the test split (at most `max_test_samples` clips), the
+    device and the language."""
+
     checkpoint: Path
     models_dir: Path
     base: str | None = None  # default: the run's base model (milo-train.json)
@@ -217,6 +222,7 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (another program may take it before it is used)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -286,6 +292,7 @@ def evaluate_model(model_dir: Path, manifest: Path, cfg: ExportConfig) -> dict[s
 def comparison(
     results: dict[str, dict[str, Any]], base: str | None, name: str, manifest: Path
 ) -> str:
+    """The test-split WER and CER (percent) of the base and fine-tuned models, as a table."""
     count = next(iter(results.values()))["utterances"]
     lines = [
         f"milo eval stt on {count} test clips ({manifest}):",

@@ -101,9 +101,11 @@ class Estimate:
 
     @property
     def total(self) -> int:
+        """Bytes in all."""
         return sum(self.terms.values())
 
     def table(self) -> str:
+        """The terms and the total in GiB, one per line."""
         rows = [f"  {name:<22}{size / GIB:7.2f} GiB" for name, size in self.terms.items()]
         return "\n".join([*rows, f"  {'total':<22}{self.total / GIB:7.2f} GiB"])
 

@@ -89,6 +89,8 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
+        """The process exit code: 0, or 128 + the signal number when stopped by a signal (the
+        shell convention)."""
         return 0 if self.stopped_by is None else 128 + self.stopped_by
 
 
@@ -316,6 +318,8 @@ def build_trainer(
     warmup: int,
     resuming: bool = False,
 ) -> tuple[Any, Any]:
+    """The Seq2SeqTrainer for this run (WER/CER on the validation split, Milo's callbacks in
+    place of transformers' progress printers) and its StopOnSignal callback."""
     from transformers import PrinterCallback, ProgressCallback, Seq2SeqTrainer
 
     from services.train.callbacks import CsvMetrics, FinalEvaluation, ProgressBar, StopOnSignal
@@ -427,4 +431,5 @@ def _checkpointing(args_class: Any, on: bool) -> dict[str, Any]:
 
 
 def signal_name(number: int) -> str:
+    """The signal's name: 2 -> "SIGINT"."""
     return signal.Signals(number).name

@@ -56,6 +56,8 @@ def shape_of(config: Any) -> dict[str, Any]:
 
 
 def size_name(shape: dict[str, Any]) -> str:
+    """The size's name for a known Whisper shape (`shape_of`), "whisper-small" and the like,
+    else its width and layers in words."""
     name = SIZES.get((shape.get("d_model", 0), shape.get("encoder_layers", 0)))
     return (
         f"whisper-{name}"
@@ -78,6 +80,7 @@ def load_processor(model: str) -> Any:
 
 
 def load_model(model: str) -> Any:
+    """The Whisper model from a hub id or folder; raises TrainError if it cannot be loaded."""
     import transformers
 
     try:
@@ -139,6 +142,8 @@ class SpeechCollator:
     skipped: int = field(default=0, init=False)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """One batch from dataset rows (see the class docstring). Raises TrainError if no clip of
+        the batch can be decoded."""
         audios, texts = [], []
         for row in rows:
             try:
@@ -158,6 +163,8 @@ class SpeechCollator:
         return {"input_features": features, "labels": self.labels(texts)}
 
     def labels(self, texts: list[str]) -> Any:
+        """Padded label ids [B, T] for `texts`, padding set to -100 (ignored by the loss), the
+        decoder start token removed since the model adds it."""
         encoded = self.processor.tokenizer(texts, padding=True, return_tensors="pt")
         ids = encoded.input_ids.masked_fill(encoded.attention_mask.ne(1), IGNORE_INDEX)
         if bool((ids[:, 0] == self.decoder_start_token_id).all()):

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from services.runtime.aio import wait_changed
+from services.runtime.aio import Dispatcher
 from services.translate import metrics
 from services.translate.engine import Job, Output
 
@@ -67,6 +67,10 @@ class LastCall:
 
 @dataclass(frozen=True)
 class BatchPolicy:
+    """When to dispatch (module docstring): at most `max_batch` sentences per engine call; after
+    a call, wait `window_s` seconds, or `window_fraction` of that call's duration if longer, for
+    its callers to come back (`window_s` 0: never wait)."""
+
     max_batch: int = 32  # sentences per engine call
     window_s: float = 0.005  # 0: never wait
     window_fraction: float = 0.1  # of the last call's duration, when that is longer
@@ -98,12 +102,14 @@ class _Entry:
 
 
 class MicroBatcher:
+    """Queues sentences from concurrent requests and runs them through `run` (the engine's
+    `translate`, in a worker thread) one call at a time, as `policy` says (module docstring)."""
+
     def __init__(self, run: RunBatch, policy: BatchPolicy) -> None:
         self._run, self.policy = run, policy
         self._pending: list[_Entry] = []
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._last = LastCall()
+        self._dispatcher = Dispatcher("batcher", self._wait_s, self._take, self._execute)
 
     @property
     def queued(self) -> int:
@@ -112,11 +118,11 @@ class MicroBatcher:
 
     async def submit(self, jobs: Sequence[Job], beam: int) -> tuple[list[Output], float]:
         """Outputs for `jobs`, in order, and the longest time one of them waited in queue."""
-        self._ensure_running()
+        self._dispatcher.start()
         loop, caller = asyncio.get_running_loop(), object()
         entries = [_Entry(job, beam, caller, loop.create_future()) for job in jobs]
         self._pending.extend(entries)
-        self._changed.set()
+        self._dispatcher.poke()
         try:
             outputs = await asyncio.gather(*(e.future for e in entries))
         finally:
@@ -127,34 +133,13 @@ class MicroBatcher:
         for entry in entries:
             entry.future.cancel()  # no-op if resolved; else it leaves the queue at `_take`
 
-    def _ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
-
     def stop_threadsafe(self) -> None:
         """Stop the dispatcher, from any thread (the runtime closes services in a worker
         thread, after draining: no caller is left waiting)."""
-        task = self._task
-        if task is not None and not task.done():
-            task.get_loop().call_soon_threadsafe(task.cancel)
-
-    async def _loop(self) -> None:
-        while True:
-            await self._wait_ready()
-            batch = self._take()
-            if batch:
-                await self._execute(batch)
-
-    async def _wait_ready(self) -> None:
-        while True:
-            self._changed.clear()
-            self._pending = [e for e in self._pending if not e.future.done()]
-            wait = self._wait_s()
-            if wait <= 0:
-                return
-            await wait_changed(self._changed, wait)
+        self._dispatcher.stop_threadsafe()
 
     def _wait_s(self) -> float:
+        self._pending = [e for e in self._pending if not e.future.done()]
         callers = len({e.caller for e in self._pending})
         return self.policy.wait_s(len(self._pending), callers, self._last, time.monotonic())
 

@@ -16,6 +16,9 @@ Key = tuple[str, str, int, str]  # source code, target code, beam size, sentence
 
 
 class PhraseCache:
+    """LRU cache of outputs keyed by (source code, target code, beam, sentence): at most `size`
+    entries (0: off), sentences of at most `max_chars` characters."""
+
     def __init__(self, size: int, max_chars: int) -> None:
         self.size, self.max_chars = size, max_chars
         self._items: OrderedDict[Key, Output] = OrderedDict()
@@ -29,6 +32,7 @@ class PhraseCache:
         return (job.source, job.target, beam, job.text)
 
     def get(self, job: Job, beam: int) -> Output | None:
+        """The cached output for `job` at this beam size, or None (counted as a hit or a miss)."""
         key = self._key(job, beam)
         if key is None:
             return None
@@ -39,6 +43,7 @@ class PhraseCache:
         return output
 
     def put(self, job: Job, beam: int, output: Output) -> None:
+        """Remember `output` for `job` (if short enough), evicting the least recently used entry."""
         key = self._key(job, beam)
         if key is None:
             return

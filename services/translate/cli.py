@@ -36,6 +36,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_eval_mt(args: argparse.Namespace) -> int:
+    """`milo eval mt`: translate the parallel set both ways through the service at `--address`
+    and print the scores; returns 0, 1 if the service failed, 2 if the set is unusable."""
     import grpc
 
     from services.translate.evaluate import (

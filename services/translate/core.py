@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Limits:
+    """Request limits: texts per request, characters per text, characters per sentence (longer
+    sentences are split), and the largest beam size."""
+
     max_texts: int = 64
     max_text_chars: int = 5000
     max_sentence_chars: int = 400
@@ -29,6 +32,9 @@ class Limits:
 
 @dataclass(frozen=True)
 class Result:
+    """Outputs of one request, one per text, with the resolved languages and `queue_s`, the
+    longest wait in seconds of one of its sentences for an engine call."""
+
     outputs: list[Output]
     source: Language
     target: Language
@@ -59,12 +65,14 @@ class TranslateCore:
 
     @property
     def catalog(self) -> LanguageCatalog:
+        """The model's languages; raises Unavailable until loaded."""
         if self._catalog is None:
             raise Unavailable("the translation model is not loaded")
         return self._catalog
 
     @property
     def batcher(self) -> MicroBatcher:
+        """The batcher in front of the engine; raises Unavailable until loaded."""
         if self._batcher is None:
             raise Unavailable("the translation model is not loaded")
         return self._batcher
@@ -90,6 +98,7 @@ class TranslateCore:
         )
 
     def close(self) -> None:
+        """Stop the batcher and release the engine."""
         if self._batcher is not None:
             self._batcher.stop_threadsafe()
         self.engine.close()

@@ -52,6 +52,12 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """How to load and run the CTranslate2 model: `device` "cpu", "cuda" or "auto";
+    `compute_type` as CTranslate2 names it ("int8", "float16", "auto"); `threads` 0 is one per
+    CPU core; `length` and the two decoding penalties guard against runaway output;
+    `max_input_tokens` per window; `restrict_to` limits the output vocabulary to these languages
+    (empty: all); `model_id` overrides the name taken from the manifest or folder."""
+
     model_dir: Path
     device: str = "auto"  # "cpu", "cuda" or "auto"
     compute_type: str = "auto"
@@ -85,6 +91,9 @@ class Ct2Engine:
         self._translator: Any = None
 
     def load(self) -> None:
+        """Read the model, its SentencePiece model and vocabulary (blocking). Raises
+        EngineUnavailable if the folder lacks model.bin or the SentencePiece model, or if
+        ctranslate2 or sentencepiece is not installed."""
         config, folder = self.config, self.config.model_dir
         _check_folder(folder)
         ct2, spm = _require("ctranslate2"), _require("sentencepiece")
@@ -138,12 +147,16 @@ class Ct2Engine:
 
     @property
     def restricted(self) -> bool:
+        """True when the output vocabulary is cut down to `restrict_to`'s languages (a vmap)."""
         return self.output_vocab_size < self.vocab_size
 
     def language_codes(self) -> frozenset[str]:
+        """The NLLB language codes in the model's vocabulary ("plt_Latn", ...)."""
         return frozenset(t for t in self.vocabulary if _LANGUAGE_CODE.match(t))
 
     def translate(self, jobs: Sequence[Job], beam_size: int) -> list[Output]:
+        """One output per job, in order: inputs longer than `max_input_tokens` are translated in
+        windows and joined; each output is cut by the length and loop guards (`truncated`)."""
         cfg = self.config
         windows = [
             (i, w)
@@ -180,6 +193,7 @@ class Ct2Engine:
         return Output(text, input_tokens, len(tokens), truncated=looped or too_long)
 
     def close(self) -> None:
+        """Unload the model from memory (CPU or GPU)."""
         if self._translator is not None:
             self._translator.unload_model()
 
@@ -232,6 +246,7 @@ def read_vocabulary(folder: Path) -> list[str]:
 
 
 def resolve_device(ct2: Any, device: str) -> str:
+    """`device` as given, or for "auto", "cuda" when CTranslate2 sees a CUDA device, else "cpu"."""
     if device != "auto":
         return device
     return "cuda" if ct2.get_cuda_device_count() > 0 else "cpu"

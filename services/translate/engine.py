@@ -24,6 +24,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Output:
+    """One translated sentence, with its input and output token counts; `truncated` when a length
+    or repetition guard cut it short."""
+
     text: str
     input_tokens: int
     output_tokens: int

@@ -34,6 +34,8 @@ class PairsError(ValueError):
 
 @dataclass(frozen=True)
 class Pair:
+    """One parallel sentence: Malagasy and French."""
+
     mg: str
     fr: str
 
@@ -168,6 +170,7 @@ def evaluate(pairs: Sequence[Pair], translate: Translate) -> list[DirectionScore
 
 
 def format_scores(scores: Sequence[DirectionScore], model: dict[str, Any]) -> str:
+    """The scores as a text table, one line per direction, with a line saying what they mean."""
     lines = [
         f"milo eval mt: {model.get('model_id', '?')} at {model.get('address', '?')}",
         f"{'direction':<10} {'sentences':>9} {'BLEU':>7} {'chrF++':>7} {'runaway':>8} "
@@ -186,4 +189,6 @@ def format_scores(scores: Sequence[DirectionScore], model: dict[str, Any]) -> st
 
 
 def scores_json(scores: Sequence[DirectionScore], model: dict[str, Any]) -> dict[str, Any]:
+    """The scores as a JSON-ready dict: `{"model": model, "directions": [DirectionScore fields,
+    ...]}`."""
     return {"model": model, "directions": [asdict(s) for s in scores]}

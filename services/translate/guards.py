@@ -24,6 +24,7 @@ class LengthLimit:
             raise ValueError("ratio must be > 0 and extra >= 0")
 
     def max_output(self, input_tokens: int) -> int:
+        """The most output tokens allowed for `input_tokens` input tokens (at least 1)."""
         return max(1, math.ceil(self.ratio * input_tokens) + self.extra)
 
 

@@ -16,6 +16,9 @@ from services.runtime.errors import InvalidArgument
 
 @dataclass(frozen=True)
 class Language:
+    """A language as the API names it (`code`, ISO 639-1 "mg") and as the model does
+    (`model_code`, NLLB "plt_Latn"), with its English `name`."""
+
     code: str  # ISO 639-1, "mg"
     model_code: str  # NLLB, "plt_Latn"
     name: str  # English name

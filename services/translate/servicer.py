@@ -13,6 +13,8 @@ from services.translate.core import TranslateCore
 
 
 class TranslatorServicer(translate_pb2_grpc.TranslatorServicer):
+    """The Translator gRPC servicer over a TranslateCore."""
+
     def __init__(self, core: TranslateCore) -> None:
         self.core = core
 

@@ -72,6 +72,8 @@ def letter_test(languages: Iterable[Language]) -> LetterTest:
 
 
 def keep_piece(piece: str, test: LetterTest) -> bool:
+    """True when `piece` is not a special token or language code and each of its letters passes
+    `test`."""
     return not _SPECIAL.match(piece) and all(test(ch) for ch in piece.lower() if ch.isalpha())
 
 

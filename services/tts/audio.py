@@ -24,6 +24,9 @@ Samples = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class Chunk:
+    """One piece of an output stream: encoded bytes (the WAV header leads the first), its index
+    from 0, and where it sits in the audio, in milliseconds."""
+
     data: bytes
     index: int
     offset_ms: float
@@ -62,9 +65,11 @@ class AudioEncoder:
 
     @property
     def duration_ms(self) -> float:
+        """Milliseconds of audio sent so far, at the output rate."""
         return self.samples_sent * 1000.0 / self.out_rate
 
     def header(self) -> bytes:
+        """The streaming WAV header for "wav" output (length fields unknown), else b""."""
         return streaming_wav_header(self.out_rate) if self.encoding == "wav" else b""
 
     def push(self, samples: Samples) -> list[Chunk]:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.aio import wait_changed
+from services.runtime.aio import Dispatcher
 from services.tts import metrics
 from services.tts.audio import Samples
 from services.tts.engine import Segment, SpeechEngine
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchPolicy:
+    """At most `max_batch` segments per model call; a batch waits at most `window_s` seconds
+    after its oldest segment for the other open callers (0: never wait)."""
+
     max_batch: int = 8  # segments per model call
     window_s: float = 0.005  # 0: never wait for company
 
@@ -64,42 +67,51 @@ class Caller:
         self._batcher = batcher
 
     async def synthesize(self, segment: Segment) -> Samples:
+        """The segment's float32 samples at the model's rate, once its batch has run; raises what
+        the engine raised for this segment."""
         return await self._batcher.submit(self, segment)
 
     def close(self) -> None:
+        """Leave the batcher: batches stop waiting for this caller."""
         self._batcher.leave(self)
 
 
 class SynthesisBatcher:
+    """Batches segments of concurrent requests into one model call (module docstring); each
+    request `join`s as a Caller."""
+
     def __init__(self, engine: SpeechEngine, policy: BatchPolicy | None = None) -> None:
         self.engine = engine
         self.policy = policy or BatchPolicy()
         self._callers: set[Caller] = set()
         self._pending: list[_Entry] = []
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._dispatcher = Dispatcher("tts-batcher", self._wait_s, self._take, self._run)
         self.in_flight = 0  # segments in the model call now running
 
     @property
     def waiting(self) -> int:
+        """Segments waiting for a model call (cancelled ones until the next look)."""
         return sum(not e.future.done() for e in self._pending)
 
     def join(self) -> Caller:
+        """A new Caller for one request; batches wait for it until it is closed."""
         caller = Caller(self)
         self._callers.add(caller)
-        self._changed.set()
+        self._dispatcher.poke()
         return caller
 
     def leave(self, caller: Caller) -> None:
+        """Forget `caller` (what `Caller.close` does)."""
         self._callers.discard(caller)
-        self._changed.set()
+        self._dispatcher.poke()
 
     async def submit(self, caller: Caller, segment: Segment) -> Samples:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="tts-batcher")
+        """Queue one of `caller`'s segments and await its samples; a cancelled wait takes the
+        segment out of the queue."""
+        self._dispatcher.start()
         entry = _Entry(caller, segment, asyncio.get_running_loop().create_future())
         self._pending.append(entry)
-        self._changed.set()
+        self._dispatcher.poke()
         try:
             return await entry.future
         finally:
@@ -108,32 +120,17 @@ class SynthesisBatcher:
     def stop_threadsafe(self) -> None:
         """Stop the dispatcher, from any thread (the runtime closes services in a worker
         thread, after draining: no caller is left waiting)."""
-        task = self._task
-        if task is not None and not task.done():
-            task.get_loop().call_soon_threadsafe(task.cancel)
+        self._dispatcher.stop_threadsafe()
 
-    async def _loop(self) -> None:
-        while True:
-            await self._wait_ready()
-            batch = self._take()
-            if batch:
-                await self._run(batch)
-
-    async def _wait_ready(self) -> None:
-        while True:
-            self._changed.clear()
-            self._pending = [e for e in self._pending if not e.future.done()]
-            wait = None
-            if self._pending:
-                waiting = {e.caller for e in self._pending}
-                wait = self.policy.wait_s(
-                    len(waiting),
-                    len(self._callers | waiting),
-                    time.monotonic() - self._pending[0].queued,
-                )
-                if wait <= 0:
-                    return
-            await wait_changed(self._changed, wait)
+    def _wait_s(self) -> float | None:
+        """0 to take a batch now, else how long to wait (None: until a segment comes)."""
+        self._pending = [e for e in self._pending if not e.future.done()]
+        if not self._pending:
+            return None
+        waiting = {e.caller for e in self._pending}
+        return self.policy.wait_s(
+            len(waiting), len(self._callers | waiting), time.monotonic() - self._pending[0].queued
+        )
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []

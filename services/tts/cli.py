@@ -38,6 +38,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_eval_tts(args: argparse.Namespace) -> int:
+    """`milo eval tts`: synthesize each sentence, transcribe it with the STT service and score
+    the transcripts; returns 0, 1 if a service failed, 2 if the sentence file is unusable."""
     import grpc
 
     from services.stt.evaluate import ManifestError, format_report, report_json

@@ -58,6 +58,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Done:
+    """The last event of a synthesis: sentences spoken, audio length, processing time and time to
+    the first chunk (milliseconds), and characters dropped as unsayable."""
+
     sentences: int
     audio_duration_ms: float
     processing_ms: float
@@ -69,6 +72,7 @@ Event = SentencePlan | Chunk | Done
 
 
 def sample_rates(engine: SpeechEngine) -> list[int]:
+    """The output rates offered, in Hz: the model's own and the usual ones (8 to 48 kHz)."""
     return sorted({engine.sample_rate, *SAMPLE_RATES})
 
 
@@ -231,10 +235,12 @@ class TtsCore:
         self.engine.load()
 
     def close(self) -> None:
+        """Stop the batcher and release the model."""
         self.batcher.stop_threadsafe()
         self.engine.close()
 
     def sample_rates(self) -> list[int]:
+        """The output rates offered, in Hz (see the module-level `sample_rates`)."""
         return sample_rates(self.engine)
 
     def prepare(self, options: Options) -> Job:

@@ -31,11 +31,14 @@ AUDIO = Counter("milo_tts_audio_seconds", "Audio synthesized, in seconds")
 
 
 def record_segment(seconds: float, samples: int, sample_rate: int) -> None:
+    """Count one segment's model time (seconds) and its audio (`samples` at `sample_rate` Hz)."""
     SEGMENT.observe(seconds)
     AUDIO.inc(samples / sample_rate)
 
 
 def record_request(processing_s: float, audio_s: float) -> None:
+    """Record one request's real-time factor: processing time over audio duration (seconds);
+    nothing for an empty one."""
     if audio_s > 0:
         RTF.observe(processing_s / audio_s)
 

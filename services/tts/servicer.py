@@ -13,6 +13,8 @@ from services.tts.core import TtsCore
 
 
 class TtsServicer(tts_pb2_grpc.TtsServicer):
+    """The Tts gRPC servicer over a TtsCore."""
+
     def __init__(self, core: TtsCore) -> None:
         self.core = core
 

@@ -32,6 +32,9 @@ _CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+[—–-]\s+")
 
 @dataclass(frozen=True)
 class SentencePlan:
+    """One sentence: as written, as the model reads it, and cut into the segments synthesized one
+    at a time (clauses of a long sentence)."""
+
     index: int
     text: str  # as written
     normalized: str  # as the model reads it: the segments joined by spaces
@@ -40,12 +43,16 @@ class SentencePlan:
 
 @dataclass(frozen=True)
 class TextPlan:
+    """What a text will be synthesized as: its sentences, and the characters the model cannot
+    say, which were dropped (their count and the distinct ones)."""
+
     sentences: tuple[SentencePlan, ...]
     dropped: int  # characters the model cannot say, dropped
     dropped_chars: str  # the distinct dropped characters, for messages and logs
 
     @property
     def segment_count(self) -> int:
+        """Segments in all the sentences: the model calls this text takes."""
         return sum(len(s.segments) for s in self.sentences)
 
 

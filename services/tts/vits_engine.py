@@ -70,17 +70,23 @@ class VitsEngine:
 
     @property
     def sample_rate(self) -> int:
+        """The model's output rate in Hz (16000 for MMS-TTS); read from its config on load."""
         return self._sample_rate
 
     @property
     def voices(self) -> Sequence[str]:
+        """Voice names: `voice`, or "voice-0", "voice-1", ... for a model with several speakers."""
         return self._voices
 
     @property
     def vocab(self) -> frozenset[str]:
+        """The characters the model can say (single-character vocabulary entries)."""
         return self._vocab
 
     def load(self) -> None:
+        """Load the model and tokenizer on the device, then warm up (blocking). Raises
+        FileNotFoundError without config.json, RuntimeError without torch/transformers, for a
+        CUDA or float16 request that cannot be met, or for a tokenizer that wants phonemes."""
         torch, transformers = _import_torch()
         self._torch = torch
         if not (self.model_dir / "config.json").is_file():
@@ -150,6 +156,8 @@ class VitsEngine:
         return text or "".join(sorted(self._vocab))[:8]
 
     def synthesize(self, text: str, voice: str, speed: float, seed: int) -> Samples:
+        """Mono float32 samples at `sample_rate` for one text; `speed` 1.0 is the model's pace
+        and `seed` makes the output repeatable."""
         return self.synthesize_batch([Segment(text, voice, speed, seed)])[0]
 
     def synthesize_batch(self, segments: Sequence[Segment]) -> list[Samples]:
@@ -174,6 +182,7 @@ class VitsEngine:
             )
 
     def close(self) -> None:
+        """Release the model (and the CUDA cache on a GPU)."""
         with self._lock:
             self._model = None
             self._tokenizer = None

@@ -20,7 +20,8 @@
    batched model call through the service's scheduler, in this process) against the same
    finals one at a time, alternately, `--batch-rounds` times; printed: finals per second
    each way and their ratio, and a lone final through the batching scheduler against
-   `WhisperEngine.transcribe` called directly (goal: no slower). `--batch-model
+   `WhisperEngine.transcribe` called directly in a worker thread (goal: no slower; the
+   median of `--lone-runs` of each, alternating which goes first). `--batch-model
    small-shape` (default) builds once a random-weight Whisper of whisper-small.en's shape
    (768 wide, 12+12 layers, int8), whose decoding is capped at `--max-tokens` tokens and
    kept on its first try (random weights never stop nor pass the fallback checks, so this
@@ -82,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--streams", type=int, default=8, help="streams ending together")
     p.add_argument("--batch-rounds", type=int, default=2, help="alternations of both ways")
     p.add_argument("--max-tokens", type=int, default=32, help="small-shape: decode cap")
+    p.add_argument(
+        "--lone-runs", type=int, default=6, help="lone finals each way (alternating order)"
+    )
     p.add_argument(
         "--cache",
         type=Path,
@@ -439,29 +443,36 @@ async def batching_bench(
         together = await asyncio.gather(*(core.decode(a, options, "final") for a in finals))
         batched = time.perf_counter() - start
         core.callers = 0
-        start = time.perf_counter()
-        await asyncio.to_thread(engine.transcribe, finals[0], options)
-        direct = time.perf_counter() - start
-        start = time.perf_counter()
-        await core.decode(finals[0], options, "final")
-        scheduled = time.perf_counter() - start
         rows.append(
             {
                 "one_by_one_s": sequential,
                 "together_s": batched,
-                "lone_direct_s": direct,
-                "lone_scheduled_s": scheduled,
                 "same_text": one_by_one == [t.text for t in together],
             }
         )
+    # A lone final through the scheduler against a plain worker-thread call, paired and
+    # alternating which goes first, so that a shared machine's load hits both alike.
+    lone: dict[str, list[float]] = {"lone_direct_s": [], "lone_scheduled_s": []}
+    core.callers = 1  # one open stream, whose own final this is: no company to wait for
+    for i in range(args.lone_runs):
+        for way in ("direct", "scheduled") if i % 2 == 0 else ("scheduled", "direct"):
+            start = time.perf_counter()
+            if way == "direct":
+                await asyncio.to_thread(engine.transcribe, finals[0], options)
+            else:
+                await core.decode(finals[0], options, "final")
+            lone[f"lone_{way}_s"].append(time.perf_counter() - start)
+    core.callers = 0
     core.close()
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "same_text"}
+    med.update({k: statistics.median(v) for k, v in lone.items()})
     n = args.streams
     return {
         "model": engine.model_id,
         "shape": shape,
         "streams": n,
         "rounds": rows,
+        "lone": lone,
         **med,
         "finals_per_s_one_by_one": n / med["one_by_one_s"],
         "finals_per_s_together": n / med["together_s"],
@@ -502,7 +513,7 @@ def report_batching(b: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"lone final: through the batching scheduler {b['lone_scheduled_s']:.3f} s, "
         f"WhisperEngine.transcribe directly {b['lone_direct_s']:.3f} s: "
-        f"{b['lone_ratio']:.3f}x ({verdict})"
+        f"{b['lone_ratio']:.3f}x ({verdict}; medians of {args.lone_runs} each, alternating)"
     )
     if args.json:
         print(json.dumps(b, indent=2))

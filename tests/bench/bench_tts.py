@@ -14,7 +14,8 @@ Goal: first chunk <= 0.3x the one-pass time.
 two sentences each, sent at once, against the same 8 one at a time, alternately
 (`--runs` rounds): audio chunks per second each way and their ratio (goal: report it); and
 a lone request through the batcher against the same request with no batcher (each
-segment a plain engine call, as before batching; goal: no slower). In this process, at
+segment a plain engine call, as before batching; goal: no slower; medians of `--lone-runs`
+of each, alternating which goes first). In this process, at
 the service's core (`TtsCore.stream`), no gRPC.
 
     python tests/bench/bench_tts.py --concurrency 8 --runs 2
@@ -198,7 +199,7 @@ async def _chunks(core: Any, text: str, seed: int, batched: bool) -> int:
 
 
 async def concurrency_bench(
-    folder: Path, n: int, runs: int, threads: int, device: str
+    folder: Path, n: int, runs: int, threads: int, device: str, lone_runs: int = 6
 ) -> dict[str, Any]:
     from services.tts.config import TtsSettings
     from services.tts.core import TtsCore
@@ -217,24 +218,27 @@ async def concurrency_bench(
         start = time.perf_counter()
         together = await asyncio.gather(*(_chunks(core, t, i, True) for i, t in enumerate(texts)))
         concurrent = time.perf_counter() - start
-        start = time.perf_counter()
-        await _chunks(core, texts[0], 0, True)
-        lone_batcher = time.perf_counter() - start
-        start = time.perf_counter()
-        await _chunks(core, texts[0], 0, False)
-        lone_plain = time.perf_counter() - start
         rows.append(
             {
                 "chunks": sum(alone),
                 "same_chunks": alone == list(together),
                 "one_by_one_s": one_by_one,
                 "concurrent_s": concurrent,
-                "lone_batcher_s": lone_batcher,
-                "lone_plain_s": lone_plain,
             }
         )
+    # A lone request through the batcher against plain engine calls, paired and alternating
+    # which goes first, so that a shared machine's load hits both alike.
+    lone: dict[str, list[float]] = {"lone_batcher_s": [], "lone_plain_s": []}
+    for i in range(lone_runs):
+        for batched in (True, False) if i % 2 == 0 else (False, True):
+            start = time.perf_counter()
+            await _chunks(core, texts[0], 0, batched)
+            lone["lone_batcher_s" if batched else "lone_plain_s"].append(
+                time.perf_counter() - start
+            )
     core.close()
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k.endswith("_s")}
+    med.update({k: statistics.median(v) for k, v in lone.items()})
     chunks = rows[0]["chunks"]
     return {
         "model": core.engine.model_id,
@@ -243,6 +247,7 @@ async def concurrency_bench(
         **med,
         "same_chunks": all(r["same_chunks"] for r in rows),
         "runs": len(rows),
+        "lone_runs": lone_runs,
         "chunks_per_s_one_by_one": chunks / med["one_by_one_s"],
         "chunks_per_s_concurrent": chunks / med["concurrent_s"],
         "ratio": med["one_by_one_s"] / med["concurrent_s"],
@@ -269,7 +274,8 @@ def report_concurrency(folder: Path, r: dict[str, Any]) -> None:
     verdict = "no slower" if r["lone_ratio"] <= 1.05 else "SLOWER"
     print(
         f"lone request: through the batcher {r['lone_batcher_s'] * 1000:.0f} ms, plain "
-        f"engine calls {r['lone_plain_s'] * 1000:.0f} ms: {r['lone_ratio']:.3f}x ({verdict})"
+        f"engine calls {r['lone_plain_s'] * 1000:.0f} ms: {r['lone_ratio']:.3f}x ({verdict}; "
+        f"medians of {r['lone_runs']} each, alternating)"
     )
 
 
@@ -308,11 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="batched synthesis: this many requests at once vs one at a time",
     )
+    parser.add_argument(
+        "--lone-runs",
+        type=int,
+        default=6,
+        help="with --concurrency: lone requests each way, batcher and plain, alternating",
+    )
     args = parser.parse_args(argv)
     folder = model_dir(args)
     if args.concurrency:
         result = asyncio.run(
-            concurrency_bench(folder, args.concurrency, args.runs, args.threads, args.device)
+            concurrency_bench(
+                folder, args.concurrency, args.runs, args.threads, args.device, args.lone_runs
+            )
         )
         report_concurrency(folder, result)
         return 0

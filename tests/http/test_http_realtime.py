@@ -169,8 +169,10 @@ async def test_barge_in_by_speech_cancels_the_reply_and_truncate_records_it(gate
         await text_turn(conn)
         first = await until(conn, "response.output_audio.delta")
         await conn.input_audio_buffer.append(audio=base64.b64encode(bytes(960)).decode())
-        done = await until(conn, "response.done")
-        await until(conn, "input_audio_buffer.speech_started")
+        seen: list[Any] = []
+        done = await until(conn, "response.done", seen)
+        # OpenAI's order: the VAD start event, then the response it interrupts ends
+        assert "input_audio_buffer.speech_started" in types(seen)
         assert done.response.status == "cancelled"
         assert done.response.status_details.reason == "turn_detected"
         await conn.conversation.item.truncate(

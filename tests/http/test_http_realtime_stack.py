@@ -101,10 +101,12 @@ async def test_a_spoken_turn_then_barge_in_by_speech(stack, speech_wav: Path):
         )
         assert "weather" in final.transcript.lower()
         await append(conn, audio, 960)  # the user speaks over the reply (1500 tokens long)
-        done = await until(conn, "response.done")
+        barge: list[Any] = []
+        done = await until(conn, "response.done", barge)
         assert done.response.status == "cancelled"
         assert done.response.status_details.reason == "turn_detected"
-        await until(conn, "input_audio_buffer.speech_started")
+        # OpenAI's order: the VAD start event, then the response it interrupts ends
+        assert "input_audio_buffer.speech_started" in [e.type for e in barge]
 
 
 async def test_a_text_turn_cancelled_mid_reply_stops_the_llm(stack):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.llm.batching import Slot, common_prefix, pick_slot, plan_step
+from services.llm.batching import Slot, common_prefix, pick_slot, pick_source, plan_step
 
 
 def test_common_prefix():
@@ -29,6 +29,26 @@ def test_the_last_prompt_token_is_always_evaluated():
 def test_ties_go_to_the_lowest_sequence_and_no_free_slot_gives_none():
     assert pick_slot([Slot(0), Slot(1)], [1, 2])[0].seq_id == 0
     assert pick_slot([Slot(0, busy=True)], [1, 2]) is None
+
+
+def test_among_equal_free_slots_one_whose_cache_another_holds_is_overwritten_first():
+    system = [1, 50, 51]
+    unique, copy = Slot(0, [*system, 7, 8]), Slot(1, [*system, 9])
+    slots = [unique, copy, Slot(2, [*system, 9, 10], busy=True)]
+    assert pick_slot(slots, [*system, 60, 61])[0] is copy  # slot 2 also holds [*system, 9]
+
+
+def test_a_longer_prefix_held_by_another_sequence_busy_or_not_is_shared():
+    system, question = [1, 50, 51, 52], [60, 61]
+    taken = Slot(0, [*system, 7])
+    busy = Slot(1, [*system, *question, 99], busy=True)
+    slots = [taken, busy, Slot(2, [*system])]
+    source, n = pick_source(slots, [*system, *question, 62], taken, keep=4)
+    assert (source.seq_id, n) == (1, 6)
+    # never the whole prompt: its last token is evaluated for the first reply token
+    assert pick_source(slots, [*system, *question], taken, keep=4) == (busy, 5)
+    # nothing to gain: the taken slot already holds as much
+    assert pick_source(slots, [*system, 70, 71], taken, keep=4) is None
 
 
 @dataclass

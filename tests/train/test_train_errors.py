@@ -129,3 +129,19 @@ def test_an_english_only_model_is_refused(tmp_path, phrases, capsys):
     model = build_tiny_whisper(tmp_path / "m", tokenizer_json=english, vocab_size=51_864)
     code, err = train(capsys, *common(model, phrases, tmp_path / "o"), "--eval-split", "train")
     assert code == 2 and "not a multilingual Whisper" in err
+
+
+def test_resume_with_another_batch_size_is_refused(tiny_whisper, phrases, tmp_path, capsys):
+    """The data position of a checkpoint holds only for its own batch size."""
+    checkpoint = tmp_path / "o" / "checkpoint-100"
+    checkpoint.mkdir(parents=True)
+    shutil.copyfile(tiny_whisper / "config.json", checkpoint / "config.json")
+    state = {"global_step": 100, "train_batch_size": 8}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    code, err = train(
+        capsys,
+        *common(tiny_whisper, phrases, tmp_path / "o"),
+        *("--resume", str(checkpoint), "--batch-size", "4", "--eval-split", "train"),
+    )
+    assert code == 2
+    assert "was trained with --batch-size 8" in err and "pass --batch-size 8" in err

@@ -74,6 +74,10 @@ def test_export_puts_the_model_in_service_and_scores_it(whisper_30s, phrases, tm
     entry = json.loads((models / "manifest.json").read_text())["stt"]
     assert entry["base_model"] == str(model) and entry["dataset"] == str(phrases)
     assert entry["steps"] == 6 and entry["language"] == "mg" and entry["demo"] is False
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    scored = [e for e in history if e.get("step") == 6 and "eval_wer" in e]
+    assert entry["validation_wer"] == scored[-1]["eval_wer"]  # the checkpoint's own score
+    assert entry["validation_cer"] == scored[-1]["eval_cer"]
     assert (models / "stt" / "model.bin").is_file()
     assert f"milo eval stt on {TEST_CLIPS} test clips" in captured.out
     assert "fine-tuned checkpoint-6" in captured.out

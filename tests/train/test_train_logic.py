@@ -1,9 +1,11 @@
 """Tier 1: the memory estimate, the schedule check, checkpoint selection, the labels and the
-metric, with no training."""
+metric, the command line and the precision choice, with no training."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -130,3 +132,105 @@ def test_labels_carry_the_malagasy_prompt_and_ignore_padding(tiny_whisper):
     generation = model.generation_config
     assert (generation.language, generation.task) == ("mg", "transcribe")
     assert generation.lang_to_id["<|mg|>"] == prompt[0]
+
+
+USER_COMMAND = [
+    *("train", "stt", "--model", "openai/whisper-medium"),
+    *("--dataset", "badrex/malagasy-speech-full", "--output", "runs/mg"),
+    *("--epochs", "10", "--batch-size", "4", "--grad-accum", "4"),
+    *("--eval-steps", "1000", "--save-steps", "1000", "--resume", "auto"),
+    *("--learning-rate", "1e-5", "--seed", "42", "--models", "models-x"),
+]
+
+
+@pytest.fixture
+def fake_run(monkeypatch, tmp_path):
+    """`milo train stt` with the training and the export replaced by recorders:
+    (configs run, exports made, the Outcome the fake run returns)."""
+    import services.train.export as export_module
+    import services.train.run as run_module
+    from services.train.run import Outcome
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM"):
+        monkeypatch.setenv(name, os.environ.get(name, "1"))  # restored after the test
+    best = tmp_path / "checkpoint-7000"
+    outcome = Outcome(7000, best, 31.5, None, tmp_path / "checkpoint-8000")
+    runs: list = []
+    exports: list = []
+    monkeypatch.setattr(run_module, "run", lambda cfg: runs.append(cfg) or outcome)
+    monkeypatch.setattr(export_module, "export", exports.append)
+    return runs, exports, outcome
+
+
+def test_the_users_command_line_maps_onto_the_run_and_exports_the_best(fake_run, capsys):
+    from services import cli
+
+    runs, exports, outcome = fake_run
+    assert cli.main(USER_COMMAND) == 0
+    (cfg,) = runs
+    assert (cfg.model, cfg.dataset.source, cfg.output) == (
+        "openai/whisper-medium",
+        "badrex/malagasy-speech-full",
+        Path("runs/mg"),
+    )
+    assert (cfg.resume, cfg.epochs, cfg.max_steps, cfg.batch_size, cfg.grad_accum) == (
+        "auto",
+        10.0,
+        None,
+        4,
+        4,
+    )
+    assert (cfg.eval_steps, cfg.save_steps, cfg.learning_rate, cfg.seed) == (1000, 1000, 1e-5, 42)
+    assert (cfg.language, cfg.precision, cfg.gradient_checkpointing) == ("mg", "auto", "auto")
+    (export,) = exports  # at the end of training: the best checkpoint, into the models folder
+    assert (export.checkpoint, export.base, export.models_dir) == (
+        outcome.best_checkpoint,
+        "openai/whisper-medium",
+        Path("models-x"),
+    )
+    assert export.dataset.source == "badrex/malagasy-speech-full" and export.evaluate
+    assert "best checkpoint" in capsys.readouterr().out
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # hub ids come from the local cache
+
+
+def test_a_run_stopped_by_ctrl_c_exits_130_and_says_how_to_continue(fake_run, capsys):
+    from services import cli
+
+    runs, exports, outcome = fake_run
+    outcome.stopped_by = signal.SIGINT
+    assert cli.main([*USER_COMMAND, "--max-steps", "9000"]) == 130
+    assert runs[0].max_steps == 9000 and not exports
+    out = capsys.readouterr().out
+    assert "stopped by SIGINT at step 7000" in out and "continue with --resume auto" in out
+
+
+def test_precision_follows_the_hardware(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from services.train.run import pick_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_precision("auto") == "fp32"
+    with pytest.raises(TrainError, match="fp16 needs a CUDA GPU"):
+        pick_precision("fp16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert pick_precision("auto") == "bf16"  # e.g. the user's RTX 5070 Ti (Blackwell)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert pick_precision("auto") == "fp16"
+    with pytest.raises(TrainError, match="does not support bf16"):
+        pick_precision("bf16")
+
+
+def test_training_arguments_keep_the_best_checkpoint_by_validation_wer(tmp_path):
+    pytest.importorskip("transformers")
+    from services.train.data import DatasetSpec
+    from services.train.run import TrainConfig, training_arguments
+
+    cfg = TrainConfig("m", DatasetSpec("d"), tmp_path, max_steps=10, eval_steps=5, save_steps=5)
+    args = training_arguments(cfg, "fp32", False, 2, 32)
+    assert (args.eval_strategy, args.save_strategy) == ("steps", "steps")
+    assert (args.eval_steps, args.save_steps, args.save_total_limit) == (5, 5, 2)
+    # the Trainer never rotates away the best checkpoint by this metric
+    assert args.load_best_model_at_end and args.metric_for_best_model == "wer"
+    assert args.greater_is_better is False and args.predict_with_generate
+    assert (args.bf16, args.fp16, args.warmup_steps, args.seed) == (False, False, 2, 42)

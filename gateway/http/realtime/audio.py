@@ -19,6 +19,9 @@ from services.runtime.errors import InvalidArgument
 
 @dataclass(frozen=True)
 class AudioFormat:
+    """A Realtime audio format, named as OpenAI's Realtime API names it (GA `type`, beta
+    name; https://platform.openai.com/docs/api-reference/realtime); `rate` in Hz, mono."""
+
     type: str  # "audio/pcm", "audio/pcmu", "audio/pcma"
     rate: int
     codec: str | None  # PyAV codec for G.711, None for PCM
@@ -54,6 +57,7 @@ def parse_format(value: object, where: str) -> AudioFormat:
 
 
 def b64decode(text: object, where: str = "audio") -> bytes:
+    """The bytes of a base64 string; InvalidArgument naming `where` for anything else."""
     if not isinstance(text, str):
         raise InvalidArgument(f"{where} must be a base64 string")
     try:
@@ -63,6 +67,7 @@ def b64decode(text: object, where: str = "audio") -> bytes:
 
 
 def b64encode(data: bytes) -> str:
+    """`data` as standard base64 text."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -108,6 +113,7 @@ class InputAudio:
         self._g711 = G711(fmt, encode=False) if fmt.codec else None
 
     def to_pcm(self, data: bytes) -> bytes:
+        """`data` as s16le mono PCM at the format's rate (G.711 decoded, PCM as is)."""
         return self._g711.decode(data) if self._g711 else data
 
     def ms(self, data: bytes) -> float:

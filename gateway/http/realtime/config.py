@@ -39,6 +39,9 @@ _HOLD_SILENCE_MS, _HOLD_UTTERANCE_MS = 10_000, 30_000
 
 @dataclass(frozen=True)
 class TurnDetection:
+    """Realtime turn detection (`server_vad` or `semantic_vad`); `threshold` in [0.01,
+    0.99], times in ms; None leaves the STT service's VAD default."""
+
     type: str = "server_vad"
     threshold: float | None = None
     prefix_padding_ms: int | None = None
@@ -47,6 +50,7 @@ class TurnDetection:
     interrupt_response: bool = True
 
     def describe(self) -> dict[str, Any]:
+        """As the GA API writes it, with the STT defaults filled in for unset values."""
         given = {
             "threshold": self.threshold,
             "prefix_padding_ms": self.prefix_padding_ms,
@@ -64,6 +68,10 @@ class TurnDetection:
 
 @dataclass(frozen=True)
 class RealtimeConfig:
+    """One Realtime session's settings (immutable: `updated` returns a new one); `id` is
+    "sess_" and 20 hex digits, `speed` already clamped to what TTS does (0.5-2.0), and
+    `turn_detection` None means the client commits its turns."""
+
     id: str = field(default_factory=lambda: f"sess_{uuid.uuid4().hex[:20]}")
     model: str = "milo"
     instructions: str | None = None

@@ -17,6 +17,9 @@ _END = None
 
 
 class Conversation:
+    """A gateway session started at once with `config`; each event is awaited through
+    `on_event`, and an error that ends the session (MiloError) through `on_error`."""
+
     def __init__(
         self,
         core: GatewayCore,
@@ -31,9 +34,11 @@ class Conversation:
 
     @property
     def alive(self) -> bool:
+        """True until the session has ended."""
         return not self.task.done()
 
     def send(self, request: gw.ConverseRequest) -> None:
+        """Queue one request (audio, text, control) for the session; never blocks."""
         self._queue.put_nowait(request)
 
     async def _requests(self) -> AsyncIterator[gw.ConverseRequest]:

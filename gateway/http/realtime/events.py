@@ -11,10 +11,12 @@ from milo.gateway.v1 import gateway_pb2 as gw
 
 
 def new_id(prefix: str) -> str:
+    """A fresh id such as "item_" and 20 hex digits."""
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A server event of type `kind`, with a fresh event_id and `fields`."""
     return {"type": kind, "event_id": new_id("event"), **fields}
 
 
@@ -39,6 +41,8 @@ def error(
 
 
 def user_item(item_id: str, text: str | None, audio: bool) -> dict[str, Any]:
+    """A completed user message item: an input_audio part with `text` as its transcript
+    (None while there is none), or an input_text part."""
     part = (
         {"type": "input_audio", "transcript": text}
         if audio
@@ -75,13 +79,17 @@ class Reply:
 
     @property
     def transcript(self) -> str:
+        """The reply's sentences so far, joined by spaces."""
         return " ".join(p for p in self.parts if p)
 
     @property
     def part_type(self) -> str:
+        """The content part's type: "text" or "audio"."""
         return "text" if self.text_only else "audio"
 
     def item(self, status: str = "in_progress") -> dict[str, Any]:
+        """The reply's assistant message item; its text or transcript is empty while
+        `status` is in_progress."""
         key = "text" if self.text_only else "transcript"
         part = {
             "type": "output_text" if self.text_only else "output_audio",
@@ -97,6 +105,8 @@ class Reply:
         }
 
     def describe(self) -> dict[str, Any]:
+        """The realtime.response object: status and its details, the output item once the
+        reply is over, and usage (only output tokens are known to the gateway)."""
         done = self.status != "in_progress"
         details: dict[str, Any] | None = None
         if self.status == "cancelled":

@@ -44,6 +44,8 @@ _KEY_PROTOCOL = "openai-insecure-api-key."
 
 
 class ExpiresAfter(BaseModel):
+    """When a client secret expires: `seconds` after its creation (the only anchor)."""
+
     model_config = ConfigDict(extra="ignore")
 
     anchor: str = Field("created_at", pattern="^created_at$")
@@ -51,6 +53,10 @@ class ExpiresAfter(BaseModel):
 
 
 class ClientSecretIn(BaseModel):
+    """The body of POST /v1/realtime/client_secrets, as OpenAI's API reference defines it
+    ("Create client secret", https://platform.openai.com/docs/api-reference/realtime);
+    unknown fields are ignored. Unlike OpenAI's, a Milo secret opens one session only."""
+
     model_config = ConfigDict(extra="ignore")
 
     expires_after: ExpiresAfter | None = None
@@ -66,6 +72,9 @@ class ClientSecretIn(BaseModel):
     summary="OpenAI Realtime: mint a short-lived key for one session",
 )
 async def client_secrets(body: ClientSecretIn, request: Request) -> dict[str, Any]:
+    """A client secret ("ek_...") that opens one /v1/realtime session until `expires_at`
+    (Unix s; 10 min by default, 10 s to 2 h), with the session it will start. 400 for bad
+    session settings; 401 without the gateway's key, when one is set."""
     config = RealtimeConfig().updated(body.session or {})  # a bad session: 400 now
     ttl = (body.expires_after or ExpiresAfter()).seconds
     minted = bridge(request).secrets.mint(ttl, body.session or {})
@@ -104,6 +113,9 @@ async def _deny(ws: WebSocket, message: str) -> None:
 
 @router.websocket("/v1/realtime")
 async def realtime(ws: WebSocket) -> None:
+    """One Realtime session per socket (see the module's docstring), holding an admission
+    slot for its whole length; with the admission queue full it gets an `error` event and
+    close code 1013 (try again later)."""
     b = bridge(ws)
     try:
         grant = authorize(ws, b)

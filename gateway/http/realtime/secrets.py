@@ -20,6 +20,9 @@ DEFAULT_TTL_S, MIN_TTL_S, MAX_TTL_S = 600, 10, 7200
 
 @dataclass
 class Minted:
+    """One client secret: its value ("ek_" and 32 URL-safe characters), its expiry and the
+    session settings given with it."""
+
     value: str
     expires_at: float  # unix time, s
     session: dict[str, Any]
@@ -30,12 +33,17 @@ class SecretRefused(Exception):
 
 
 class ClientSecrets:
+    """The live secrets, at most `max_live` (the oldest dropped past it); `clock` gives
+    Unix time in s."""
+
     def __init__(self, clock: Callable[[], float] = time.time, max_live: int = 10_000) -> None:
         self.clock = clock
         self._live: dict[str, Minted] = {}
         self._max_live = max_live
 
     def mint(self, ttl_s: int, session: dict[str, Any]) -> Minted:
+        """A new secret valid for `ttl_s` seconds (the caller checks the range), carrying
+        `session` as the first settings of the session it opens."""
         self._forget_expired()
         if len(self._live) >= self._max_live:  # a flood of unused secrets: drop the oldest
             del self._live[next(iter(self._live))]
@@ -66,4 +74,5 @@ class ClientSecrets:
 
 
 def is_client_secret(value: str) -> bool:
+    """True when `value` looks like a client secret ("ek_...") rather than an API key."""
     return value.startswith(PREFIX)

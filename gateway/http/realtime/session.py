@@ -49,6 +49,11 @@ class TurnState:
 
 
 class RealtimeSession:
+    """One Realtime WebSocket's session: `send` writes a server event to the socket,
+    `voices` maps a Realtime voice name to a TTS voice (None: the default), and audio goes
+    to the gateway in chunks of at most `max_chunk_bytes`. The gateway session behind it
+    starts on first use and restarts when a setting it was started with changes."""
+
     def __init__(
         self,
         core: GatewayCore,
@@ -73,6 +78,7 @@ class RealtimeSession:
     # ---- client events ------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Send `session.created` with the initial settings."""
         await self._send(ev.event("session.created", session=self.config.describe()))
 
     async def receive(self, text: str) -> None:
@@ -269,6 +275,7 @@ class RealtimeSession:
         self._committed.clear()
 
     async def close(self) -> None:
+        """End the gateway session, if one is open (its turn in progress is cancelled)."""
         if self._conv is not None:
             await self._conv.close()
             self._conv = None
@@ -288,6 +295,8 @@ class RealtimeSession:
     # ---- gateway events -----------------------------------------------------------------
 
     async def on_gateway_event(self, event: gw.ConverseResponse) -> None:
+        """Turn one gateway event into the Realtime server events it stands for (none for
+        the kinds this adapter does not map)."""
         kind = event.WhichOneof("event")
         handler = self._GATEWAY.get(kind or "")
         if handler is not None:

@@ -2,6 +2,10 @@
 // events and binary reply audio back, played as it arrives. Barge-in: the button, or the
 // user speaking over the reply (the gateway cuts the reply on speech start; the page
 // silences what it had queued at once).
+// A gateway that shuts down sends `reconnect`: the page stops sending to it (what the user
+// says or types meanwhile is held), asks it to finalize what it has heard, lets the turns in
+// flight end, then opens a new socket to the same address, which reaches another replica,
+// and goes on there, as MiloClient does. The conversation history starts afresh.
 import { apiKey } from "./api.js";
 import { PcmPlayer } from "./player.js";
 
@@ -13,6 +17,8 @@ const LATENCY_LABELS = {
 };
 
 const $ = (id) => document.getElementById(id);
+const HOLD_MAX = 500;  // input held while moving to another gateway: 10 s of 20 ms frames
+const RETRIES = 6;  // new socket refused while moving (e.g. 4503 from a draining replica)
 
 export class Conversation {
   constructor(panel) {
@@ -24,6 +30,12 @@ export class Conversation {
     this.pendingAudio = null;
     this.configured = false;
     this.turn = 0;
+    this.openTurns = new Set();  // turn ids begun on this socket and not ended
+    this.hearing = false;  // speech started, final transcript not yet
+    this.moving = false;  // following a `reconnect` until the new socket's session starts
+    this.leaving = null;  // the socket that said `reconnect`
+    this.held = [];
+    this.retries = 0;
   }
 
   bind() {
@@ -33,7 +45,7 @@ export class Conversation {
     $("conv-text-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const text = $("conv-text").value.trim();
-      if (text && this.ws) this.send({ text: { text } });
+      if (text && (this.ws || this.moving)) this.input(JSON.stringify({ text: { text } }));
       $("conv-text").value = "";
     });
   }
@@ -66,9 +78,7 @@ export class Conversation {
     this.mic = { stream, node };
     node.port.onmessage = ({ data }) => {
       $("conv-level").style.width = `${Math.min(100, data.level * 400)}%`;
-      if (this.configured && this.ws && this.ws.readyState === WebSocket.OPEN) {
-        this.ws.send(data.pcm);
-      }
+      if (this.ws || this.moving) this.input(data.pcm);
     };
     this.open();
   }
@@ -77,10 +87,13 @@ export class Conversation {
     const url = new URL("/v1/converse", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (apiKey()) url.searchParams.set("api_key", apiKey());
-    this.setState("opening");
-    this.ws = new WebSocket(url);
-    this.ws.binaryType = "arraybuffer";
-    this.ws.onopen = () => {
+    if (!this.moving) this.setState("opening");
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    this.openTurns.clear();
+    this.hearing = false;
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
       const config = {
         input_format: { encoding: "AUDIO_ENCODING_PCM_S16LE", sample_rate_hz: this.ctx.sampleRate, channels: 1 },
         output_encoding: "AUDIO_ENCODING_PCM_S16LE",
@@ -88,10 +101,14 @@ export class Conversation {
       const language = $("conv-language").value;
       if (language) config.user_language = language;
       this.send({ config });
-      this.configured = true;
+      this.configured = !this.moving;  // moving: input goes on once the session starts
     };
-    this.ws.onmessage = (m) => (typeof m.data === "string" ? this.onEvent(JSON.parse(m.data)) : this.onAudio(m.data));
-    this.ws.onclose = (e) => this.closed(e);
+    ws.onmessage = (m) => {
+      if (ws !== this.ws) return;  // a socket left behind: its last words are not ours
+      if (typeof m.data === "string") this.onEvent(JSON.parse(m.data));
+      else this.onAudio(m.data);
+    };
+    ws.onclose = (e) => this.closed(e);
     for (const id of ["conv-stop", "conv-barge", "conv-text", "conv-send"]) $(id).disabled = false;
     $("conv-start").disabled = true;
   }
@@ -100,12 +117,20 @@ export class Conversation {
     this.ws.send(JSON.stringify(message));
   }
 
+  // Microphone frames (ArrayBuffer) and typed turns (JSON text): sent, or held while moving.
+  input(frame) {
+    if (this.configured && this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(frame);
+    else if (this.moving && this.held.length < HOLD_MAX) this.held.push(frame);
+  }
+
   bargeIn() {
     this.player && this.player.stop();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ control: { action: "ACTION_BARGE_IN" } });
   }
 
   stop() {
+    this.moving = false;
+    this.held = [];
     if (this.ws) this.ws.close(1000, "bye");
     this.release();
     this.setState("idle");
@@ -120,8 +145,17 @@ export class Conversation {
   }
 
   closed(event) {
-    this.ws = null;
+    if (event.target !== this.ws) return;  // a socket already left behind
+    this.ws = this.leaving = null;
     this.configured = false;
+    if (this.moving && this.retries < RETRIES && this.mic) {  // refused, or cut: try again
+      const delay = this.retries ? Math.min(250 * 2 ** this.retries, 4000) : 0;
+      this.retries += 1;
+      setTimeout(() => this.moving && this.mic && !this.ws && this.open(), delay);
+      return;
+    }
+    this.moving = false;
+    this.held = [];
     if (event.code >= 4000) this.setState(`closed: ${event.reason || event.code}`, "error");
     else if (this.panel.dataset.state !== "idle") this.setState("disconnected");
     this.release();
@@ -150,16 +184,46 @@ export class Conversation {
 
   onEvent(event) {
     if (event.event !== "audio") this.log(event);
+    if (event.turn_id && event.event !== "turn_ended") this.openTurns.add(event.turn_id);
     const handler = this[`on_${event.event}`];
     if (handler) handler.call(this, event[event.event], event);
+    if (this.moving) this.leaveWhenIdle();
   }
 
   on_session_started(started) {
     this.setState("listening", "live");
     this.panel.dataset.session = started.session_id;
+    if (this.moving) {  // arrived on another gateway: what was held goes first
+      this.moving = false;
+      this.retries = 0;
+      this.configured = true;
+      const held = this.held;
+      this.held = [];
+      held.forEach((frame) => this.input(frame));
+    }
+  }
+
+  on_reconnect(r) {
+    this.count("reconnects");
+    this.moving = true;
+    this.leaving = this.ws;
+    this.configured = false;  // nothing more goes to this gateway
+    this.setState(`moving to another gateway (${r.reason || "reconnect"})`, "live");
+    // A half-heard utterance is finalized here, so that its turn can end.
+    if (this.hearing) this.send({ control: { action: "ACTION_END_OF_UTTERANCE" } });
+  }
+
+  // Moving, and this gateway has no turn left in flight: leave it for a new socket.
+  leaveWhenIdle() {
+    const old = this.ws;
+    if (old !== this.leaving || this.openTurns.size || this.hearing || old.readyState !== WebSocket.OPEN) return;
+    this.ws = this.leaving = null;
+    old.close(1000, "reconnect");
+    this.open();
   }
 
   on_speech_started(_, event) {
+    this.hearing = true;
     if (this.player && this.player.playing) this.player.stop();  // talking over the reply
     this.newTurn(event.turn_id);
     this.setState("hearing you", "live");
@@ -171,6 +235,7 @@ export class Conversation {
     const p = $("conv-transcript");
     p.replaceChildren(t.is_final ? t.text : Object.assign(document.createElement("span"), { className: "partial", textContent: t.text }));
     if (t.is_final) {
+      this.hearing = false;
       this.count("finals");
       this.setState("thinking", "live");
     }
@@ -215,7 +280,8 @@ export class Conversation {
     for (const li of $("conv-reply").children) li.classList.add("cut");
   }
 
-  on_turn_ended(ended) {
+  on_turn_ended(ended, event) {
+    this.openTurns.delete(event.turn_id);
     this.count("turns-ended");
     this.panel.dataset.lastReason = ended.reason;
     this.setState("listening", "live");

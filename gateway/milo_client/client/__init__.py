@@ -220,6 +220,9 @@ class MiloClient:
     async def transcribe(
         self, audio: bytes, language: str | None = None, fmt: audio_pb2.AudioFormat | None = None
     ) -> stt_pb2.RecognizeResponse:
+        """The transcript of one recording. `fmt` unset: the container (WAV, FLAC, Ogg, MP3,
+        WebM) is detected from the data; raw PCM must give its rate and channels. `language`
+        unset: the server's. Raises grpc.aio.AioRpcError (INVALID_ARGUMENT for bad audio)."""
         request = stt_pb2.RecognizeRequest(
             audio=audio, format=fmt, config=stt_pb2.RecognitionConfig(language=language)
         )
@@ -229,6 +232,8 @@ class MiloClient:
         return reply.response
 
     async def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
+        """`texts` translated from `source` to `target` (ISO 639-1 such as "mg", or the
+        model's code such as "plt_Latn"), in order; raises grpc.aio.AioRpcError."""
         request = translate_pb2.TranslateRequest(
             texts=list(texts), source_language=source, target_language=target
         )
