@@ -5,11 +5,21 @@ from its own generator seeded with its seed (services.tts.vits_batch), so the sa
 voice, speed, seed) gives the same samples, alone or in a padded batch with other
 requests' segments (`synthesize_batch`, fed by services.tts.batcher). One forward pass
 runs at a time (a lock).
+
+Memory: on CPU, torch runs these convolutions through oneDNN, which compiles a kernel for
+each distinct input shape and caches it (1024 entries by default, each up to a few hundred
+KiB). VITS gives a new shape with nearly every segment (its text length, and the frame
+count its sampled durations give), so under steady load that cache grew the process by
+about 15 MiB a minute for hours. `_import_torch` bounds it to ONEDNN_CACHE_CAPACITY entries
+(ONEDNN_PRIMITIVE_CACHE_CAPACITY, read at the first convolution; a value set in the
+environment wins): enough for the shapes one forward pass reuses, and the audio is the same.
+Source: oneDNN's primitive cache documentation (dev_guide_primitive_cache).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -24,9 +34,11 @@ from services.tts.vits_batch import SynthesisItem, forward_batch
 log = logging.getLogger(__name__)
 
 WARMUP_TEXT = "manao ahoana tompoko"
+ONEDNN_CACHE_CAPACITY = 64  # compiled CPU kernels kept; see the module docstring
 
 
 def _import_torch() -> tuple[Any, Any]:
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_CAPACITY))
     try:
         import torch
         import transformers

@@ -17,16 +17,25 @@ speech). Prints, and writes as JSON (--out):
   for HTTP the whole request;
 - resident memory (RSS) and open file descriptors of every process (milo up and its five
   children) at the start, at the end of each window, and at the end; crashes and restarts
-  that milo up reported.
+  that milo up reported;
+- inside the stack, per window, the p95 bucket of the services' own histograms (the
+  gateway's stage latencies, translate's and TTS's batch wait and model-call time), to tell
+  a slow model call from a request that waited;
+- a verdict per goal, ready to paste: errors other than deliberate ones by code (with the
+  first message of each), p95 per window and last/first per kind, RSS and fds per process
+  at start / after window 1 / end with the growth after window 1, milo up restarts; and
+  the load average.
 
 Goals (issue 20): 0 errors other than deliberate ones, p95 of the last window within 20 % of
-the first, RSS growth under 5 % per process after the first window. Not in CI.
+the first, RSS growth under 5 % per process after the first window. Not in CI. Figures
+depend on the machine's other load: say the load average beside them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -43,12 +52,14 @@ from pathlib import Path
 
 import grpc
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from milo.audio.v1 import audio_pb2  # noqa: E402
 from milo.client import MiloClient  # noqa: E402
 from milo.gateway.v1 import gateway_pb2 as gw  # noqa: E402
+from services.runtime.config import PORTS  # noqa: E402
 
 NAMES = ("stt", "translate", "llm", "tts", "gateway")
 MIX = ("speech", "text", "barge_in", "openai_chat", "text", "openai_speech")
@@ -174,6 +185,55 @@ def resources(pids: dict[str, int]) -> dict[str, dict[str, float]]:
     return out
 
 
+# Stage latencies inside the stack, from the services' Prometheus histograms: (process,
+# histogram, label that names the series). Scraped at each sample; reported per window.
+HISTOGRAMS = (
+    ("gateway", "milo_gateway_stage_seconds", "stage"),
+    ("translate", "milo_translate_batch_wait_seconds", ""),
+    ("translate", "milo_translate_batch_duration_seconds", ""),
+    ("tts", "milo_tts_queue_wait_seconds", ""),
+    ("tts", "milo_tts_batch_seconds", ""),
+)
+
+
+def scrape(base_port: int) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts {series: {upper bound s: count}} of HISTOGRAMS; a process
+    that does not answer is left out."""
+    out: dict[str, dict[float, float]] = {}
+    for name, metric, label in HISTOGRAMS:
+        port = base_port + 100 + list(PORTS).index(name)  # as `milo up --base-port`
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name != metric:
+                continue
+            for sample in family.samples:
+                if sample.name == metric + "_bucket":
+                    series = f"{name} {metric.removeprefix('milo_')}"
+                    if label:
+                        series += f" {sample.labels.get(label, '')}"
+                    bound = float(sample.labels["le"])
+                    out.setdefault(series, {})[bound] = sample.value
+    return out
+
+
+def window_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    """The bucket bound under which a share `q` of the window's observations fell, as text
+    ("<=0.5s"; ">120s" past the last finite bound), and their count."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return "-"
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= q * total:
+            label = f"<={bound:g}s" if math.isfinite(bound) else f">{bounds[-2]:g}s"
+            return f"{label} ({total:.0f})"
+    return "-"
+
+
 # ---- the load --------------------------------------------------------------------------------
 
 
@@ -185,6 +245,7 @@ class Record:
     window_s: float
     latencies: dict[tuple[int, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # code -> first message, when
     deliberate: Counter[str] = field(default_factory=Counter)
     done: Counter[str] = field(default_factory=Counter)
 
@@ -195,6 +256,12 @@ class Record:
 
     def latency(self, kind: str, seconds: float) -> None:
         self.latencies[(self.window(), kind)].append(seconds * 1000)
+
+    def error(self, code: str, message: str = "") -> None:
+        self.errors[code] += 1
+        if code not in self.examples:
+            at = (time.monotonic() - self.started) / 60
+            self.examples[code] = f"at {at:.1f} min: {message[:300]}"
 
 
 class Loop:
@@ -217,7 +284,7 @@ class Loop:
                 try:
                     await self.session(client, http, kinds)
                 except grpc.aio.AioRpcError as exc:
-                    self.record.errors[f"grpc {exc.code().name}"] += 1
+                    self.record.error(f"grpc {exc.code().name}", exc.details() or "")
 
     async def session(self, client: MiloClient, http: httpx.AsyncClient, kinds: list[str]) -> None:
         inputs: asyncio.Queue[object] = asyncio.Queue()
@@ -254,7 +321,7 @@ class Loop:
             self.record.latency(kind, time.monotonic() - start)
             self.record.done[kind] += 1
         else:
-            self.record.errors[f"http {reply.status_code} {kind}"] += 1
+            self.record.error(f"http {reply.status_code} {kind}", reply.text)
 
 
 async def queue_items(queue: asyncio.Queue[object]):  # type: ignore[no-untyped-def]
@@ -307,13 +374,13 @@ class Conversation:
             if kind == "barge_in":
                 self.inputs.put_nowait(gw.Control.ACTION_BARGE_IN)
         elif name == "error":
-            record.errors[f"turn {gw.Stage.Name(payload.stage)} {payload.code}"] += 1
+            record.error(f"turn {gw.Stage.Name(payload.stage)} {payload.code}", payload.message)
         elif name == "turn_ended":
             reason = gw.TurnEnded.Reason.Name(payload.reason)
             if reason == "REASON_BARGED_IN" and kind == "barge_in":
                 record.deliberate["barge-in"] += 1
             elif reason not in ("REASON_COMPLETED", "REASON_ERROR"):
-                record.errors[f"turn ended {reason} ({kind})"] += 1
+                record.error(f"turn ended {reason} ({kind})")
             if reason != "REASON_ERROR":
                 record.done[kind] += 1
             if self.feeder is not None:
@@ -343,7 +410,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "p50": at(0.5), "p95": at(0.95), "max": ordered[-1]}
 
 
+P95_RATIO_GOAL = 1.2  # p95 of the last window over the first
+RSS_GROWTH_GOAL = 0.05  # after the first window, per process
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 def report(record: Record, samples: list[dict], up: Up, args: argparse.Namespace) -> dict:
+    """Print the figures and a verdict per goal; the same as a dict for the JSON file."""
     windows = sorted({w for w, _ in record.latencies})
     kinds = sorted({k for _, k in record.latencies})
     table = {
@@ -362,45 +438,108 @@ def report(record: Record, samples: list[dict], up: Up, args: argparse.Namespace
             for w in windows
         ]
         print(f"  {k:<14} " + " | ".join(cells))
-    goals = {}
+
+    print(f"\ninside the stack, p95 bucket per {args.window:g}-minute window (count)")
+    series = sorted({name for sample in samples for name in sample.get("metrics", {})})
+    for name in series:
+        cells = [
+            window_quantile(
+                before.get("metrics", {}).get(name, {}),
+                after.get("metrics", {}).get(name, {}),
+                0.95,
+            )
+            for before, after in itertools.pairwise(samples)
+        ]
+        print(f"  {name:<48} " + " | ".join(cells))
+
+    goals: dict[str, dict] = {}
+    lines: list[str] = []
+    errors = sum(record.errors.values())
+    goals["errors"] = {"value": errors, "goal": 0, "pass": errors == 0}
+    lines.append(
+        f"errors other than deliberate: {errors} (goal 0) {verdict(errors == 0)}"
+        + "".join(f"\n    {n:5d}  {code}" for code, n in record.errors.most_common())
+    )
+    lines.append(f"deliberate (not errors): {dict(record.deliberate) or 'none'}")
+    for code, example in record.examples.items():
+        lines.append(f"  first {code}: {example}")
+
     if len(windows) >= 2:
         first, last = windows[0], windows[-1]
         for k in kinds:
-            if f"{first}:{k}" in table and f"{last}:{k}" in table:
-                a, b = table[f"{first}:{k}"]["p95"], table[f"{last}:{k}"]["p95"]
-                goals[f"p95 {k} last/first"] = b / a
-    start, after_first, end = (
-        samples[0],
-        samples[1] if len(samples) > 2 else samples[0],
-        samples[-1],
-    )
-    print(
-        "\nprocess      RSS MiB start -> end of window 1 -> end (growth after window 1)"
-        "   fds start -> end"
+            a, b = table.get(f"{first}:{k}"), table.get(f"{last}:{k}")
+            if a is None or b is None:
+                continue
+            ratio = b["p95"] / a["p95"]
+            ok = ratio <= P95_RATIO_GOAL
+            goals[f"p95 {k}"] = {
+                "p95_ms": [table[f"{w}:{k}"]["p95"] for w in windows if f"{w}:{k}" in table],
+                "value": ratio,
+                "goal": P95_RATIO_GOAL,
+                "pass": ok,
+            }
+            per = " ".join(
+                f"{table[f'{w}:{k}']['p95']:.0f}" if f"{w}:{k}" in table else "-" for w in windows
+            )
+            lines.append(
+                f"p95 {k:<14} per window {per} ms; last/first {ratio:.2f} "
+                f"(goal <= {P95_RATIO_GOAL:.2f}) {verdict(ok)}"
+            )
+    else:
+        lines.append("p95 last/first: one window only, no verdict (run longer than --window)")
+
+    start, end = samples[0], samples[-1]
+    after_first = samples[1] if len(samples) > 2 else samples[0]
+    lines.append(
+        "RSS MiB and open fds per process: start / after window 1 / end; RSS growth after "
+        f"window 1 (goal < {RSS_GROWTH_GOAL:.0%})"
     )
     for name in start["procs"]:
-        a, b, c = (s["procs"].get(name, {}) for s in (start, after_first, end))
-        growth = (c.get("rss_mib", 0) - b.get("rss_mib", 0)) / max(b.get("rss_mib", 1), 1e-9)
-        goals[f"rss growth {name}"] = growth
-        print(
-            f"  {name:<10} {a.get('rss_mib', 0):8.1f} -> {b.get('rss_mib', 0):8.1f} -> "
-            f"{c.get('rss_mib', 0):8.1f} ({growth:+.1%})      {a.get('fds')} -> {c.get('fds')}"
+        a, b, c = (x["procs"].get(name, {}) for x in (start, after_first, end))
+        rss = [x.get("rss_mib", 0.0) for x in (a, b, c)]
+        growth = (rss[2] - rss[1]) / rss[1] if rss[1] else math.inf
+        restarted = len({x.get("pid") for x in (a, b, c)}) > 1
+        ok = growth < RSS_GROWTH_GOAL and not restarted
+        goals[f"rss {name}"] = {
+            "rss_mib": rss,
+            "fds": [x.get("fds") for x in (a, b, c)],
+            "value": growth,
+            "goal": RSS_GROWTH_GOAL,
+            "pass": ok,
+        }
+        lines.append(
+            f"  {name:<10} RSS {rss[0]:7.1f} / {rss[1]:7.1f} / {rss[2]:7.1f}  "
+            f"growth {growth:+6.1%} {verdict(ok)}{' (pid changed: restarted)' if restarted else ''}"
+            f"   fds {a.get('fds')} / {b.get('fds')} / {c.get('fds')}"
         )
-    print(f"\ncompleted: {dict(record.done)}")
-    print(f"deliberate: {dict(record.deliberate)}")
-    print(f"errors by code: {dict(record.errors) or 'none'}")
     supervision = up.supervision()
-    print(f"milo up crash/restart lines: {supervision or 'none'}")
-    print("\ngoals: " + ", ".join(f"{k} = {v:.3f}" for k, v in goals.items()))
+    goals["crashes"] = {"value": len(supervision), "goal": 0, "pass": not supervision}
+    lines.append(
+        f"milo up crash/restart lines: {len(supervision)} {verdict(not supervision)}"
+        + "".join(f"\n    {line}" for line in supervision)
+    )
+    passed = all(g["pass"] for g in goals.values())
+    load = os.getloadavg()
+    print(f"\ncompleted: {dict(record.done)}")
+    print(
+        f"\n== soak verdict: {args.conversations} conversations, {args.minutes:g} min, "
+        f"{args.window:g}-minute windows; load average now {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f} =="
+    )
+    print("\n".join(lines))
+    print(f"overall: {verdict(passed)}")
     return {
         "args": {k: str(v) for k, v in vars(args).items()},
         "latency_ms": table,
         "errors": dict(record.errors),
+        "error_examples": record.examples,
         "deliberate": dict(record.deliberate),
         "completed": dict(record.done),
         "resources": samples,
         "goals": goals,
+        "pass": passed,
         "supervision": supervision,
+        "load_average_end": load,
     }
 
 
@@ -411,7 +550,7 @@ async def soak(args: argparse.Namespace, up: Up, speech: Path) -> dict:
     )
     until = record.started + args.minutes * 60
     pids = up.pids()
-    samples = [{"at_s": 0.0, "procs": resources(pids)}]
+    samples = [{"at_s": 0.0, "procs": resources(pids), "metrics": scrape(up.base)}]
     loops = [
         asyncio.create_task(Loop(i, up, speech, record, args).run(until))
         for i in range(args.conversations)
@@ -423,15 +562,17 @@ async def soak(args: argparse.Namespace, up: Up, speech: Path) -> dict:
     while not all(t.done() for t in loops):
         await asyncio.wait(loops, timeout=window_s)
         at = time.monotonic() - record.started
-        samples.append({"at_s": at, "procs": resources(up.pids())})
+        procs = resources(up.pids())
+        samples.append({"at_s": at, "procs": procs, "metrics": scrape(up.base)})
+        rss = " ".join(f"{n} {p['rss_mib']:.0f}" for n, p in procs.items())
         print(
-            f"  {at / 60:5.1f} min: done {dict(record.done)}, errors "
-            f"{dict(record.errors) or 'none'}",
+            f"  {at / 60:5.1f} min (load {os.getloadavg()[0]:.1f}): done {dict(record.done)}, "
+            f"errors {dict(record.errors) or 'none'}; RSS MiB {rss}",
             flush=True,
         )
     for task in loops:
         if task.exception() is not None:
-            record.errors[f"client loop {type(task.exception()).__name__}"] += 1
+            record.error(f"client loop {type(task.exception()).__name__}", repr(task.exception()))
     return report(record, samples, up, args)
 
 

@@ -50,7 +50,15 @@ def whisper_30s(phrases, tmp_path_factory):
     return model, run(cfg)
 
 
-def test_export_puts_the_model_in_service_and_scores_it(whisper_30s, phrases, tmp_path, capsys):
+def test_export_puts_the_model_in_service_and_scores_it(
+    whisper_30s, phrases, tmp_path, capsys, monkeypatch
+):
+    # A model trained six steps decodes to Whisper's 448-token limit; with the default beam 5
+    # and every temperature fallback that took 14 minutes on a loaded machine. The service
+    # that export starts reads its settings from the environment: one greedy pass per clip.
+    monkeypatch.setenv("MILO_STT_BEAM_SIZE", "1")
+    monkeypatch.setenv("MILO_STT_LOG_PROB_THRESHOLD", "-1000")
+    monkeypatch.setenv("MILO_STT_COMPRESSION_RATIO_THRESHOLD", "1000")
     model, outcome = whisper_30s
     checkpoint = outcome.best_checkpoint or outcome.last_checkpoint
     models = tmp_path / "models"

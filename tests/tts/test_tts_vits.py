@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.tts.vits_engine import VitsEngine
+from services.tts import vits_engine
+from services.tts.vits_engine import ONEDNN_CACHE_CAPACITY, VitsEngine
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,17 @@ def test_demo_engine_reads_the_vocabulary_without_the_blank(demo_engine: VitsEng
     assert set("abdefghijklmnoprstvyz '-ô") <= demo_engine.vocab
     assert "_" not in demo_engine.vocab  # the padding symbol interleaved by add_blank
     assert not set("cquwx0123456789") & demo_engine.vocab
+
+
+def test_load_bounds_the_cpu_kernel_cache(
+    demo_engine: VitsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oneDNN caches a compiled kernel per input shape; VITS makes new shapes all the time,
+    so the TTS process grew without it (issue 20's soak). An operator's value wins."""
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_CACHE_CAPACITY)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+    vits_engine._import_torch()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
 
 
 def test_same_seed_same_samples(demo_engine: VitsEngine) -> None:
