@@ -8,11 +8,16 @@ from the checkout (PYTHONSAFEPATH), on the demo models with the image's and the 
 file's environment, wait for SERVING, and run the image's HEALTHCHECK command.
 
 Installs resolve to the versions of the environment running the tests (a constraints file
-from `pip freeze`, handed over as PIP_CONSTRAINT) so that they come from pip's cache: the
-subject is the install command and the extra, not the registry. torch is taken as
-$MILO_DEPLOY_TORCH_SPEC (default torch==2.13.0, the CPU wheel this machine has) from pip's
-own index, since the PyTorch index the images use is not reachable here. All five take
-about 3-4 minutes on 2 cores with a warm pip cache (torch alone is ~1 GB unpacked).
+from `pip freeze`, handed over as PIP_CONSTRAINT), from one wheelhouse: the module first
+runs `pip wheel` once for every component's requirements and the build's (pyproject.toml),
+then each install.sh runs with PIP_NO_INDEX and PIP_FIND_LINKS on it, so the five resolve
+offline instead of each asking the indexes again: the subject is the install command and
+the extra, not the registry. torch is taken as $MILO_DEPLOY_TORCH_SPEC (default
+torch==2.13.0, the CPU wheel this machine has) from pip's own sources, since the PyTorch
+index the images use is not reachable here. Each fresh environment is a copy of one made
+by `python -m venv` (what the Dockerfiles run), which saves ensurepip's pip install per
+component. All five take about 3-4 minutes on 2 cores with a warm pip cache (torch alone
+is ~1 GB unpacked).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -71,20 +77,62 @@ def constraints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def install(name: str, work: Path, constraints: Path) -> Path:
+def torch_spec() -> str:
+    return os.environ.get("MILO_DEPLOY_TORCH_SPEC", "torch==2.13.0")
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(constraints: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of every requirement the five installs and their builds can ask for.
+
+    One `pip wheel` (~380 MB, from pip's cache) of pyproject.toml's dependencies, every
+    component's extra, the build system's requires and torch, at the constrained versions.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = project["project"]["optional-dependencies"]
+    requirements = [
+        *project["project"]["dependencies"],
+        *(req for name in COMPONENTS for req in extras[name]),
+        *project["build-system"]["requires"],
+        torch_spec(),
+    ]
+    path = tmp_path_factory.mktemp("wheelhouse")
+    env = {**os.environ, "PIP_CONSTRAINT": str(constraints), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(path), *requirements],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def venv_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh `python -m venv`, copied (not reused) for each component."""
+    venv = tmp_path_factory.mktemp("template") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    return venv
+
+
+def install(name: str, work: Path, constraints: Path, wheelhouse: Path, template: Path) -> Path:
     """The build stage of deploy/<name>.Dockerfile, DEVICE=cpu: the venv's python."""
     build = next(s for s in stages(DEPLOY / f"{name}.Dockerfile") if s.name == "build")
     context = work / "src"
     build_context(context, copy_sources(build))
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    shutil.copytree(template, venv, symlinks=True)  # what `python -m venv` makes, faster
     python = venv / "bin" / "python"
     args = [{"${DEVICE}": "cpu"}.get(word, word) for word in install_command(build)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env |= {
         "PYTHON": str(python),
         "PIP_CONSTRAINT": str(constraints),
-        "TORCH_SPEC": os.environ.get("MILO_DEPLOY_TORCH_SPEC", "torch==2.13.0"),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "TORCH_SPEC": torch_spec(),
         "TORCH_INDEX_URL": "pypi",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_COMPILE": "0",
@@ -137,11 +185,16 @@ def health_command(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_image_install_step_installs_and_the_service_becomes_serving(
-    name: str, tmp_path: Path, constraints: Path, demo_models: Path
+    name: str,
+    tmp_path: Path,
+    constraints: Path,
+    wheelhouse: Path,
+    venv_template: Path,
+    demo_models: Path,
 ):
     module = None
     try:
-        python = install(name, tmp_path, constraints)
+        python = install(name, tmp_path, constraints, wheelhouse, venv_template)
         env = runtime_env(name, demo_models)
         assert imported_from(python, env, tmp_path).startswith(str(tmp_path / "venv"))
         entrypoint = json.loads(stages(DEPLOY / f"{name}.Dockerfile")[-1].all("ENTRYPOINT")[0])
