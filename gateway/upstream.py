@@ -4,12 +4,12 @@ the API key, cancellation and error mapping live here and nowhere else.
 - Channels: one grpc.aio channel per service for the gateway's lifetime, made by
   `open_channel` (the one place for channel options: keepalive, fast reconnect at most
   2 s apart, message sizes, and a retry policy for the idempotent unary methods, which
-  retries UNAVAILABLE and RESOURCE_EXHAUSTED with backoff, honouring the server's
-  grpc-retry-pushback-ms). Streaming calls are never retried: a half-spoken reply cannot
-  be replayed. Each address may name several replicas (a DNS name,
-  `dns:///headless-service:port`, or a list of IP addresses): calls are spread with
-  round_robin and a replica that reports NOT_SERVING gets no new call
-  (gateway/balancing.py).
+  retries UNAVAILABLE, RESOURCE_EXHAUSTED and a CANCELLED sent by a replica that is
+  shutting down, with backoff, honouring the server's grpc-retry-pushback-ms). Streaming
+  calls are never retried: a half-spoken reply cannot be replayed. Each address may name
+  several replicas (a DNS name, `dns:///headless-service:port`, or a list of IP
+  addresses): calls are spread with round_robin and a replica that reports NOT_SERVING
+  gets no new call (gateway/balancing.py).
 - Connecting: before a call, a channel that is not READY gets a short grace to
   (re)connect, so a service that has just restarted is reached, while one that is down
   still fails fast (UNAVAILABLE) instead of holding the caller to its deadline.
@@ -86,7 +86,10 @@ def _service_config(name: str, retries: int) -> str:
         "initialBackoff": "0.1s",
         "maxBackoff": "1s",
         "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+        # CANCELLED too: a replica shutting down cancels the calls it had received but not
+        # yet handed to a handler (gRPC core, grpc/grpc#41785) instead of refusing them with
+        # UNAVAILABLE. A call the gateway cancels itself is never retried.
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"],
     }
     config = balancing_config()
     if retries:

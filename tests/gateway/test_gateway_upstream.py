@@ -1,5 +1,6 @@
-"""Tier 1: the gateway's upstream layer on its own: a cancellation that lands as a read
-completes is never lost (on Python 3.11, asyncio.wait_for loses it: CPython gh-86296)."""
+"""The gateway's upstream layer on its own: a cancellation that lands as a read completes is
+never lost (on Python 3.11, asyncio.wait_for loses it: CPython gh-86296); an idempotent call
+that a stopping replica refuses is retried."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.upstream import Replies, UpstreamError
+from gateway.upstream import Replies, UpstreamError, open_channel
+from milo.translate.v1 import translate_pb2, translate_pb2_grpc
 
 
 class FakeCall:
@@ -43,3 +45,37 @@ async def test_no_first_reply_within_the_wait_is_deadline_exceeded_naming_the_se
         await anext(replies)
     assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert err.value.service == "llm" and err.value.message.startswith("llm: no reply within")
+
+
+class FlakyTranslate(translate_pb2_grpc.TranslatorServicer):
+    """Fails the first call with `code`, as a replica does that is shutting down (calls it
+    had not yet handed to a handler get CANCELLED: grpc/grpc#41785), then answers."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self.code, self.calls = code, 0
+
+    async def Translate(self, request, context):
+        self.calls += 1
+        if self.calls == 1:
+            await context.abort(self.code, "shutting down")
+        return translate_pb2.TranslateResponse(
+            translations=[translate_pb2.Translation(text=t) for t in request.texts]
+        )
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE], ids=lambda c: c.name
+)
+async def test_an_idempotent_call_refused_by_a_stopping_replica_is_retried(code):
+    servicer = FlakyTranslate(code)
+    server = grpc.aio.server()
+    translate_pb2_grpc.add_TranslatorServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with open_channel("translate", f"127.0.0.1:{port}", retries=2) as channel:
+            stub = translate_pb2_grpc.TranslatorStub(channel)
+            reply = await stub.Translate(translate_pb2.TranslateRequest(texts=["a"]), timeout=10)
+        assert [t.text for t in reply.translations] == ["a"] and servicer.calls == 2
+    finally:
+        await server.stop(grace=0)
