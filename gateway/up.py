@@ -119,6 +119,12 @@ def plan(models: Path, host: str, language: str | None, base_port: int) -> list[
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": "1",
     }  # local files only: a missing one fails at once
+    # The four model services share this machine's cores. OpenMP threads that spin while
+    # idle (CTranslate2's Intel OpenMP in stt and translate, torch's in tts, llama.cpp's)
+    # take them from the other services: in a 30-minute soak at 4 conversations on 2 cores,
+    # translate calls took up to 30 s and 125 turns failed; with passive waits, none did.
+    # An OMP_WAIT_POLICY already set wins (the llm service sets its own the same way).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     children = []
     for name in (*SERVICES, "gateway"):
         grpc_port, metrics_port = PORTS[name]

@@ -42,6 +42,7 @@ class ServiceProcess:
         self.module, self.prefix, self.args = module, prefix, args or []
         self.python = python or sys.executable  # another environment's interpreter
         self.env = {**os.environ, **(env or {})}
+        self.env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `milo up`: services share cores
         self.env.setdefault(f"{prefix}HOST", "127.0.0.1")
         self.env.setdefault(f"{prefix}PORT", "0")
         self.env.setdefault(f"{prefix}METRICS_HOST", "127.0.0.1")
