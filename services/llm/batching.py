@@ -12,7 +12,9 @@ into the next decoding step. Pure logic, no llama.cpp (the engine does the decod
 - Steps: every request that is generating gets exactly one token per step (all advance
   together, none waits for another's reply to end); prompts being evaluated share at most
   `prefill_chunk` tokens per step, oldest request first, so a long prompt is spread over
-  several steps instead of stalling the tokens of the others.
+  several steps instead of stalling the tokens of the others. A prompt that ends in the
+  next step may have that step to itself (prefill-first, see `plan_step`), so that a new
+  request's first token does not wait for the tokens of every reply in flight.
 """
 
 from __future__ import annotations
@@ -99,18 +101,34 @@ class Pending(Protocol):
 P = TypeVar("P", bound=Pending)
 
 
-def plan_step(jobs: Sequence[P], prefill_chunk: int) -> list[tuple[P, int]]:
+def plan_step(
+    jobs: Sequence[P], prefill_chunk: int, prefill_first: bool = False
+) -> list[tuple[P, int]]:
     """How many tokens of each request go into the next step, given in arrival order.
 
     Requests that are generating feed their one sampled token; prompts share
     `prefill_chunk` tokens, oldest first. A request with nothing to feed is left out.
+
+    With `prefill_first`, a step where some prompts end (their first reply token comes out
+    of it) holds those prompts alone: the generating requests wait one step. This is the
+    prefill-first policy of vLLM's default scheduler before chunked prefill (a batch of
+    prefills, decodes paused; docs.vllm.ai, "Optimization and Tuning"): on a CPU, where a
+    step costs about as much per token as the tokens it holds, a new request's first
+    token then costs one short step instead of one shared with every reply in flight.
+    Prompts that need several chunks are evaluated with the generating tokens, so a long
+    prompt never holds the others back; the scheduler asks for prefill-first only when
+    the step before was not one, so replies in flight advance at least every other step.
     """
     plan: list[tuple[P, int]] = [(j, 1) for j in jobs if j.generating and j.pending]
+    prompts: list[tuple[P, int]] = []
     budget = prefill_chunk
     for job in jobs:
         if job.generating or not job.pending or budget <= 0:
             continue
         n = min(len(job.pending), budget)
-        plan.append((job, n))
+        prompts.append((job, n))
         budget -= n
-    return plan
+    ending = [(j, n) for j, n in prompts if n == len(j.pending)]
+    if prefill_first and ending:
+        return ending
+    return plan + prompts

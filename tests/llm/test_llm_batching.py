@@ -185,10 +185,44 @@ def test_a_request_arriving_mid_reply_starts_before_it_ends_its_prompt_in_chunks
     names = [name for name, _ in log]
     first_new = names.index("new")
     assert first_new < names.index("first", first_new)  # before the long reply ended
-    # While the newcomer's prompt was evaluated, chunk by chunk, the reply kept going.
+    # While the newcomer's prompt was evaluated, chunk by chunk, the reply kept going; only
+    # the last chunk, the step that gives the newcomer's first token, was its alone.
     steps_of_prompt = -(-prompt_tokens // engine.prefill_chunk)
     first_between = names[names.index("first", 0) : first_new].count("first")
-    assert first_between >= 5 + steps_of_prompt - 1
+    assert first_between >= 5 + steps_of_prompt - 2
+
+
+def test_a_new_request_gets_its_first_token_alone_but_never_starves_the_replies(engine):
+    log: list[tuple[str, Event]] = []
+    chain = [Reply(f"new{i}", log) for i in range(8)]
+
+    def next_arrives(reply: Reply, event: Event) -> None:
+        # Each newcomer, once answered, brings the next: a new prompt at every step.
+        if isinstance(event, Finish) and reply is not chain[-1]:
+            following = chain[chain.index(reply) + 1]
+            start(engine, following, conversation(QUESTIONS[len(following.name) % 4]), greedy(1))
+
+    for reply in chain[:-1]:
+        reply.on_event = next_arrives
+
+    def first_arrives(reply: Reply, event: Event) -> None:
+        if isinstance(event, Piece) and len(reply.pieces) == 3:
+            start(engine, chain[0], conversation(QUESTIONS[2]), greedy(1))
+
+    first = start(
+        engine, Reply("first", log, first_arrives), conversation(QUESTIONS[1]), greedy(60)
+    )
+    assert chain[-1].wait().completion_tokens == 1
+    assert first.wait().completion_tokens == 60
+    names = [name for name, _ in log]
+    # The first newcomer's token came in the step right after it arrived, alone ...
+    at = names.index("new0")
+    assert names[at - 1] == "first" and names[at + 1] == "new0"  # its Piece, then its Finish
+    # ... and while a newcomer came at every step, the reply still advanced every other
+    # step: between two of its tokens, at most two newcomers were answered.
+    span = names[at : names.index("new7")]
+    gaps = " ".join(span).split("first")
+    assert len(gaps) >= 4 and all(len(set(gap.split())) <= 2 for gap in gaps), span
 
 
 def test_generate_from_threads_and_usage(engine):

@@ -69,3 +69,15 @@ def test_a_long_prompt_never_holds_back_the_replies_in_flight():
     plan = plan_step([long_prompt, *replies], prefill_chunk=64)
     assert sum(n for j, n in plan if j in replies) == 8
     assert dict((id(j), n) for j, n in plan)[id(long_prompt)] == 64
+
+
+def test_prefill_first_gives_ending_prompts_a_step_of_their_own():
+    reply, short, long_prompt = Job([5], True), Job([2] * 6), Job([3] * 500)
+    plan = plan_step([reply, short, long_prompt], prefill_chunk=64, prefill_first=True)
+    assert plan == [(short, 6)]  # its first token comes out of this step: the reply waits
+    # a prompt that needs more chunks goes with the replies, chunk by chunk
+    plan = plan_step([reply, long_prompt], prefill_chunk=64, prefill_first=True)
+    assert plan == [(reply, 1), (long_prompt, 64)]
+    # without prefill-first (the step before held prompts alone), all advance together
+    plan = plan_step([reply, short], prefill_chunk=64)
+    assert plan == [(reply, 1), (short, 6)]
