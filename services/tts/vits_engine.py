@@ -6,14 +6,21 @@ voice, speed, seed) gives the same samples, alone or in a padded batch with othe
 requests' segments (`synthesize_batch`, fed by services.tts.batcher). One forward pass
 runs at a time (a lock).
 
-Memory: on CPU, torch runs these convolutions through oneDNN, which compiles a kernel for
-each distinct input shape and caches it (1024 entries by default, each up to a few hundred
-KiB). VITS gives a new shape with nearly every segment (its text length, and the frame
-count its sampled durations give), so under steady load that cache grew the process by
-about 15 MiB a minute for hours. `_import_torch` bounds it to ONEDNN_CACHE_CAPACITY entries
-(ONEDNN_PRIMITIVE_CACHE_CAPACITY, read at the first convolution; a value set in the
-environment wins): enough for the shapes one forward pass reuses, and the audio is the same.
-Source: oneDNN's primitive cache documentation (dev_guide_primitive_cache).
+Memory: on CPU, torch runs these convolutions through oneDNN, and two caches keep what is
+built for each distinct input shape: oneDNN's primitive cache (compiled kernels, 1024
+entries by default; ONEDNN_PRIMITIVE_CACHE_CAPACITY) and PyTorch's own cache of oneDNN
+computations in ideep (1024 entries by default; LRU_CACHE_CAPACITY; pytorch/pytorch#27971,
+"High memory usage for CPU inference on variable input shapes"). VITS gives a new shape
+with nearly every segment (its text length, and the frame count its sampled durations
+give), so under steady load both grow for hours. The demo model driven with 600 batches of
+1-4 random-length segments (tests/bench/bench_tts.py's voice, one process): with the
+oneDNN cache bounded alone, glibc's in-use heap went 125 -> 330 MiB and was still rising;
+with ideep's bounded to 16 as well, 125 -> 152 MiB, flat from the 180th batch on, in the
+same time (78 s both). `_import_torch` sets both bounds (ONEDNN_CACHE_CAPACITY,
+IDEEP_CACHE_CAPACITY: enough for the shapes one forward pass reuses; read at the first
+convolution; a value set in the environment wins); the audio is the same.
+Sources: oneDNN's primitive cache documentation (dev_guide_primitive_cache); ideep's
+`lru_cache.hpp` (computation_cache, capacity from LRU_CACHE_CAPACITY).
 And glibc: the padded batches allocate tensors of a different size each time; once a large
 freed block has raised glibc's mmap threshold, they come from the heap, whose freed pages
 glibc keeps (the demo model driven with 60 batches of 1-4 random-length segments: heap
@@ -44,6 +51,7 @@ log = logging.getLogger(__name__)
 
 WARMUP_TEXT = "manao ahoana tompoko"
 ONEDNN_CACHE_CAPACITY = 64  # compiled CPU kernels kept; see the module docstring
+IDEEP_CACHE_CAPACITY = 16  # PyTorch's cached oneDNN computations; see the module docstring
 TRIM_INTERVAL_S = 2.0  # least time between two malloc_trim calls
 
 
@@ -62,6 +70,7 @@ def malloc_trim() -> Callable[[], object] | None:
 
 def _import_torch() -> tuple[Any, Any]:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_CAPACITY))
+    os.environ.setdefault("LRU_CACHE_CAPACITY", str(IDEEP_CACHE_CAPACITY))
     try:
         import torch
         import transformers

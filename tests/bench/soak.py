@@ -17,7 +17,11 @@ speech). Prints, and writes as JSON (--out):
   for HTTP the whole request;
 - resident memory (RSS) and open file descriptors of every process (milo up and its five
   children) at the start, at the end of each window, and at the end; crashes and restarts
-  that milo up reported;
+  that milo up reported. RSS is also read every RSS_EVERY_S seconds, and each of these
+  points gives the median of the readings in the minute before it too: a process's RSS
+  swings within seconds while a request is served (TTS: a padded batch's tensors, up to
+  +150 MiB, are allocated, freed and trimmed again within 2 s), so one reading can land
+  on a batch in flight; the growth verdict uses the minute medians;
 - inside the stack, per window, the p95 bucket of the services' own histograms (the
   gateway's stage latencies, translate's and TTS's batch wait and model-call time), to tell
   a slow model call from a request that waited;
@@ -182,6 +186,32 @@ def resources(pids: dict[str, int]) -> dict[str, dict[str, float]]:
             }
         except (OSError, StopIteration):
             out[name] = {"pid": pid, "rss_mib": 0.0, "fds": 0}
+    return out
+
+
+RSS_EVERY_S = 5.0  # how often RSS is read for the minute medians
+RSS_SPAN_S = 60.0  # the minute before a checkpoint whose readings give its median
+
+
+async def read_rss(pids: dict[str, int], readings: list[tuple[float, dict[str, float]]]) -> None:
+    """Every RSS_EVERY_S, append (monotonic time, {process: RSS MiB}) to `readings`."""
+    while True:
+        procs = resources(pids)
+        readings.append((time.monotonic(), {n: p["rss_mib"] for n, p in procs.items()}))
+        await asyncio.sleep(RSS_EVERY_S)
+
+
+def minute_median(
+    readings: list[tuple[float, dict[str, float]]], at: float
+) -> dict[str, float | None]:
+    """Per process, the median RSS (MiB) of the readings in the RSS_SPAN_S before `at`
+    (monotonic); None without readings there."""
+    span = [r for t, r in readings if at - RSS_SPAN_S <= t <= at]
+    names = {n for r in span for n in r}
+    out: dict[str, float | None] = {}
+    for name in names:
+        values = sorted(r[name] for r in span if r.get(name))
+        out[name] = values[len(values) // 2] if values else None
     return out
 
 
@@ -491,25 +521,30 @@ def report(record: Record, samples: list[dict], up: Up, args: argparse.Namespace
     start, end = samples[0], samples[-1]
     after_first = samples[1] if len(samples) > 2 else samples[0]
     lines.append(
-        "RSS MiB and open fds per process: start / after window 1 / end; RSS growth after "
-        f"window 1 (goal < {RSS_GROWTH_GOAL:.0%})"
+        "RSS MiB and open fds per process: start / after window 1 / end (one reading each, "
+        "then the medians of the minute before window 1's end and the run's end); RSS growth "
+        f"after window 1, of those medians (goal < {RSS_GROWTH_GOAL:.0%})"
     )
     for name in start["procs"]:
         a, b, c = (x["procs"].get(name, {}) for x in (start, after_first, end))
         rss = [x.get("rss_mib", 0.0) for x in (a, b, c)]
-        growth = (rss[2] - rss[1]) / rss[1] if rss[1] else math.inf
+        medians = [after_first.get("rss_median", {}).get(name), end.get("rss_median", {}).get(name)]
+        m1, m2 = medians[0] or rss[1], medians[1] or rss[2]
+        growth = (m2 - m1) / m1 if m1 else math.inf
         restarted = len({x.get("pid") for x in (a, b, c)}) > 1
         ok = growth < RSS_GROWTH_GOAL and not restarted
         goals[f"rss {name}"] = {
             "rss_mib": rss,
+            "rss_minute_median_mib": medians,
             "fds": [x.get("fds") for x in (a, b, c)],
             "value": growth,
             "goal": RSS_GROWTH_GOAL,
             "pass": ok,
         }
         lines.append(
-            f"  {name:<10} RSS {rss[0]:7.1f} / {rss[1]:7.1f} / {rss[2]:7.1f}  "
-            f"growth {growth:+6.1%} {verdict(ok)}{' (pid changed: restarted)' if restarted else ''}"
+            f"  {name:<10} RSS {rss[0]:7.1f} / {rss[1]:7.1f} / {rss[2]:7.1f}  medians "
+            f"{m1:7.1f} / {m2:7.1f}  growth {growth:+6.1%} {verdict(ok)}"
+            f"{' (pid changed: restarted)' if restarted else ''}"
             f"   fds {a.get('fds')} / {b.get('fds')} / {c.get('fds')}"
         )
     supervision = up.supervision()
@@ -551,6 +586,8 @@ async def soak(args: argparse.Namespace, up: Up, speech: Path) -> dict:
     until = record.started + args.minutes * 60
     pids = up.pids()
     samples = [{"at_s": 0.0, "procs": resources(pids), "metrics": scrape(up.base)}]
+    readings: list[tuple[float, dict[str, float]]] = []
+    reader = asyncio.create_task(read_rss(pids, readings))
     loops = [
         asyncio.create_task(Loop(i, up, speech, record, args).run(until))
         for i in range(args.conversations)
@@ -563,13 +600,17 @@ async def soak(args: argparse.Namespace, up: Up, speech: Path) -> dict:
         await asyncio.wait(loops, timeout=window_s)
         at = time.monotonic() - record.started
         procs = resources(up.pids())
-        samples.append({"at_s": at, "procs": procs, "metrics": scrape(up.base)})
+        median = minute_median(readings, time.monotonic())
+        samples.append(
+            {"at_s": at, "procs": procs, "rss_median": median, "metrics": scrape(up.base)}
+        )
         rss = " ".join(f"{n} {p['rss_mib']:.0f}" for n, p in procs.items())
         print(
             f"  {at / 60:5.1f} min (load {os.getloadavg()[0]:.1f}): done {dict(record.done)}, "
             f"errors {dict(record.errors) or 'none'}; RSS MiB {rss}",
             flush=True,
         )
+    reader.cancel()
     for task in loops:
         if task.exception() is not None:
             record.error(f"client loop {type(task.exception()).__name__}", repr(task.exception()))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.tts import vits_engine
-from services.tts.vits_engine import ONEDNN_CACHE_CAPACITY, VitsEngine
+from services.tts.vits_engine import IDEEP_CACHE_CAPACITY, ONEDNN_CACHE_CAPACITY, VitsEngine
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +46,19 @@ def test_demo_engine_reads_the_vocabulary_without_the_blank(demo_engine: VitsEng
     assert not set("cquwx0123456789") & demo_engine.vocab
 
 
-def test_load_bounds_the_cpu_kernel_cache(
+def test_load_bounds_the_cpu_kernel_caches(
     demo_engine: VitsEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """oneDNN caches a compiled kernel per input shape; VITS makes new shapes all the time,
-    so the TTS process grew without it (issue 20's soak). An operator's value wins."""
+    """oneDNN and PyTorch's ideep each cache what they build per input shape; VITS makes new
+    shapes all the time, so the TTS process grew without bounds (issue 20's soak). An
+    operator's value wins."""
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_CACHE_CAPACITY)
+    assert os.environ["LRU_CACHE_CAPACITY"] == str(IDEEP_CACHE_CAPACITY)
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "4")
     vits_engine._import_torch()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "4"
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
