@@ -169,7 +169,7 @@ class Replies:
         wait, self._wait = self._wait, None
         try:
             async with asyncio.timeout(wait):
-                reply = await self._call.read()
+                reply = await self._read()
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(self.service, exc) from exc
         except TimeoutError as exc:
@@ -179,6 +179,27 @@ class Replies:
         if reply is grpc.aio.EOF:
             raise StopAsyncIteration
         return reply
+
+    async def _read(self) -> Any:
+        """The next reply. A read is never abandoned in flight: when the reader is cancelled
+        (a barge-in, a timeout), the call is cancelled first and the read, shielded, ends
+        on its own with the call. grpc.aio frees a read's native resources only when an
+        awaiter takes its result; a read whose awaiting task was cancelled keeps them for
+        good, and the message it received holds on to its 64 KiB network read buffer
+        (grpc/grpc#43360): under steady barge-ins the gateway's heap grew 6.6 MiB in 100 s."""
+        read = asyncio.ensure_future(self._call.read())
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            self._call.cancel()
+            read.add_done_callback(_retrieve)
+            raise
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take a finished read's outcome, so that its error is not logged as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Upstream:

@@ -1,5 +1,6 @@
 """The gateway's upstream layer on its own: a cancellation that lands as a read completes is
-never lost (on Python 3.11, asyncio.wait_for loses it: CPython gh-86296); an idempotent call
+never lost (on Python 3.11, asyncio.wait_for loses it: CPython gh-86296), and cancels the
+call so that the read in flight ends with it (grpc/grpc#43360); an idempotent call
 that a stopping replica refuses is retried."""
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ class FakeCall:
 
     def __init__(self) -> None:
         self.reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.cancelled = False
+        self.reads_ended = 0
 
     async def read(self) -> Any:
-        return await self.reply
+        try:
+            return await self.reply
+        finally:
+            self.reads_ended += 1
+
+    def cancel(self) -> None:  # as grpc.aio: a read in flight ends with the call
+        self.cancelled = True
+        if not self.reply.done():
+            self.reply.set_exception(asyncio.CancelledError())
 
 
 @pytest.mark.parametrize("turns", range(6))
@@ -37,6 +48,20 @@ async def test_a_cancel_as_the_read_completes_is_never_lost(turns):
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
+
+
+async def test_a_cancelled_reader_cancels_the_call_and_its_read_ends_with_it():
+    """grpc.aio keeps a read's native resources (and the network buffer its message holds)
+    for good when the task awaiting it is cancelled (grpc/grpc#43360): the read is never
+    abandoned, the call is cancelled and the read ends with it."""
+    call = FakeCall()
+    reader = asyncio.create_task(anext(Replies("tts", call, first_read_s=None)))
+    await asyncio.sleep(0)
+    reader.cancel()  # a barge-in
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await asyncio.sleep(0)
+    assert call.cancelled and call.reads_ended == 1
 
 
 async def test_no_first_reply_within_the_wait_is_deadline_exceeded_naming_the_service():
