@@ -55,7 +55,30 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _converse(args: argparse.Namespace) -> int:
-    return asyncio.run(converse(args))
+    """`milo converse`, with the errors a user can cause said in one line on stderr instead of
+    a traceback: exit status 2 for a WAV that cannot be read, 1 for a gateway that cannot be
+    reached or that ended the call with an error status."""
+    import grpc
+
+    def fail(message: str, status: int) -> int:
+        print(f"milo converse: {message}", file=sys.stderr)
+        return status
+
+    try:
+        return asyncio.run(converse(args))
+    except ConnectionError as exc:  # MiloClient: no gateway after its connect attempts
+        return fail(f"{exc} at {args.address}: is `milo up` running?", 1)
+    except (wave.Error, EOFError) as exc:
+        return fail(
+            f"{args.wav} is not a PCM WAV file ({exc}); convert it first, e.g. "
+            f"ffmpeg -i {args.wav} -ar 16000 -ac 1 speech.wav",
+            2,
+        )
+    except OSError as exc:
+        return fail(f"cannot read {exc.filename or args.wav}: {exc.strerror or exc}", 2)
+    except grpc.RpcError as exc:  # a status that ended the whole session
+        code = exc.code()  # type: ignore[attr-defined]
+        return fail(f"the gateway ended the session: {code.name}: {exc.details()}", 1)  # type: ignore[attr-defined]
 
 
 async def wav_chunks(path: Path, fast: bool, chunk_ms: int = 20) -> AsyncIterator[bytes]:
@@ -73,7 +96,8 @@ async def wav_chunks(path: Path, fast: bool, chunk_ms: int = 20) -> AsyncIterato
 async def converse(args: argparse.Namespace) -> int:
     """Run one `milo converse` session against the gateway at `args.address`, printing each
     event; `--wav` audio ends with an end-of-utterance control. Returns the exit status:
-    1 if any turn reported an error, 2 if the WAV is not 16-bit PCM, else 0."""
+    1 if any turn reported an error or a WAV gave no turn (no speech heard), 2 if the WAV
+    is not 16-bit PCM, else 0."""
     from milo.audio.v1 import audio_pb2
     from milo.client import MiloClient
     from milo.gateway.v1 import gateway_pb2 as gw
@@ -105,12 +129,21 @@ async def converse(args: argparse.Namespace) -> int:
         yield gw.Control.ACTION_END_OF_UTTERANCE
 
     printer = EventPrinter()
-    async with MiloClient(args.address, api_key=os.environ.get("MILO_API_KEY")) as client:
+    key = os.environ.get("MILO_API_KEY")
+    # Two connect attempts (about 3 s), not the library's five (about 25 s): at a prompt, a
+    # wrong address or a stack that is down should be said at once.
+    async with MiloClient(args.address, api_key=key, connect_attempts=2) as client:
         async for event in client.converse(inputs(), config, timeout=args.timeout):
             printer.show(event)
     if args.out and printer.audio:
         printer.write_wav(args.out)
         print(f"reply audio: {args.out} ({printer.audio_ms / 1000:.2f} s)")
+    if args.wav and not printer.turns:
+        print(
+            f"milo converse: no speech was heard in {args.wav}: the session ended without a turn",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if printer.errors else 0
 
 
@@ -121,10 +154,13 @@ class EventPrinter:
         self.audio = bytearray()
         self.audio_ms = 0.0
         self.rate, self.channels, self.errors = 16000, 1, 0
+        self.turns = 0  # events of a turn (anything but the session's start)
 
     def show(self, event) -> None:  # type: ignore[no-untyped-def]
         """Print `event` (a milo.client event) on one line, or add its audio to the reply."""
         kind, p = event.kind, event.payload
+        if kind != "session_started":
+            self.turns += 1
         if kind == "audio":
             if p.HasField("format"):
                 self.rate, self.channels = p.format.sample_rate_hz, p.format.channels or 1
