@@ -139,6 +139,11 @@ def milo_error_response(path: str, exc: MiloError) -> JSONResponse:
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     parts, param = [], None
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":  # its loc is ("body", character offset)
+            at = err.get("loc", ("body", "?"))[-1]
+            detail = err.get("ctx", {}).get("error", "JSON decode error")
+            parts.append(f"the body is not valid JSON: {detail} at character {at}")
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "form")]
         where = ".".join(loc) or "body"
         param = param or where

@@ -24,6 +24,7 @@ from milo.stt.v1 import stt_pb2
 from milo.tts.v1 import tts_pb2
 from services.runtime.errors import ContextLengthExceeded, InvalidArgument
 
+STARTED = int(time.time())  # /v1/models' `created`: when this gateway started (Unix s)
 router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
 Core = Annotated[GatewayCore, Depends(core)]
 _FINISH = {llm_pb2.FINISH_REASON_LENGTH: "length"}
@@ -290,8 +291,8 @@ async def _chunks(
 async def models(request: Request) -> o.ModelList:
     """One card per service (stt, translate, llm, tts), by the model id its Describe gave."""
     deps = bridge(request).core.backends.deps.values()
-    now = int(time.time())
     cards = [
-        o.ModelCard(id=d.model_id or d.name, created=now, owned_by=f"milo-{d.name}") for d in deps
+        o.ModelCard(id=d.model_id or d.name, created=STARTED, owned_by=f"milo-{d.name}")
+        for d in deps
     ]
     return o.ModelList(data=cards)

@@ -211,7 +211,8 @@ class VerboseTranscription(BaseModel):
 
 class ModelCard(BaseModel):
     """One model: its id (the service's model id, or its name before it is known),
-    `created` as the time of the request (Unix s), `owned_by` milo-<service>."""
+    `created` as the time the gateway started (Unix s; the same on every call),
+    `owned_by` milo-<service>."""
 
     id: str
     object: Literal["model"] = "model"

@@ -110,6 +110,20 @@ async def test_bad_input_is_400_or_422_with_a_json_error(gateway_http):
     assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
 
 
+async def test_a_body_that_is_not_json_is_said_so_and_models_are_stable(gateway_http):
+    client = gateway_http.client
+    r = await client.post(
+        "/v1/chat/completions",
+        content=b'{"messages":',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["message"].startswith("the body is not valid JSON: ") and error["param"] is None
+    first, again = (await client.get("/v1/models")).json(), (await client.get("/v1/models")).json()
+    assert first == again  # `created` is when the gateway started, not the time of the call
+
+
 async def test_not_audio_is_415(gateway_http):
     r = await gateway_http.client.post(
         "/v1/transcribe", files={"file": ("notes.txt", b"hello", "text/plain")}
