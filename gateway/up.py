@@ -137,6 +137,9 @@ def plan(models: Path, host: str, language: str | None, base_port: int) -> list[
             f"{prefix}HOST": host,
             f"{prefix}PORT": str(grpc_port),
             f"{prefix}METRICS_PORT": str(metrics_port),
+            # /metrics on the services' own address (by default this machine only), not on
+            # every interface; an operator's MILO_<SERVICE>_METRICS_HOST wins
+            f"{prefix}METRICS_HOST": env.get(f"{prefix}METRICS_HOST", host),
         }
         children.append(Child(name, grpc_port, metrics_port, child_env))
     gateway = children[-1]
