@@ -210,8 +210,8 @@ def minute_median(
     names = {n for r in span for n in r}
     out: dict[str, float | None] = {}
     for name in names:
-        values = sorted(r[name] for r in span if r.get(name))
-        out[name] = values[len(values) // 2] if values else None
+        values = [r[name] for r in span if r.get(name)]
+        out[name] = percentiles(values)["p50"] if values else None
     return out
 
 
