@@ -182,16 +182,16 @@ class BatchScheduler:
         `max_queue_delay_microseconds`): each further request is waited for at most
         BURST_GAP_S, all of them at most BURST_WINDOW_S, and never beyond a full batch.
         """
-        opened = time.monotonic()
+        deadline = time.monotonic() + BURST_WINDOW_S
         while len(self._waiting) < len(self.slots):
             before = len(self._waiting)
             if before < 2:
                 time.sleep(0)
                 self._take_new(block=False)
             else:
-                left = opened + BURST_WINDOW_S - time.monotonic()
-                self._take_new(block=left > 0, timeout=min(BURST_GAP_S, max(left, 0.0)))
-            if len(self._waiting) == before or time.monotonic() >= opened + BURST_WINDOW_S:
+                left = max(0.0, deadline - time.monotonic())
+                self._take_new(block=True, timeout=min(BURST_GAP_S, left))
+            if len(self._waiting) == before or time.monotonic() >= deadline:
                 self._take_new(block=False)  # what came while this thread waited for the GIL
                 return
 
