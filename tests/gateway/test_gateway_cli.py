@@ -1,13 +1,15 @@
 """`milo converse` says a user's mistake in one line on stderr, with an exit status, never a
 traceback: a gateway that is not there (within seconds), a WAV that is missing or is not a
-WAV."""
+WAV, a WAV in which no speech was heard."""
 
 from __future__ import annotations
 
 import argparse
 import socket
 import time
+import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -54,3 +56,43 @@ def test_a_file_that_is_not_a_wav_is_said(
     err = capsys.readouterr().err
     assert err.startswith(f"milo converse: {mp3} is not a PCM WAV file (")
     assert "ffmpeg -i" in err and "Traceback" not in err
+
+
+class SilentGateway:
+    """A MiloClient whose gateway heard no speech: the session starts, then ends."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    async def __aenter__(self) -> SilentGateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def converse(self, inputs, config, **options):  # type: ignore[no-untyped-def]
+        async for _ in inputs:
+            pass
+        yield SimpleNamespace(
+            turn_id=0, kind="session_started", payload=SimpleNamespace(session_id="s1")
+        )
+
+
+def test_a_wav_in_which_no_speech_was_heard_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import milo.client
+
+    monkeypatch.setattr(milo.client, "MiloClient", SilentGateway)
+    silence = tmp_path / "silence.wav"
+    with wave.open(str(silence), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(16000))
+    assert cli._converse(parse("--wav", str(silence), "--fast")) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "[turn 0] session_started: s1\n"
+    assert captured.err == (
+        f"milo converse: no speech was heard in {silence}: the session ended without a turn\n"
+    )

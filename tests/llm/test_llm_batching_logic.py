@@ -1,11 +1,14 @@
 """Tier 1: the continuous batching policy (which sequence a request takes, what goes into
-the next decoding step)."""
+the next decoding step, which requests a burst gathers into its first step)."""
 
 from __future__ import annotations
 
+import collections
+import queue
 from dataclasses import dataclass, field
 
 from services.llm.batching import Slot, common_prefix, pick_slot, pick_source, plan_step
+from services.llm.llama_batch import BURST_GAP_S, BatchScheduler
 
 
 def test_common_prefix():
@@ -81,3 +84,48 @@ def test_prefill_first_gives_ending_prompts_a_step_of_their_own():
     # without prefill-first (the step before held prompts alone), all advance together
     plan = plan_step([reply, short], prefill_chunk=64)
     assert plan == [(reply, 1), (short, 6)]
+
+
+class Inbox:
+    """The scheduler's inbox, scripted: `arrivals` come one per blocking wait (a request that
+    arrives within the gap); every wait is recorded as (block, timeout)."""
+
+    def __init__(self, arrivals: list[object]) -> None:
+        self.arrivals, self.waits = list(arrivals), []
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        self.waits.append((block, timeout))
+        if block and self.arrivals:
+            return self.arrivals.pop(0)
+        raise queue.Empty
+
+    def get_nowait(self) -> object:
+        return self.get(block=False)
+
+
+def idle_scheduler(waiting: int, arrivals: int, slots: int = 8) -> tuple[BatchScheduler, Inbox]:
+    """A scheduler just woken from idle with `waiting` requests, its thread not started."""
+    scheduler = BatchScheduler.__new__(BatchScheduler)
+    scheduler._waiting = collections.deque(object() for _ in range(waiting))
+    scheduler.slots = [Slot(i) for i in range(slots)]
+    scheduler._closing = False
+    scheduler._inbox = inbox = Inbox([object() for _ in range(arrivals)])  # type: ignore[assignment]
+    return scheduler, inbox
+
+
+def test_a_lone_request_starts_at_once_without_waiting_for_company():
+    scheduler, inbox = idle_scheduler(waiting=1, arrivals=3)
+    scheduler._gather()
+    assert len(scheduler._waiting) == 1
+    assert all(not block for block, _ in inbox.waits)  # it never waited
+
+
+def test_a_burst_is_gathered_within_the_gap_and_never_beyond_a_full_batch():
+    scheduler, inbox = idle_scheduler(waiting=2, arrivals=3)
+    scheduler._gather()
+    assert len(scheduler._waiting) == 5  # the three stragglers join the first step
+    blocking = [timeout for block, timeout in inbox.waits if block]
+    assert blocking and all(t is not None and t <= BURST_GAP_S for t in blocking)
+    scheduler, inbox = idle_scheduler(waiting=2, arrivals=3, slots=3)
+    scheduler._gather()
+    assert len(scheduler._waiting) == 3  # a full batch: no more waiting
